@@ -1,0 +1,176 @@
+"""Registration configuration: frozen dataclasses, named presets, plain-keyword constructors.
+
+``RegistrationConfig`` nests one dataclass per pipeline stage. MONAI bundle configs and the CLI
+build it with :func:`make_config`, which takes a preset name plus nested or dotted overrides,
+e.g. ``make_config("fast", **{"dense.adam_iterations": 40})``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from vmgga.errors import ConfigError, look_up_option
+
+
+class Modality(str, Enum):
+    """Image modality; ``auto`` detects it from the DICOM header or the intensity range."""
+
+    AUTO = "auto"
+    CT = "ct"
+    MR = "mr"
+
+
+class Preset(str, Enum):
+    """Named speed/accuracy trade-offs."""
+
+    FAST = "fast"
+    ACCURATE = "accurate"
+
+
+class FeatureBackend(str, Enum):
+    """Which features drive the dense stage."""
+
+    MIND = "mind"  # MIND-SSC, training-free
+    VMGGA = "vmgga"  # the project's own encoder + gated-attention matcher
+    DINOV2 = "dinov2"  # DINOv2 from a local directory
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Working grid and intensity normalisation."""
+
+    working_spacing_mm: float = 1.5  # isotropic spacing of the working grid
+    max_working_voxels: int = 192**3  # the spacing grows until the grid fits this bound
+    fixed_modality: str = "auto"  # auto | ct | mr
+    moving_modality: str = "auto"  # auto | ct | mr
+    ct_window_hu: tuple[float, float] = (-1000.0, 1500.0)  # HU window mapped to [0, 1]
+    mr_percentiles: tuple[float, float] = (0.5, 99.5)  # robust range mapped to [0, 1]
+
+
+@dataclass(frozen=True)
+class AffineConfig:
+    """Multi-resolution Mattes mutual information affine stage (SimpleITK)."""
+
+    enabled: bool = True  # False: identity (images already aligned)
+    initialization: str = "moments"  # moments | geometry (centre of the image boxes)
+    transform: str = "affine"  # rigid | affine
+    shrink_factors: tuple[int, ...] = (4, 2, 1)  # pyramid levels
+    smoothing_sigmas_mm: tuple[float, ...] = (4.0, 2.0, 1.0)  # per level
+    iterations: int = 100  # per level
+    histogram_bins: int = 32  # Mattes MI bins
+    sampling_fraction: float = 0.05  # random voxel sample for the metric
+    working_spacing_mm: float = 3.0  # the affine stage runs on a grid at least this coarse
+
+
+@dataclass(frozen=True)
+class DenseConfig:
+    """Dense deformable stage: features, discrete matching, convex coupling, Adam refinement."""
+
+    features: str = "mind"  # mind | vmgga | dinov2
+    matcher_weights: str | None = None  # path to a VMGGA checkpoint; None = the shipped one
+    dinov2_path: str | None = None  # local directory of a DINOv2 model (features=dinov2)
+    mind_radius: int = 1  # MIND-SSC patch radius (voxels)
+    mind_dilation: int = 2  # MIND-SSC neighbourhood dilation (voxels)
+    grid_spacing: int = 4  # coarse grid of the discrete search, in working voxels
+    search_radius: int = 4  # search window half-width, in coarse... see matching.cost_volume
+    convex_iterations: int = 6  # coupled convex smoothing steps
+    adam_iterations: int = 60  # instance optimisation steps
+    adam_learning_rate: float = 1.0  # Adam step size
+    adam_grid_spacing: int = 2  # control grid of the optimised field, in working voxels
+    regularisation: str = "diffusion"  # diffusion | bending
+    regularisation_weight: float = 1.0  # weight of the smoothness penalty
+    integration_steps: int = 7  # scaling-and-squaring steps (0: no integration)
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    """Everything :func:`vmgga.register` needs besides the two images."""
+
+    preset: str = "fast"  # fast | accurate, recorded in the report
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    affine: AffineConfig = field(default_factory=AffineConfig)
+    dense: DenseConfig = field(default_factory=DenseConfig)
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    seed: int = 0  # random seed (affine sampling, optimiser)
+    num_threads: int | None = None  # torch/ITK threads; None = all cores
+    max_memory_gb: float | None = None  # cap for the dense stage's estimated memory
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (for reports and checkpoints)."""
+        return dataclasses.asdict(self)
+
+
+#: Overrides that define each preset, applied on top of the defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    Preset.FAST.value: {},
+    Preset.ACCURATE.value: {
+        "preprocess.working_spacing_mm": 1.0,
+        "preprocess.max_working_voxels": 256**3,
+        "dense.adam_iterations": 120,
+    },
+}
+
+
+def make_config(preset: str = "fast", **overrides: Any) -> RegistrationConfig:
+    """Build a :class:`RegistrationConfig` from a preset plus overrides.
+
+    Args:
+        preset: ``fast`` or ``accurate``.
+        **overrides: Either dotted keys (``"dense.adam_iterations": 40``), top-level fields
+            (``device="cuda"``) or whole sections as dicts (``dense={"features": "vmgga"}``).
+
+    Raises:
+        ConfigError: for an unknown preset, section or field.
+    """
+    preset = look_up_option(preset, Preset, "preset")
+    flat = {**PRESETS[preset], **_flatten(overrides)}
+    sections: dict[str, dict[str, Any]] = {"preprocess": {}, "affine": {}, "dense": {}}
+    top: dict[str, Any] = {"preset": preset}
+    for key, value in flat.items():
+        section, _, name = key.rpartition(".")
+        if section:
+            sections[_check_field(section, name)][name] = value
+        else:
+            top[_check_field("", name)] = value
+    return RegistrationConfig(
+        preprocess=PreprocessConfig(**_tuples(sections["preprocess"])),
+        affine=AffineConfig(**_tuples(sections["affine"])),
+        dense=DenseConfig(**sections["dense"]),
+        **top,
+    )
+
+
+_SECTIONS = {"preprocess": PreprocessConfig, "affine": AffineConfig, "dense": DenseConfig}
+
+
+def _flatten(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``{"dense": {"a": 1}}`` -> ``{"dense.a": 1}``; dotted and top-level keys pass through."""
+    flat: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in _SECTIONS and isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        elif key in _SECTIONS and dataclasses.is_dataclass(value):
+            flat.update({f"{key}.{k}": v for k, v in dataclasses.asdict(value).items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _check_field(section: str, name: str) -> str:
+    """Validate ``section.name``; return the section (``""`` for a top-level field)."""
+    cls = _SECTIONS.get(section, RegistrationConfig if not section else None)
+    if cls is None:
+        raise ConfigError(f"unknown config section {section!r}; expected one of {list(_SECTIONS)}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    if name not in names or (not section and name in _SECTIONS):
+        where = section or "RegistrationConfig"
+        raise ConfigError(f"unknown config field {name!r} in {where}; expected one of {names}")
+    return section
+
+
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON gives lists where the dataclasses hold tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}

@@ -1,0 +1,216 @@
+"""Coordinate frames and axis order: the one place where flips and reversals live.
+
+Conventions used everywhere in ``vmgga``:
+
+* Physical space is ITK's **LPS**, in millimetres (``*_lps_mm``). 3D Slicer uses RAS; the only
+  conversion is :data:`RAS_FROM_LPS` (a flip of the first two axes), applied here and nowhere else.
+* A SimpleITK image index is ``(i, j, k)`` (``*_ijk``, x fastest). ``sitk.GetArrayFromImage`` and
+  torch volumes store the same voxels as ``(k, j, i)``, i.e. ``(D, H, W)``. The reversal happens
+  only in :func:`array_zyx_from_xyz` / :func:`xyz_from_array_zyx` and in the vector helpers below.
+* Dense displacement fields in torch are ``(B, 3, D, H, W)`` with channels in **(i, j, k)** order,
+  in voxels of the grid they live on (``disp_ijk``). That is the order ``grid_sample`` expects in the
+  last axis of its sampling grid.
+* ``grid_sample`` is always called with ``align_corners=True``: normalised coordinate -1 is the
+  centre of the first voxel and +1 the centre of the last one (``*_norm``), which is the same voxel
+  centre convention as ITK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+#: ``grid_sample``/``affine_grid`` convention, decided once.
+ALIGN_CORNERS = True
+
+#: Maps LPS coordinates to RAS coordinates (and back: it is its own inverse).
+RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The sampling grid of an image in LPS millimetres.
+
+    Attributes:
+        size_ijk: Number of voxels along i, j, k.
+        spacing_mm: Voxel spacing along i, j, k in mm.
+        origin_lps_mm: Physical position of voxel (0, 0, 0), LPS mm.
+        direction: (3, 3) matrix whose columns are the i, j, k axis directions in LPS.
+    """
+
+    size_ijk: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    origin_lps_mm: tuple[float, float, float]
+    direction: tuple[float, ...]  # 9 values, row-major, as SimpleITK stores it
+
+    @property
+    def direction_matrix(self) -> np.ndarray:
+        """(3, 3) direction cosine matrix; column c is the LPS direction of index axis c."""
+        return np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
+
+    @property
+    def shape_dhw(self) -> tuple[int, int, int]:
+        """Array/tensor shape ``(D, H, W) = (k, j, i)`` of this grid."""
+        return (self.size_ijk[2], self.size_ijk[1], self.size_ijk[0])
+
+    def lps_from_ijk_matrix(self) -> np.ndarray:
+        """(4, 4) homogeneous matrix mapping voxel index (i, j, k) to LPS mm."""
+        matrix = np.eye(4)
+        matrix[:3, :3] = self.direction_matrix @ np.diag(self.spacing_mm)
+        matrix[:3, 3] = self.origin_lps_mm
+        return matrix
+
+    def to_dict(self) -> dict:
+        """JSON-friendly description (used in reports)."""
+        return {
+            "size_ijk": list(self.size_ijk),
+            "spacing_mm": list(self.spacing_mm),
+            "origin_lps_mm": list(self.origin_lps_mm),
+            "direction": list(self.direction),
+        }
+
+
+def geometry_of(image: sitk.Image) -> Geometry:
+    """The :class:`Geometry` of a 3D SimpleITK image."""
+    return Geometry(
+        size_ijk=tuple(int(s) for s in image.GetSize()),
+        spacing_mm=tuple(float(s) for s in image.GetSpacing()),
+        origin_lps_mm=tuple(float(s) for s in image.GetOrigin()),
+        direction=tuple(float(s) for s in image.GetDirection()),
+    )
+
+
+def apply_geometry(image: sitk.Image, geometry: Geometry) -> sitk.Image:
+    """Set spacing, origin and direction of ``image`` (in place) and return it."""
+    image.SetSpacing(geometry.spacing_mm)
+    image.SetOrigin(geometry.origin_lps_mm)
+    image.SetDirection(geometry.direction)
+    return image
+
+
+# --- axis order ------------------------------------------------------------------------------
+
+
+def array_zyx_from_xyz(array_xyz: np.ndarray) -> np.ndarray:
+    """Reverse the first three axes: ``(i, j, k, ...)`` -> ``(k, j, i, ...)``."""
+    return np.ascontiguousarray(np.swapaxes(array_xyz, 0, 2))
+
+
+def xyz_from_array_zyx(array_zyx: np.ndarray) -> np.ndarray:
+    """Reverse the first three axes: ``(k, j, i, ...)`` -> ``(i, j, k, ...)``."""
+    return np.ascontiguousarray(np.swapaxes(array_zyx, 0, 2))
+
+
+def array_from_image(image: sitk.Image) -> np.ndarray:
+    """Voxel array of a scalar or vector image, shape ``(D, H, W)`` or ``(D, H, W, C)``."""
+    return sitk.GetArrayFromImage(image)
+
+
+def image_from_array(array_dhw: np.ndarray, geometry: Geometry, is_vector: bool = False) -> sitk.Image:
+    """SimpleITK image from a ``(D, H, W)`` (or ``(D, H, W, C)`` vector) array on ``geometry``."""
+    image = sitk.GetImageFromArray(array_dhw, isVector=is_vector)
+    return apply_geometry(image, geometry)
+
+
+# --- points ----------------------------------------------------------------------------------
+
+
+def lps_from_ijk(points_ijk: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Continuous voxel indices ``(N, 3)`` in (i, j, k) order -> LPS mm ``(N, 3)``."""
+    matrix = geometry.lps_from_ijk_matrix()
+    return np.asarray(points_ijk, dtype=np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def ijk_from_lps(points_lps_mm: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """LPS mm ``(N, 3)`` -> continuous voxel indices ``(N, 3)`` in (i, j, k) order."""
+    matrix = geometry.lps_from_ijk_matrix()
+    offset = np.asarray(points_lps_mm, dtype=np.float64) - matrix[:3, 3]
+    return np.linalg.solve(matrix[:3, :3], offset.T).T
+
+
+def ras_from_lps(points_lps_mm: np.ndarray) -> np.ndarray:
+    """LPS mm ``(N, 3)`` -> RAS mm ``(N, 3)``."""
+    return np.asarray(points_lps_mm, dtype=np.float64) @ RAS_FROM_LPS.T
+
+
+def lps_from_ras(points_ras_mm: np.ndarray) -> np.ndarray:
+    """RAS mm ``(N, 3)`` -> LPS mm ``(N, 3)`` (the same flip)."""
+    return np.asarray(points_ras_mm, dtype=np.float64) @ RAS_FROM_LPS.T
+
+
+def ras_matrix_from_lps(matrix_lps: np.ndarray) -> np.ndarray:
+    """Conjugate a (4, 4) homogeneous LPS->LPS map into the RAS->RAS map of the same motion."""
+    flip = np.eye(4)
+    flip[:3, :3] = RAS_FROM_LPS
+    return flip @ np.asarray(matrix_lps, dtype=np.float64) @ flip
+
+
+# --- normalised grid_sample coordinates -------------------------------------------------------
+
+
+def norm_from_ijk(points_ijk: torch.Tensor, size_ijk: tuple[int, int, int]) -> torch.Tensor:
+    """Voxel indices ``(..., 3)`` (i, j, k) -> ``grid_sample`` coordinates in [-1, 1]."""
+    scale = _norm_scale(size_ijk, points_ijk)
+    return points_ijk * scale - 1.0
+
+
+def ijk_from_norm(points_norm: torch.Tensor, size_ijk: tuple[int, int, int]) -> torch.Tensor:
+    """``grid_sample`` coordinates ``(..., 3)`` -> voxel indices (i, j, k)."""
+    scale = _norm_scale(size_ijk, points_norm)
+    return (points_norm + 1.0) / scale
+
+
+def _norm_scale(size_ijk: tuple[int, int, int], like: torch.Tensor) -> torch.Tensor:
+    """Per-axis factor 2 / (N - 1) (1 for singleton axes, which have one centre only)."""
+    values = [2.0 / (n - 1) if n > 1 else 1.0 for n in size_ijk]
+    return torch.tensor(values, dtype=like.dtype, device=like.device)
+
+
+def identity_grid_ijk(shape_dhw: tuple[int, int, int], device=None, dtype=torch.float32) -> torch.Tensor:
+    """Voxel index of every voxel, shape ``(1, D, H, W, 3)`` with (i, j, k) in the last axis."""
+    d, h, w = shape_dhw
+    k, j, i = torch.meshgrid(
+        torch.arange(d, device=device, dtype=dtype),
+        torch.arange(h, device=device, dtype=dtype),
+        torch.arange(w, device=device, dtype=dtype),
+        indexing="ij",
+    )
+    return torch.stack((i, j, k), dim=-1)[None]
+
+
+def sampling_grid_norm(disp_ijk: torch.Tensor) -> torch.Tensor:
+    """Sampling grid for ``grid_sample`` from a displacement field.
+
+    Args:
+        disp_ijk: ``(B, 3, D, H, W)`` displacement in voxels, channels (i, j, k).
+
+    Returns:
+        ``(B, D, H, W, 3)`` normalised positions ``x + disp(x)``, last axis (i, j, k).
+    """
+    d, h, w = disp_ijk.shape[2:]
+    grid_ijk = identity_grid_ijk((d, h, w), disp_ijk.device, disp_ijk.dtype)
+    points_ijk = grid_ijk + disp_ijk.permute(0, 2, 3, 4, 1)  # (B, D, H, W, 3)
+    return norm_from_ijk(points_ijk, (w, h, d))
+
+
+# --- displacement vectors ---------------------------------------------------------------------
+
+
+def disp_lps_from_ijk(disp_ijk: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Voxel displacements ``(3, D, H, W)`` (i, j, k) -> LPS mm vectors ``(D, H, W, 3)``.
+
+    The vector of a displacement of ``d`` voxels is ``direction @ diag(spacing) @ d``.
+    """
+    linear = geometry.direction_matrix @ np.diag(geometry.spacing_mm)
+    vectors_ijk = np.moveaxis(np.asarray(disp_ijk, dtype=np.float64), 0, -1)  # (D, H, W, 3)
+    return vectors_ijk @ linear.T
+
+
+def disp_ijk_from_lps(disp_lps_mm: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """LPS mm vectors ``(D, H, W, 3)`` -> voxel displacements ``(3, D, H, W)`` (i, j, k)."""
+    linear = geometry.direction_matrix @ np.diag(geometry.spacing_mm)
+    vectors_ijk = np.asarray(disp_lps_mm, dtype=np.float64) @ np.linalg.inv(linear).T
+    return np.moveaxis(vectors_ijk, -1, 0)
