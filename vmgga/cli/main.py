@@ -1,0 +1,60 @@
+"""``vmgga`` command line: one sub-command per module in :mod:`vmgga.cli`.
+
+Each sub-command module defines ``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int``.
+User errors (:class:`vmgga.errors.VmggaError`) are printed without a traceback and exit with 2;
+``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from vmgga.errors import VmggaError
+
+#: Sub-command name -> module under vmgga.cli.
+SUBCOMMANDS = {
+    "register": "vmgga.cli.register",
+    "apply": "vmgga.cli.apply",
+    "match": "vmgga.cli.match",
+    "train": "vmgga.cli.train",
+    "batch": "vmgga.cli.batch",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available sub-command."""
+    parser = argparse.ArgumentParser(prog="vmgga", description="VMGGA CT-MRI deformable registration")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module_name in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                continue  # sub-command not built in this installation
+            raise
+        sub_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub_parser)
+        sub_parser.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vmgga`` script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except VmggaError as error:
+        if args.debug:
+            raise
+        print(f"vmgga {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vmgga {args.command}: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
