@@ -1,0 +1,194 @@
+"""Read an input image (file, DICOM folder or ``sitk.Image``), validate it, return float32 in LPS.
+
+Every error names the input (``fixed image '/path/x.nii.gz'``) and the problem. Nothing large is
+allocated before the header has been checked (dimension, components, size).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+import SimpleITK as sitk
+
+from vmgga.errors import InputError
+from vmgga.frames import geometry_of
+from vmgga.io.dicom import check_not_multiframe, modality_hint, read_dicom_folder
+from vmgga.io.validate import VolumeLimits, check_components, check_dimension, check_size, validate_volume
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A validated input volume.
+
+    Attributes:
+        image: 3D float32 volume, LPS geometry as SimpleITK gives it.
+        path: The file or DICOM folder it came from (None for an in-memory image).
+        modality_hint: ``"ct"``/``"mr"`` from the DICOM Modality tag, else None.
+        series_uid: SeriesInstanceUID for DICOM input, else None.
+        description: JSON-friendly: geometry, pixel type, source, series information (patient
+            identifiers only under ``"patient"`` when read with ``include_phi=True``).
+        messages: Decisions and warnings worth telling the user (series picked, padding...).
+    """
+
+    image: sitk.Image
+    path: str | None
+    modality_hint: str | None
+    series_uid: str | None
+    description: dict
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """An image as read, before validation and casting."""
+
+    image: sitk.Image
+    source: str  # file | dicom | memory
+    modality_hint: str | None = None
+    dicom_info: dict | None = None
+    phi: dict | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+def read_image(
+    source: str | os.PathLike | sitk.Image,
+    *,
+    role: str = "fixed",
+    dicom_series: str | None = None,
+    volume_index: int | None = None,
+    include_phi: bool = False,
+    limits: VolumeLimits = VolumeLimits(),
+) -> LoadedImage:
+    """Read and validate one input volume.
+
+    Args:
+        source: NIfTI/NRRD/MHA/any SimpleITK file, a DICOM series folder, or a ``sitk.Image``.
+        role: What to call the image in messages (``fixed``, ``moving``...).
+        dicom_series: SeriesInstanceUID to read from a folder with several series.
+        volume_index: Volume to take from a 4D image.
+        include_phi: Put DICOM patient identifiers into ``description["patient"]``.
+        limits: Size limits (see :class:`VolumeLimits`).
+
+    Raises:
+        InputError: missing/unreadable path or unreadable file; its subclasses DicomError,
+            GeometryError and IntensityError for the problems they name.
+    """
+    if isinstance(source, sitk.Image):
+        name = f"{role} image (in memory)"
+        raw, path = _Raw(_extract_volume(source, volume_index, name), "memory"), None
+    else:
+        path = Path(source)
+        name = f"{role} image '{path}'"
+        _check_path(path, name)
+        raw = _read_path(path, name, dicom_series, volume_index, limits)
+    warnings = validate_volume(raw.image, name, modality=raw.modality_hint, limits=limits)
+    image = sitk.Cast(raw.image, sitk.sitkFloat32)
+    return LoadedImage(
+        image=image,
+        path=None if path is None else str(path),
+        modality_hint=raw.modality_hint,
+        series_uid=(raw.dicom_info or {}).get("series_uid"),
+        description=_describe(raw, image, role, path, volume_index, include_phi),
+        messages=[*raw.messages, *warnings],
+    )
+
+
+def _check_path(path: Path, name: str) -> None:
+    """Missing and unreadable paths get their own messages."""
+    if not path.exists():
+        raise InputError(f"{name}: does not exist")
+    mode = os.R_OK | (os.X_OK if path.is_dir() else 0)
+    if not os.access(path, mode):
+        raise InputError(f"{name}: cannot be read (permission denied)")
+
+
+def _read_path(path: Path, name: str, dicom_series: str | None, volume_index: int | None, limits) -> _Raw:
+    """A folder is a DICOM series; a file goes through SimpleITK."""
+    if path.is_dir():
+        if volume_index is not None:
+            raise InputError(f"{name}: --volume-index applies to 4D files, not to a DICOM folder")
+        read = read_dicom_folder(path, dicom_series)
+        hint = modality_hint(read.info["modality"])
+        return _Raw(read.image, "dicom", hint, read.info, read.phi, list(read.messages))
+    if dicom_series is not None:
+        raise InputError(f"{name}: --dicom-series applies to a DICOM folder, not to a file")
+    if pydicom.misc.is_dicom(str(path)):
+        check_not_multiframe([pydicom.dcmread(path, stop_before_pixels=True)], path)
+    return _Raw(_read_file(path, name, volume_index, limits), "file")
+
+
+def _read_file(path: Path, name: str, volume_index: int | None, limits: VolumeLimits) -> sitk.Image:
+    """Check the header first, then read (one volume of a 4D file)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise InputError(f"{name}: cannot be read as an image ({_first_line(error)})") from None
+    size = tuple(int(s) for s in reader.GetSize())
+    check_components(int(reader.GetNumberOfComponents()), name)
+    if len(size) == 4:
+        index = _volume_index_of(size, volume_index, name)
+        reader.SetExtractIndex([0, 0, 0, index])
+        reader.SetExtractSize([*size[:3], 0])
+        size = size[:3]
+    elif volume_index is not None:
+        raise InputError(f"{name}: --volume-index {volume_index} given but the image is {len(size)}D")
+    check_dimension(size, name)
+    check_size(size, name, limits)
+    try:
+        return reader.Execute()
+    except RuntimeError as error:
+        raise InputError(
+            f"{name}: cannot be read (truncated or corrupt file: {_first_line(error)})"
+        ) from None
+
+
+def _volume_index_of(size_4d: tuple[int, ...], volume_index: int | None, name: str) -> int:
+    """The volume to take from a 4D image; a single-volume 4D image needs no index."""
+    if volume_index is None:
+        if size_4d[3] == 1:
+            return 0
+        check_dimension(size_4d, name)  # raises, asking for --volume-index
+    if not 0 <= volume_index < size_4d[3]:
+        raise InputError(f"{name}: --volume-index {volume_index} is out of range 0 to {size_4d[3] - 1}")
+    return volume_index
+
+
+def _extract_volume(image: sitk.Image, volume_index: int | None, name: str) -> sitk.Image:
+    """One volume of an in-memory 4D image (other images pass unchanged)."""
+    if image.GetDimension() != 4:
+        if volume_index is not None:
+            raise InputError(
+                f"{name}: --volume-index {volume_index} given but the image is {image.GetDimension()}D"
+            )
+        return image
+    size = tuple(image.GetSize())
+    index = _volume_index_of(size, volume_index, name)
+    return sitk.Extract(image, [*size[:3], 0], [0, 0, 0, index])
+
+
+def _first_line(error: Exception) -> str:
+    """The informative last non-empty line of an ITK exception text."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def _describe(raw: _Raw, image: sitk.Image, role: str, path, volume_index, include_phi: bool) -> dict:
+    """JSON-friendly description; patient identifiers only with ``include_phi``."""
+    description = {
+        "role": role,
+        "source": raw.source,
+        "path": None if path is None else str(path),
+        "geometry": geometry_of(image).to_dict(),
+        "pixel_type": raw.image.GetPixelIDTypeAsString(),
+        "volume_index": volume_index,
+    }
+    if raw.dicom_info is not None:
+        description["dicom"] = dict(raw.dicom_info)
+    if include_phi and raw.phi is not None:
+        description["patient"] = dict(raw.phi)
+    return description
