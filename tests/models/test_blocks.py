@@ -1,0 +1,88 @@
+"""Building blocks: gated residual, MIND gate, attention kinds, 2D MIND-SSC, confidence head."""
+
+from __future__ import annotations
+
+import torch
+
+from vmgga.models.attention import GatedResidual, full_attention, linear_attention
+from vmgga.models.fusion import MindGate
+from vmgga.models.head import ConfidenceHead, dual_softmax
+from vmgga.models.mind2d import mind_ssc_2d, shift_2d
+
+
+def test_gate_is_in_open_unit_interval():
+    torch.manual_seed(0)
+    block = GatedResidual(8)
+    x, message = 10 * torch.randn(2, 5, 8), 10 * torch.randn(2, 5, 8)
+    with torch.no_grad():
+        gate = block.gate(x, message)
+    assert gate.shape == (2, 5, 8)
+    assert float(gate.min()) > 0 and float(gate.max()) < 1
+    with torch.no_grad():
+        torch.testing.assert_close(block(x, message), x + gate * message)
+
+
+def test_saturated_gate_reduces_to_plain_residual_and_closed_gate_to_identity():
+    block, plain = GatedResidual(4), GatedResidual(4, use_gating=False)
+    x, message = torch.randn(1, 3, 4), torch.randn(1, 3, 4)
+    with torch.no_grad():
+        block.gate_proj.weight.zero_()
+        block.gate_proj.bias.fill_(50.0)
+    torch.testing.assert_close(block(x, message), x + message)
+    torch.testing.assert_close(plain(x, message), x + message)
+    with torch.no_grad():
+        block.gate_proj.bias.fill_(-50.0)
+    torch.testing.assert_close(block(x, message), x)
+
+
+def test_mind_gate_mixes_per_location():
+    torch.manual_seed(0)
+    gate = MindGate(6, 4)
+    visual, mind = torch.randn(1, 6, 5, 5), torch.rand(1, 4, 5, 5)
+    weight = gate.gate(visual, gate.mind_proj(mind))
+    assert weight.shape == (1, 1, 5, 5) and 0 < float(weight.min()) and float(weight.max()) < 1
+    expected = weight * visual + (1 - weight) * gate.mind_proj(mind)
+    torch.testing.assert_close(gate(visual, mind), expected)
+
+
+def test_linear_attention_equals_explicit_kernel_formula():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(1, 2, 5, 4), torch.randn(1, 2, 7, 4), torch.randn(1, 2, 7, 4)
+    phi_q, phi_k = torch.nn.functional.elu(q) + 1, torch.nn.functional.elu(k) + 1
+    weights = phi_q @ phi_k.transpose(-1, -2)  # (1, 2, 5, 7)
+    expected = (weights / weights.sum(-1, keepdim=True)) @ v
+    torch.testing.assert_close(linear_attention(q, k, v), expected, atol=1e-5, rtol=1e-4)
+    explicit = torch.softmax(q @ k.transpose(-1, -2) / 2.0, dim=-1) @ v
+    torch.testing.assert_close(full_attention(q, k, v), explicit, atol=1e-5, rtol=1e-4)
+
+
+def test_dual_softmax_of_diagonal_logits_peaks_on_diagonal():
+    logits = 10 * torch.eye(4)[None]
+    prob = dual_softmax(logits)
+    assert torch.equal(prob[0].argmax(dim=1), torch.arange(4))
+    expected = (torch.e**10 / (torch.e**10 + 3)) ** 2
+    torch.testing.assert_close(prob[0].diagonal(), torch.full((4,), expected))
+
+
+def test_mind_2d_is_invariant_to_affine_intensity_changes():
+    torch.manual_seed(0)
+    image = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 40, 40), 3, 1, 1)
+    mind = mind_ssc_2d(image)
+    assert mind.shape == (1, 4, 40, 40)
+    assert float(mind.min()) > 0 and float(mind.max()) <= 1 + 1e-6
+    torch.testing.assert_close(mind_ssc_2d(3.0 - 2.5 * image), mind, atol=1e-5, rtol=1e-4)
+
+
+def test_shift_2d_reads_the_offset_pixel():
+    image = torch.arange(30.0).view(1, 1, 5, 6)
+    shifted = shift_2d(image, dx=2, dy=1)
+    assert shifted[0, 0, 1, 1] == image[0, 0, 2, 3]
+    assert shifted[0, 0, 4, 5] == image[0, 0, 4, 5]  # replicated edge
+
+
+def test_confidence_head_starts_at_mean_logit():
+    head = ConfidenceHead(8)
+    p_coarse, p_fine = torch.full((1, 1, 2, 2), 0.9), torch.full((1, 1, 2, 2), 0.5)
+    confidence = head(p_coarse, p_fine, torch.full((1, 1, 2, 2), 0.7))
+    logit = 0.5 * (torch.log(torch.tensor(0.9 / 0.1)) + 0.0)
+    torch.testing.assert_close(confidence, torch.sigmoid(logit).expand(1, 1, 2, 2))
