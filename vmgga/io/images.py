@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from vmgga.errors import InputError
 from vmgga.frames import geometry_of
 from vmgga.io.dicom import check_not_multiframe, modality_hint, read_dicom_folder
+from vmgga.io.nifti_check import check_nifti_data, is_nifti
 from vmgga.io.validate import VolumeLimits, check_components, check_dimension, check_size, validate_volume
 
 
@@ -129,7 +130,6 @@ def _read_file(path: Path, name: str, volume_index: int | None, limits: VolumeLi
     except RuntimeError as error:
         raise InputError(f"{name}: cannot be read as an image ({_first_line(error)})") from None
     size = tuple(int(s) for s in reader.GetSize())
-    check_components(int(reader.GetNumberOfComponents()), name)
     if len(size) == 4:
         index = _volume_index_of(size, volume_index, name)
         reader.SetExtractIndex([0, 0, 0, index])
@@ -138,7 +138,10 @@ def _read_file(path: Path, name: str, volume_index: int | None, limits: VolumeLi
     elif volume_index is not None:
         raise InputError(f"{name}: --volume-index {volume_index} given but the image is {len(size)}D")
     check_dimension(size, name)
+    check_components(int(reader.GetNumberOfComponents()), name)
     check_size(size, name, limits)
+    if is_nifti(path):
+        check_nifti_data(path, name)
     try:
         return reader.Execute()
     except RuntimeError as error:

@@ -1,0 +1,35 @@
+"""NIfTI data checks that ITK skips: it reads truncated NIfTI files without an error (missing
+voxels become 0) and turns NaN voxels into 0. nibabel reads the raw data once to find both."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from vmgga.errors import InputError, IntensityError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".img.gz")
+
+
+def is_nifti(path: str | Path) -> bool:
+    """Whether the file name has a NIfTI/Analyze extension."""
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def check_nifti_data(path: str | Path, name: str) -> None:
+    """Read the stored voxels with nibabel: refuse truncated files and NaN/Inf voxels.
+
+    Raises:
+        InputError: truncated or corrupt data.
+        IntensityError: NaN or Inf voxels (which ITK would silently turn into 0).
+    """
+    try:
+        stored = np.asanyarray(nib.load(str(path)).dataobj.get_unscaled())
+    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as error:
+        raise InputError(f"{name}: cannot be read (truncated or corrupt file: {error})") from None
+    if np.issubdtype(stored.dtype, np.floating) and not np.isfinite(stored).all():
+        nans, infs = int(np.isnan(stored).sum()), int(np.isinf(stored).sum())
+        raise IntensityError(f"{name}: has {nans} NaN and {infs} Inf voxels; all voxel values must be finite")
