@@ -1,0 +1,94 @@
+"""Command line of ``vmgga register`` as the Slicer module builds it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from VMGGARegistrationLib.command import (
+    CommandError,
+    RegisterRequest,
+    build_register_command,
+    python_executable,
+    resolve_device,
+)
+
+
+def _request(**overrides) -> RegisterRequest:
+    values = dict(
+        fixed_path=Path("/tmp/a b/fixed.nrrd"), moving_path=Path("/tmp/moving.nrrd"), output_dir=Path("/o")
+    )
+    return RegisterRequest(**{**values, **overrides})
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_command_follows_the_cli_contract():
+    command = build_register_command("/slicer/bin/PythonSlicer", _request(preset="accurate", device="cuda"))
+    assert command[:4] == ["/slicer/bin/PythonSlicer", "-m", "vmgga", "register"]
+    assert command[4:6] == ["/tmp/a b/fixed.nrrd", "/tmp/moving.nrrd"]  # one argument each, spaces kept
+    assert _option(command, "-o") == "/o"
+    assert _option(command, "--preset") == "accurate"
+    assert _option(command, "--fixed-modality") == "auto"
+    assert _option(command, "--moving-modality") == "auto"
+    assert _option(command, "--device") == "cuda"
+    assert command[-1] == "--progress-json"
+    assert "--initial-transform" not in command
+
+
+def test_command_passes_modalities_and_initial_transform():
+    request = _request(fixed_modality="ct", moving_modality="mr", initial_transform_path=Path("/t/init.h5"))
+    command = build_register_command("py", request)
+    assert _option(command, "--fixed-modality") == "ct"
+    assert _option(command, "--moving-modality") == "mr"
+    assert _option(command, "--initial-transform") == "/t/init.h5"
+
+
+def test_command_is_accepted_by_the_core_parser():
+    """The real ``vmgga register`` parser accepts what the module builds (once the core has it)."""
+    register = pytest.importorskip("vmgga.cli.register", reason="vmgga register not built yet")
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    register.add_arguments(parser)
+    request = _request(fixed_modality="ct", moving_modality="mr", initial_transform_path=Path("/t/i.h5"))
+    args = parser.parse_args(build_register_command("py", request)[4:])
+    assert vars(args)["progress_json"] is True
+    assert vars(args)["preset"] == "fast"
+    assert vars(args)["device"] == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("preset", "medium", "preset='medium' is not allowed"),
+        ("fixed_modality", "pet", "fixed_modality='pet'"),
+        ("moving_modality", "CT", "moving_modality='CT'"),
+        ("device", "tpu", "device='tpu'"),
+        ("device", "auto", "must be resolved"),
+    ],
+)
+def test_command_rejects_values_outside_the_contract(field, value, message):
+    with pytest.raises(CommandError, match=message):
+        build_register_command("py", _request(**{field: value}))
+
+
+@pytest.mark.parametrize(
+    ("requested", "cuda", "expected"),
+    [("auto", True, "cuda"), ("auto", False, "cpu"), ("cpu", True, "cpu"), ("cuda", True, "cuda")],
+)
+def test_resolve_device(requested, cuda, expected):
+    assert resolve_device(requested, cuda_available=cuda) == expected
+
+
+def test_resolve_device_refuses_cuda_without_a_gpu():
+    with pytest.raises(CommandError, match="no CUDA device"):
+        resolve_device("cuda", cuda_available=False)
+
+
+def test_python_executable_prefers_python_slicer():
+    assert python_executable(lambda name: f"/opt/Slicer/bin/{name}") == "/opt/Slicer/bin/PythonSlicer"
+    assert python_executable(lambda name: None) == sys.executable

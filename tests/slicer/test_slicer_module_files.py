@@ -1,0 +1,304 @@
+"""Static checks of the Slicer extension that need no Slicer: CMake lists, .ui, module source."""
+
+from __future__ import annotations
+
+import ast
+import py_compile
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+MODULE_DIR = REPO_DIR / "VMGGARegistration"
+MODULE_PY = MODULE_DIR / "VMGGARegistration.py"
+UI_FILE = MODULE_DIR / "Resources" / "UI" / "VMGGARegistration.ui"
+
+#: Widget classes that a user interacts with: each must be used by the code or bound to a parameter.
+INTERACTIVE = {
+    "QPushButton",
+    "QCheckBox",
+    "QComboBox",
+    "qMRMLNodeComboBox",
+    "ctkSliderWidget",
+    "QProgressBar",
+    "QPlainTextEdit",
+}
+
+
+# --- CMake ------------------------------------------------------------------------------------
+
+
+def _cmake_list(text: str, variable: str) -> list[str]:
+    """Items of ``set(VARIABLE ...)`` with ``${MODULE_NAME}`` expanded."""
+    module_name = re.search(r"set\(MODULE_NAME\s+(\S+)\)", text).group(1)
+    body = re.search(rf"set\({variable}\s+(.*?)\)", text, re.DOTALL).group(1)
+    return [item.replace("${MODULE_NAME}", module_name) for item in body.split()]
+
+
+def _module_cmake() -> str:
+    return (MODULE_DIR / "CMakeLists.txt").read_text()
+
+
+def test_every_listed_script_and_resource_exists():
+    text = _module_cmake()
+    listed = _cmake_list(text, "MODULE_PYTHON_SCRIPTS") + _cmake_list(text, "MODULE_PYTHON_RESOURCES")
+    assert listed
+    missing = [item for item in listed if not (MODULE_DIR / item).is_file()]
+    assert missing == []
+
+
+def test_every_module_python_file_is_listed():
+    scripts = set(_cmake_list(_module_cmake(), "MODULE_PYTHON_SCRIPTS"))
+    python_files = [p for p in MODULE_DIR.rglob("*.py") if "__pycache__" not in p.parts]
+    on_disk = {str(p.relative_to(MODULE_DIR)) for p in python_files}
+    assert on_disk - scripts == set()
+    assert all(s.endswith(".py") for s in scripts)
+
+
+def test_every_resource_file_is_listed():
+    resources = set(_cmake_list(_module_cmake(), "MODULE_PYTHON_RESOURCES"))
+    on_disk = {str(p.relative_to(MODULE_DIR)) for p in (MODULE_DIR / "Resources").rglob("*") if p.is_file()}
+    assert on_disk == resources
+    assert {"Resources/UI/VMGGARegistration.ui", "Resources/Icons/VMGGARegistration.png",
+            "Resources/requirements.txt"} <= resources  # fmt: skip
+
+
+def test_module_is_built_as_a_scripted_module_with_generic_tests():
+    text = _module_cmake()
+    macro = re.search(r"slicerMacroBuildScriptedModule\((.*?)\)", text, re.DOTALL).group(1).split()
+    assert macro[:2] == ["NAME", "${MODULE_NAME}"]
+    assert {"SCRIPTS", "${MODULE_PYTHON_SCRIPTS}", "RESOURCES", "${MODULE_PYTHON_RESOURCES}"} <= set(macro)
+    assert "WITH_GENERIC_TESTS" in macro
+    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
+
+
+def _extension_variable(text: str, name: str) -> str:
+    return re.search(rf'set\({name}\s+"([^"]*)"\)', text).group(1)
+
+
+def test_extension_metadata_and_build_steps():
+    text = (REPO_DIR / "CMakeLists.txt").read_text()
+    assert _extension_variable(text, "EXTENSION_CATEGORY") == "Registration"
+    assert _extension_variable(text, "EXTENSION_DEPENDS") == "PyTorch"
+    for name in ("EXTENSION_HOMEPAGE", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION"):
+        assert _extension_variable(text, name), name
+    icon_url = _extension_variable(text, "EXTENSION_ICONURL")
+    assert icon_url.endswith("VMGGARegistration/Resources/Icons/VMGGARegistration.png")
+    assert "EXTENSION_SCREENSHOTURLS" in text
+    steps = [
+        "find_package(Slicer REQUIRED)",
+        "include(${Slicer_USE_FILE})",
+        "add_subdirectory(VMGGARegistration)",
+        "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
+        "include(${Slicer_EXTENSION_CPACK})",
+    ]
+    positions = [text.index(step) for step in steps]
+    assert positions == sorted(positions)
+
+
+def test_icon_is_a_square_png():
+    with Image.open(MODULE_DIR / "Resources" / "Icons" / "VMGGARegistration.png") as icon:
+        assert icon.format == "PNG"
+        assert icon.size[0] == icon.size[1] >= 64
+
+
+# --- .ui vs. widget code ----------------------------------------------------------------------
+
+
+def _ui_widgets() -> dict[str, ET.Element]:
+    root = ET.parse(UI_FILE).getroot()
+    return {w.get("name"): w for w in root.iter("widget")}
+
+
+def _widget_property(widget: ET.Element, name: str) -> ET.Element | None:
+    for prop in widget.findall("property"):
+        if prop.get("name") == name:
+            return prop
+    return None
+
+
+def _parameter_names_in_ui() -> dict[str, ET.Element]:
+    bound = {}
+    for widget in _ui_widgets().values():
+        prop = _widget_property(widget, "SlicerParameterName")
+        if prop is not None:
+            bound[prop.findtext("string")] = widget
+    return bound
+
+
+def _module_tree() -> ast.Module:
+    return ast.parse(MODULE_PY.read_text())
+
+
+def _ui_names_used_in_code() -> set[str]:
+    """Every ``self.ui.<name>`` in the module source."""
+    names = set()
+    for node in ast.walk(_module_tree()):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "ui"
+            and isinstance(node.value.value, ast.Name)
+            and node.value.value.id == "self"
+        ):
+            names.add(node.attr)
+    return names
+
+
+def _class(name: str) -> ast.ClassDef:
+    return next(n for n in ast.walk(_module_tree()) if isinstance(n, ast.ClassDef) and n.name == name)
+
+
+def _parameter_fields() -> dict[str, str]:
+    """Field name -> annotation source of the parameter node class."""
+    node = _class("VMGGARegistrationParameterNode")
+    return {s.target.id: ast.unparse(s.annotation) for s in node.body if isinstance(s, ast.AnnAssign)}
+
+
+def test_ui_is_valid_xml_with_unique_widget_names():
+    root = ET.parse(UI_FILE).getroot()
+    assert root.tag == "ui"
+    assert root.find("class").text == "VMGGARegistration"
+    names = [w.get("name") for w in root.iter("widget")]
+    assert len(names) == len(set(names))
+
+
+def test_every_ui_name_used_by_the_code_exists():
+    used = _ui_names_used_in_code()
+    assert {"applyButton", "cancelButton", "progressBar", "logTextEdit"} <= used
+    assert used - set(_ui_widgets()) == set()
+
+
+def test_every_interactive_widget_is_used_or_bound():
+    bound = {w.get("name") for w in _parameter_names_in_ui().values()}
+    unused = {
+        name
+        for name, widget in _ui_widgets().items()
+        if widget.get("class") in INTERACTIVE and name not in _ui_names_used_in_code() | bound
+    }
+    assert unused == set()
+
+
+def test_required_gui_elements_exist():
+    classes = {name: w.get("class") for name, w in _ui_widgets().items()}
+    bound = _parameter_names_in_ui()
+    for parameter in ("fixedVolume", "movingVolume", "initialTransform", "outputTransform", "outputVolume"):
+        assert bound[parameter].get("class") == "qMRMLNodeComboBox", parameter
+    for parameter in ("preset", "fixedModality", "movingModality", "device"):
+        assert bound[parameter].get("class") == "QComboBox", parameter
+    assert classes["applyButton"] == classes["cancelButton"] == "QPushButton"
+    assert classes["progressBar"] == "QProgressBar"
+    assert classes["opacitySliderWidget"] == "ctkSliderWidget"
+
+
+def test_output_selectors_can_create_new_nodes():
+    bound = _parameter_names_in_ui()
+    for parameter in ("outputTransform", "outputVolume"):
+        add = _widget_property(bound[parameter], "addEnabled")
+        assert add is not None and add.findtext("bool") == "true", parameter
+
+
+def test_bound_widgets_match_parameter_types():
+    """Each SlicerParameterName names a parameter whose type that widget class can represent."""
+    fields = _parameter_fields()
+    for parameter, widget in _parameter_names_in_ui().items():
+        assert parameter in fields, f"{parameter} is not a field of the parameter node"
+        annotation, cls = fields[parameter], widget.get("class")
+        if cls == "qMRMLNodeComboBox":
+            node_types = [s.text for s in _widget_property(widget, "nodeTypes").iter("string")]
+            assert node_types == [annotation], parameter
+        elif cls == "QComboBox":
+            assert annotation.startswith("Annotated[str, Choice("), parameter
+        elif cls == "QCheckBox":
+            assert annotation == "bool", parameter
+        elif cls == "ctkSliderWidget":
+            assert annotation.startswith("Annotated[float, WithinRange("), parameter
+        else:
+            pytest.fail(f"no parameter connector for {cls} ({parameter})")
+
+
+def test_every_gui_parameter_has_a_widget():
+    set_by_logic = {"confidenceVolume"}
+    assert set(_parameter_fields()) - set(_parameter_names_in_ui()) == set_by_logic
+
+
+def test_custom_widgets_and_scene_connections_are_declared():
+    root = ET.parse(UI_FILE).getroot()
+    declared = {c.findtext("class") for c in root.iter("customwidget")}
+    used = {w.get("class") for w in root.iter("widget")}
+    assert {c for c in used if not c.startswith("Q")} <= declared
+    receivers = {c.findtext("receiver") for c in root.iter("connection")}
+    selectors = {n for n, w in _ui_widgets().items() if w.get("class") == "qMRMLNodeComboBox"}
+    assert receivers == selectors
+
+
+# --- module source ----------------------------------------------------------------------------
+
+
+def test_module_and_helpers_compile():
+    for path in [MODULE_PY, *sorted((MODULE_DIR / "VMGGARegistrationLib").glob("*.py"))]:
+        py_compile.compile(str(path), doraise=True)
+
+
+def test_module_defines_the_slicer_classes():
+    classes = {n.name: n for n in ast.walk(_module_tree()) if isinstance(n, ast.ClassDef)}
+    expected_bases = {
+        "VMGGARegistration": "ScriptedLoadableModule",
+        "VMGGARegistrationWidget": "ScriptedLoadableModuleWidget",
+        "VMGGARegistrationLogic": "ScriptedLoadableModuleLogic",
+        "VMGGARegistrationTest": "ScriptedLoadableModuleTest",
+    }
+    for name, base in expected_bases.items():
+        assert base in [ast.unparse(b) for b in classes[name].bases], name
+    decorators = [ast.unparse(d) for d in classes["VMGGARegistrationParameterNode"].decorator_list]
+    assert decorators == ["parameterNodeWrapper"]
+    tests = [f.name for f in classes["VMGGARegistrationTest"].body if isinstance(f, ast.FunctionDef)]
+    assert "runTest" in tests and "test_RegisterMovedMRHead" in tests
+
+
+def test_logic_run_takes_keyword_arguments():
+    methods = [f for f in _class("VMGGARegistrationLogic").body if isinstance(f, ast.FunctionDef)]
+    names = [a.arg for a in next(f for f in methods if f.name == "run").args.args]
+    assert names[:3] == ["self", "fixed", "moving"]
+    expected = {"preset", "device", "initial_transform", "output_transform", "output_volume", "wait"}
+    assert expected <= set(names)
+
+
+def test_nothing_is_installed_at_import_time():
+    """pip/torch installation is only reachable from functions, never at module level."""
+    tree = _module_tree()
+    top_level_calls = [ast.unparse(n) for s in tree.body if not isinstance(s, ast.FunctionDef | ast.ClassDef)
+                       for n in ast.walk(s) if isinstance(n, ast.Call)]  # fmt: skip
+    assert not [c for c in top_level_calls if "pip_install" in c or "installTorch" in c]
+    assert "torch" not in {a.name for s in tree.body if isinstance(s, ast.Import) for a in s.names}
+
+
+def test_helpers_import_without_slicer_qt_vtk_or_the_core():
+    blocked = ["slicer", "qt", "ctk", "vtk", "vmgga", "torch"]
+    code = (
+        "import sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        f"sys.path.insert(0, {str(MODULE_DIR)!r})\n"
+        "import VMGGARegistrationLib.command, VMGGARegistrationLib.events, VMGGARegistrationLib.outputs\n"
+        "import VMGGARegistrationLib.process, VMGGARegistrationLib.dependencies\n"
+        "import VMGGARegistrationLib.review, VMGGARegistrationLib.similarity\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+# --- documentation ----------------------------------------------------------------------------
+
+
+def test_install_docs_cover_both_ways_and_show_no_gui_picture():
+    text = (REPO_DIR / "docs" / "slicer.md").read_text()
+    assert "Extension Wizard" in text
+    assert "Developer mode" in text
+    assert "![" not in text and "<img" not in text.lower()
