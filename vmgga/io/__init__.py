@@ -1,36 +1,37 @@
-"""Input and output: images and DICOM series, validation, atomic writes, output-folder lock."""
+"""Input and output: images and DICOM series, validation, atomic writes, output-folder lock.
+
+Names are imported lazily, so that ``vmgga.io.lock`` or ``vmgga.io.atomic`` load without torch.
+"""
 
 from __future__ import annotations
 
-from vmgga.io.atomic import (
-    OutputTransaction,
-    atomic_write,
-    remove_stale_partials,
-    write_image_atomic,
-    write_json_atomic,
-    write_text_atomic,
-)
-from vmgga.io.dicom import DicomSeries, list_series, read_dicom_folder
-from vmgga.io.images import LoadedImage, read_image
-from vmgga.io.lock import OutputFolderLock
-from vmgga.io.paths import check_not_an_input, safe_output_path
-from vmgga.io.validate import VolumeLimits, validate_volume
+import importlib
 
-__all__ = [
-    "DicomSeries",
-    "LoadedImage",
-    "OutputFolderLock",
-    "OutputTransaction",
-    "VolumeLimits",
-    "atomic_write",
-    "check_not_an_input",
-    "list_series",
-    "read_dicom_folder",
-    "read_image",
-    "remove_stale_partials",
-    "safe_output_path",
-    "validate_volume",
-    "write_image_atomic",
-    "write_json_atomic",
-    "write_text_atomic",
-]
+#: Public name -> submodule of vmgga.io that defines it.
+_EXPORTS = {
+    "OutputTransaction": "atomic",
+    "atomic_write": "atomic",
+    "remove_stale_partials": "atomic",
+    "write_image_atomic": "atomic",
+    "write_json_atomic": "atomic",
+    "write_text_atomic": "atomic",
+    "DicomSeries": "dicom",
+    "list_series": "dicom",
+    "read_dicom_folder": "dicom",
+    "LoadedImage": "images",
+    "read_image": "images",
+    "OutputFolderLock": "lock",
+    "check_not_an_input": "paths",
+    "safe_output_path": "paths",
+    "VolumeLimits": "validate",
+    "validate_volume": "validate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Import the submodule that defines ``name`` on first use."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'vmgga.io' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"vmgga.io.{_EXPORTS[name]}"), name)
