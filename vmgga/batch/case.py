@@ -1,0 +1,223 @@
+"""Run one batch case (or a chain of them) inside a worker: register, write, score, mark done.
+
+Everything here runs in a worker process (local pool or Dask worker) and talks to the batch only
+through the picklable :class:`CaseTask` and the returned :class:`CaseOutcome`. Any error of one
+case is caught, written to ``OUT/<case_id>/error.json`` and returned: the batch goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from vmgga.batch.chain import chained_result
+from vmgga.batch.labels import dice_per_label, label_values, read_labels, warp_labels
+from vmgga.batch.manifest import Case
+from vmgga.batch.state import clear_markers, utc_now, write_done, write_error
+from vmgga.errors import InputError, OutputError
+from vmgga.io.atomic import write_image_atomic
+
+WARPED_LABELS_NAME = "warped_labels.nii.gz"
+
+
+class CaseStatus:
+    """Outcome of a case in one batch run."""
+
+    DONE = "done"  # computed in this run
+    SKIPPED = "skipped"  # complete and valid from an earlier run
+    FAILED = "failed"  # error recorded in error.json
+
+
+@dataclass(frozen=True)
+class CaseTask:
+    """Everything a worker needs for one case (picklable)."""
+
+    case: Case
+    config: object  # vmgga.RegistrationConfig (num_threads set by the worker)
+    case_dir: str  # OUT/<case_id>
+    fingerprint: str  # see vmgga.batch.state.case_fingerprint
+    skip: bool  # complete from an earlier run: only report it
+    pair_fixed: str | None = None  # chained case: the predecessor's moving image
+    predecessor_dir: str | None = None  # chained case: OUT/<predecessor case_id>
+    previous_record: dict | None = None  # done.json of a skipped case (its metrics, run time)
+
+
+@dataclass
+class CaseOutcome:
+    """What a worker reports back for one case."""
+
+    case_id: str
+    status: str  # CaseStatus value
+    run_time_s: float  # registration + outputs (the recorded time for skipped cases)
+    metrics: dict = field(default_factory=dict)  # jacobian / confidence / dice statistics
+    error: str | None = None  # one-line message of a failed case
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def run_job(tasks: list[CaseTask], threads: int | dict | None = None) -> list[CaseOutcome]:
+    """Run the cases of one job in order (a chain needs its predecessors first).
+
+    Args:
+        tasks: the job's cases.
+        threads: threads per case; a dict maps Dask worker addresses to counts; None keeps the config.
+    """
+    count = _threads_here(threads)
+    if count:
+        set_thread_limits(count)
+    outcomes: list[CaseOutcome] = []
+    for task in tasks:
+        if count:
+            task = dataclasses.replace(task, config=dataclasses.replace(task.config, num_threads=count))
+        failed_before = _failed_predecessor(task, outcomes)
+        outcomes.append(skipped_outcome(task) if task.skip else run_case(task, failed_before))
+    return outcomes
+
+
+def _threads_here(threads: int | dict | None) -> int | None:
+    """Resolve the per-worker thread count (on Dask: look this worker up by address)."""
+    if not isinstance(threads, dict):
+        return threads
+    from distributed import get_worker
+
+    return threads.get(get_worker().address, 1)
+
+
+def set_thread_limits(count: int) -> None:
+    """Bound torch, ITK and OpenMP/BLAS threads of this process to ``count``."""
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = str(count)
+    import torch
+
+    torch.set_num_threads(count)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(count)
+
+
+def _failed_predecessor(task: CaseTask, outcomes: list[CaseOutcome]) -> str | None:
+    """The predecessor's id when it failed in this job."""
+    for outcome in outcomes:
+        if outcome.case_id == task.case.chain_from and outcome.status == CaseStatus.FAILED:
+            return outcome.case_id
+    return None
+
+
+def skipped_outcome(task: CaseTask) -> CaseOutcome:
+    """The outcome of a case found complete: the recorded run time and metrics."""
+    record = task.previous_record or {}
+    return CaseOutcome(
+        task.case.case_id, CaseStatus.SKIPPED, record.get("run_time_s", 0.0), record.get("metrics", {})
+    )
+
+
+def run_case(task: CaseTask, failed_predecessor: str | None = None) -> CaseOutcome:
+    """Compute one case; never raises for a problem of this case (it is recorded instead)."""
+    case_dir = Path(task.case_dir)
+    start = time.perf_counter()
+    try:
+        case_dir.mkdir(parents=True, exist_ok=True)
+        clear_markers(case_dir)
+        if failed_predecessor:
+            raise InputError(f"chained predecessor case {failed_predecessor!r} failed")
+        metrics = _compute(task, case_dir, start)
+    except Exception as error:  # fault isolation: one bad case must not stop the batch
+        run_time = time.perf_counter() - start
+        try:
+            write_error(case_dir, task.case.case_id, error, run_time)
+        except OSError:
+            pass  # the outcome still carries the message into the summary
+        return CaseOutcome(task.case.case_id, CaseStatus.FAILED, run_time, error=_one_line(error))
+    return CaseOutcome(task.case.case_id, CaseStatus.DONE, time.perf_counter() - start, metrics)
+
+
+def _compute(task: CaseTask, case_dir: Path, start: float) -> dict:
+    """Register, write every output, then done.json last; returns the case's metrics."""
+    import vmgga
+    from vmgga.qc.report import write_qc_page
+
+    _check_outside_inputs(task.case, case_dir)
+    result = _register(task)
+    outputs = {k: Path(v) for k, v in vmgga.write_outputs(result, case_dir).items()}
+    dice = _write_labels(task.case, result, case_dir, outputs)
+    outputs["qc"] = write_qc_page(result, case_dir, title=f"QC: {task.case.case_id}")
+    metrics = case_metrics(result.report, dice)
+    record = {"case_id": task.case.case_id, "run_time_s": time.perf_counter() - start, "metrics": metrics}
+    write_done(case_dir, task.fingerprint, outputs, {**record, "finished_utc": utc_now()})
+    return metrics
+
+
+def _register(task: CaseTask):
+    """``vmgga.register`` for a plain case; pairwise registration plus composition when chained."""
+    import vmgga
+
+    case, config = task.case, _case_config(task)
+    if not task.case.chain_from:
+        return vmgga.register(case.fixed, case.moving, config, progress=False)
+    previous_dir = Path(task.predecessor_dir)
+    previous_transform = _read_transform(previous_dir / "transform.h5")
+    previous_confidence = sitk.ReadImage(str(previous_dir / "confidence.nii.gz"), sitk.sitkFloat32)
+    pair = vmgga.register(task.pair_fixed, case.moving, config, progress=False)
+    baseline = sitk.ReadImage(case.fixed, sitk.sitkFloat32)
+    return chained_result(pair, previous_transform, previous_confidence, baseline)
+
+
+def _case_config(task: CaseTask):
+    """The batch config with this case's modalities (chained pairs: both follow-ups share one)."""
+    modalities = {"fixed_modality": task.case.fixed_modality, "moving_modality": task.case.moving_modality}
+    if task.case.chain_from:
+        modalities["fixed_modality"] = task.case.moving_modality
+    preprocess = dataclasses.replace(task.config.preprocess, **modalities)
+    return dataclasses.replace(task.config, preprocess=preprocess)
+
+
+def _read_transform(path: Path) -> sitk.Transform:
+    try:
+        return sitk.ReadTransform(str(path))
+    except RuntimeError as error:
+        raise InputError(f"chained predecessor transform '{path}' is not readable") from error
+
+
+def _write_labels(case: Case, result, case_dir: Path, outputs: dict[str, Path]) -> dict[int, float] | None:
+    """Warp the moving labels (nearest neighbour) and score them against the fixed labels."""
+    if not case.moving_labels:
+        return None
+    moving_labels = read_labels(case.moving_labels, "moving")
+    warped = warp_labels(moving_labels, result.fixed, result.transform)
+    outputs["warped_labels"] = write_image_atomic(warped, case_dir / WARPED_LABELS_NAME)
+    if not case.fixed_labels:
+        return None
+    fixed_labels = warp_labels(read_labels(case.fixed_labels, "fixed"), result.fixed, sitk.Transform())
+    shared = np.intersect1d(label_values(fixed_labels), label_values(moving_labels))
+    return dice_per_label(fixed_labels, warped, shared)
+
+
+def case_metrics(report: dict, dice: dict[int, float] | None) -> dict:
+    """Per-case numbers for the summary: Jacobian and confidence statistics, Dice."""
+    metrics = {}
+    for section in ("jacobian", "confidence"):
+        for key, value in (report.get(section) or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics[f"{section}_{key}"] = float(value)
+    if dice:
+        metrics["dice"] = {str(k): v for k, v in sorted(dice.items())}
+        metrics["dice_mean"] = float(np.mean(list(dice.values())))
+    return metrics
+
+
+def _check_outside_inputs(case: Case, case_dir: Path) -> None:
+    """Refuse to write a case into a folder that holds one of its inputs."""
+    out = case_dir.resolve()
+    for path in (case.fixed, case.moving, case.fixed_labels, case.moving_labels):
+        if path and (Path(path).resolve() == out or out in Path(path).resolve().parents):
+            raise OutputError(f"case {case.case_id!r}: input '{path}' lies inside its output folder '{out}'")
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".strip()
