@@ -57,11 +57,12 @@ class AffineConfig:
     enabled: bool = True  # False: identity (images already aligned)
     initialization: str = "moments"  # moments | geometry (centre of the image boxes)
     transform: str = "affine"  # rigid | affine
-    shrink_factors: tuple[int, ...] = (4, 2, 1)  # pyramid levels
-    smoothing_sigmas_mm: tuple[float, ...] = (4.0, 2.0, 1.0)  # per level
-    iterations: int = 100  # per level
+    shrink_factors: tuple[int, ...] = (2, 1)  # pyramid levels, relative to working_spacing_mm
+    smoothing_sigmas_mm: tuple[float, ...] = (2.0, 1.0)  # per level
+    iterations: int = 200  # per level, regular-step gradient descent
+    learning_rate: float = 2.0  # initial step (scales from physical shift: ~mm)
     histogram_bins: int = 32  # Mattes MI bins
-    sampling_fraction: float = 0.05  # random voxel sample for the metric
+    sampling_fraction: float = 0.2  # random voxel sample for the metric
     working_spacing_mm: float = 3.0  # the affine stage runs on a grid at least this coarse
 
 
@@ -70,19 +71,28 @@ class DenseConfig:
     """Dense deformable stage: features, discrete matching, convex coupling, Adam refinement."""
 
     features: str = "mind"  # mind | vmgga | dinov2
+    matcher: str = "auto"  # auto (vmgga features -> vmgga matcher, else cost_volume) | cost_volume | vmgga
     matcher_weights: str | None = None  # path to a VMGGA checkpoint; None = the shipped one
     dinov2_path: str | None = None  # local directory of a DINOv2 model (features=dinov2)
-    mind_radius: int = 1  # MIND-SSC patch radius (voxels)
-    mind_dilation: int = 2  # MIND-SSC neighbourhood dilation (voxels)
-    grid_spacing: int = 4  # coarse grid of the discrete search, in working voxels
-    search_radius: int = 4  # search window half-width, in coarse... see matching.cost_volume
-    convex_iterations: int = 6  # coupled convex smoothing steps
+    mind_radius: int = 1  # MIND-SSC patch radius (working voxels)
+    mind_dilation: int = 2  # MIND-SSC neighbourhood dilation (working voxels)
+    grid_spacing: int = 4  # coarse grid of the discrete search = its step, in working voxels
+    search_radius: int = 3  # search window half-width, in coarse steps (grid_spacing voxels each)
+    convex_iterations: int = 6  # coupled convex steps (couplings grow geometrically)
+    convex_coupling_first: float = 0.003  # coupling weight of the first convex step (cost per step^2)
+    convex_coupling_last: float = 1.0  # coupling weight of the last convex step (cost per step^2)
+    inverse_consistent: bool = True  # average the coarse field with the inverse of the backward one
+    confidence_temperature: float = 0.25  # softmin temperature, relative to the mean cost contrast
     adam_iterations: int = 60  # instance optimisation steps
-    adam_learning_rate: float = 1.0  # Adam step size
-    adam_grid_spacing: int = 2  # control grid of the optimised field, in working voxels
+    adam_learning_rate: float = 1.0  # Adam step size (control-grid voxels)
+    adam_grid_spacing: int = 4  # control grid of the optimised velocity, in working voxels
+    adam_feature_spacing: int = 2  # features block-pooled to this (working voxels) for the similarity
+    adam_relinearise_every: int = 5  # steps between refreshes of the quadratic similarity model
+    adam_feature_channels: int = 0  # PCA-compress the features to this many channels (0: all)
+    adam_smoothing_passes: int = 3  # box filters (3^3) applied to the control-grid velocity
     regularisation: str = "diffusion"  # diffusion | bending
-    regularisation_weight: float = 1.0  # weight of the smoothness penalty
-    integration_steps: int = 7  # scaling-and-squaring steps (0: no integration)
+    regularisation_weight: float = 1.25  # weight of the smoothness penalty
+    integration_steps: int = 5  # scaling-and-squaring steps (0: no integration)
 
 
 @dataclass(frozen=True)
@@ -134,7 +144,8 @@ def make_config(preset: str = "fast", **overrides: Any) -> RegistrationConfig:
         if section:
             sections[_check_field(section, name)][name] = value
         else:
-            top[_check_field("", name)] = value
+            _check_field("", name)
+            top[name] = value
     return RegistrationConfig(
         preprocess=PreprocessConfig(**_tuples(sections["preprocess"])),
         affine=AffineConfig(**_tuples(sections["affine"])),

@@ -1,0 +1,338 @@
+"""``register()``: the one entry point that the CLI, batch, the MONAI bundle and Slicer call.
+
+``read (LPS) -> preprocess -> affine -> dense field -> ITK composite transform``. The transform
+maps **fixed points to moving points** in LPS mm (ITK's resampling direction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+import vmgga
+from vmgga.affine.mattes import estimate_affine
+from vmgga.config import Modality, RegistrationConfig, make_config
+from vmgga.errors import ConfigError
+from vmgga.export.itk_transform import composite_transform
+from vmgga.field.dense import estimate_dense_field
+from vmgga.field.jacobian import jacobian_determinant, jacobian_summary
+from vmgga.field.memory import estimate_dense_memory_bytes
+from vmgga.frames import Geometry, disp_lps_from_ijk, geometry_of, image_from_array
+from vmgga.io.images import LoadedImage, read_image
+from vmgga.preprocess.grid import resample_to_grid, working_geometry
+from vmgga.preprocess.intensity import detect_modality, normalise_intensity
+from vmgga.progress import ProgressCallback, as_callback
+
+ImageSource = str | os.PathLike | sitk.Image
+
+
+@dataclass
+class RegistrationResult:
+    """What :func:`register` produces. Images are SimpleITK images in LPS geometry.
+
+    Attributes:
+        transform: fixed -> moving, LPS mm: the affine, then a displacement field (applied first).
+        fixed: the fixed image as read (float32).
+        moving: the moving image as read (float32).
+        warped: ``moving`` resampled through ``transform`` onto the fixed grid.
+        moving_affine: ``moving`` through the affine only, on the fixed grid ("before").
+        confidence: float32 in [0, 1] on the fixed grid.
+        jacobian_determinant: float32 determinant of the deformable part, working grid.
+        displacement_lps_mm: the displacement field (3 components, LPS mm), working grid.
+        report: JSON-serialisable summary (geometry, timings, Jacobian, confidence, versions, config).
+    """
+
+    transform: sitk.CompositeTransform
+    fixed: sitk.Image
+    moving: sitk.Image
+    warped: sitk.Image
+    moving_affine: sitk.Image
+    confidence: sitk.Image
+    jacobian_determinant: sitk.Image
+    displacement_lps_mm: sitk.Image
+    report: dict = field(default_factory=dict)
+
+
+def register(
+    fixed: ImageSource,
+    moving: ImageSource,
+    config: RegistrationConfig | None = None,
+    *,
+    initial_transform: sitk.Transform | str | os.PathLike | None = None,
+    progress: ProgressCallback | bool = True,
+    fixed_series: str | None = None,
+    moving_series: str | None = None,
+    volume_index: int | None = None,
+    include_phi: bool = False,
+) -> RegistrationResult:
+    """Deformably register ``moving`` to ``fixed``.
+
+    Args:
+        fixed: fixed image: a NIfTI/NRRD/MHA path, a DICOM series folder, or a 3D ``sitk.Image``.
+        moving: moving image, likewise.
+        config: settings; ``None`` uses the ``fast`` preset.
+        initial_transform: optional linear fixed -> moving transform (or its file) to start from.
+        progress: ``True`` for a progress bar, ``False`` for none, or a
+            ``(stage, fraction, message)`` callback.
+        fixed_series, moving_series: DICOM SeriesInstanceUID to pick in a multi-series folder.
+        volume_index: the volume to take from a 4D input.
+        include_phi: keep DICOM patient identifiers in the report (off by default).
+
+    Raises:
+        vmgga.errors.VmggaError: a subclass naming the input and the problem.
+    """
+    config = config or make_config()
+    report = as_callback(progress)
+    timings: dict[str, float] = {}
+    with _thread_limit(config.num_threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        clock = time.perf_counter()
+        report("read", 0.0, "reading images")
+        fixed_in = read_image(
+            fixed, role="fixed", dicom_series=fixed_series, volume_index=volume_index, include_phi=include_phi
+        )
+        moving_in = read_image(
+            moving,
+            role="moving",
+            dicom_series=moving_series,
+            volume_index=volume_index,
+            include_phi=include_phi,
+        )
+        timings["read"] = _lap(clock)
+
+        report("preprocess", 0.0, "normalising intensities")
+        modalities = (
+            _modality(fixed_in, config.preprocess.fixed_modality),
+            _modality(moving_in, config.preprocess.moving_modality),
+        )
+        fixed_norm = _normalised(fixed_in.image, modalities[0], config)
+        moving_norm = _normalised(moving_in.image, modalities[1], config)
+        timings["preprocess"] = _lap(clock, timings)
+
+        affine = estimate_affine(
+            fixed_norm,
+            moving_norm,
+            config.affine,
+            seed=config.seed,
+            initial_transform=_initial(initial_transform),
+            progress=report,
+        )
+        timings["affine"] = _lap(clock, timings)
+
+        grid, grid_notes = _working_grid(geometry_of(fixed_in.image), config)
+        fixed_work = _tensor(resample_to_grid(fixed_norm, grid))
+        moving_work = _tensor(resample_to_grid(moving_norm, grid, affine.transform))
+        timings["resample"] = _lap(clock, timings)
+        dense = estimate_dense_field(
+            fixed_work, moving_work, config.dense, device=config.device, progress=report
+        )
+        timings["dense"] = _lap(clock, timings)
+
+        report("export", 0.0, "building the ITK transform")
+        disp_ijk = dense.disp_ijk.detach().cpu()
+        disp_lps = disp_lps_from_ijk(disp_ijk[0].double().numpy(), grid)
+        transform = composite_transform(affine.transform, disp_lps, grid)
+        outputs = _resampled_outputs(fixed_in.image, moving_in.image, transform, affine.transform)
+        confidence = _on_fixed_grid(dense.confidence.detach().cpu()[0, 0].numpy(), grid, fixed_in.image)
+        det = jacobian_determinant(disp_ijk.float())
+        timings["export"] = _lap(clock, timings)
+        timings["total"] = time.perf_counter() - clock
+        report("export", 1.0, f"done in {timings['total']:.1f} s")
+
+    result_report = _report(
+        fixed_in,
+        moving_in,
+        modalities,
+        grid,
+        grid_notes,
+        affine,
+        det,
+        confidence,
+        timings,
+        config,
+        dense.timings_s,
+    )
+    return RegistrationResult(
+        transform=transform,
+        fixed=fixed_in.image,
+        moving=moving_in.image,
+        warped=outputs[0],
+        moving_affine=outputs[1],
+        confidence=confidence,
+        jacobian_determinant=image_from_array(det[0, 0].numpy().astype(np.float32), grid),
+        displacement_lps_mm=image_from_array(disp_lps.astype(np.float32), grid, is_vector=True),
+        report=result_report,
+    )
+
+
+def write_outputs(
+    result: RegistrationResult, output_dir: str | os.PathLike, *, qc: bool = False
+) -> dict[str, Path]:
+    """Write ``transform.h5``, ``warped.nii.gz``, ``confidence.nii.gz``, ``report.json`` (+ ``qc.html``).
+
+    Each file is written atomically; ``report.json`` is written last, so its presence means the
+    set is complete.
+    """
+    from vmgga.export.outputs import write_registration_outputs
+
+    return write_registration_outputs(result, Path(output_dir), qc=qc)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _thread_limit(num_threads: int | None):
+    """Limit torch and ITK threads inside the block (``None``: leave as is)."""
+    if not num_threads:
+        yield
+        return
+    torch_before, itk_before = torch.get_num_threads(), sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    torch.set_num_threads(num_threads)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(torch_before)
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_before)
+
+
+def _lap(start: float, timings: dict[str, float] | None = None) -> float:
+    """Seconds since ``start`` minus what ``timings`` already accounts for."""
+    return time.perf_counter() - start - sum((timings or {}).values())
+
+
+def _modality(loaded: LoadedImage, requested: str) -> Modality:
+    """The modality of a loaded image (request > DICOM tag > intensity range)."""
+    array = sitk.GetArrayViewFromImage(loaded.image)
+    return detect_modality(array, requested, loaded.modality_hint)
+
+
+def _normalised(image: sitk.Image, modality: Modality, config: RegistrationConfig) -> sitk.Image:
+    """A float32 copy of ``image`` with intensities mapped to about [0, 1]."""
+    array = normalise_intensity(sitk.GetArrayViewFromImage(image), modality, config.preprocess)
+    return image_from_array(array, geometry_of(image))
+
+
+def _initial(initial: sitk.Transform | str | os.PathLike | None) -> sitk.Transform | None:
+    """Read an initial transform given as a path."""
+    if initial is None or isinstance(initial, sitk.Transform):
+        return initial
+    from vmgga.export.itk_transform import read_transform
+
+    return read_transform(initial)
+
+
+def _working_grid(fixed: Geometry, config: RegistrationConfig) -> tuple[Geometry, list[str]]:
+    """The working grid, coarsened until the dense stage's memory estimate fits the cap."""
+    pre = config.preprocess
+    spacing = max(pre.working_spacing_mm, min(fixed.spacing_mm))  # never finer than the fixed image
+    grid = working_geometry(fixed, spacing, pre.max_working_voxels)
+    cap = _memory_cap_bytes(config)
+    notes: list[str] = []
+    while estimate_dense_memory_bytes(grid.shape_dhw, config.dense) > cap:
+        coarser = grid.spacing_mm[0] * 1.25
+        if coarser > 8.0:
+            raise ConfigError(
+                f"the dense stage needs more memory than the cap of {cap / 2**30:.2f} GB even at 8 mm; "
+                "raise --max-memory"
+            )
+        grid = working_geometry(fixed, coarser, pre.max_working_voxels)
+        notes.append(
+            f"working spacing raised to {coarser:.2f} mm to fit the memory cap of {cap / 2**30:.2f} GB"
+        )
+    return grid, notes
+
+
+def _memory_cap_bytes(config: RegistrationConfig) -> float:
+    """The user's ``max_memory_gb``, else 70% of the memory available now."""
+    if config.max_memory_gb is not None:
+        if config.max_memory_gb <= 0:
+            raise ConfigError(f"max_memory_gb must be > 0, got {config.max_memory_gb}")
+        return config.max_memory_gb * 2**30
+    try:
+        import psutil
+
+        return 0.7 * psutil.virtual_memory().available
+    except ImportError:  # pragma: no cover - psutil comes with dask
+        return float("inf")
+
+
+def _tensor(image: sitk.Image) -> torch.Tensor:
+    """``(1, 1, D, H, W)`` float32 tensor of a scalar image."""
+    return torch.from_numpy(sitk.GetArrayFromImage(image).astype(np.float32))[None, None]
+
+
+def _resampled_outputs(
+    fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, affine: sitk.Transform
+) -> tuple[sitk.Image, sitk.Image]:
+    """``moving`` on the fixed grid through the full transform and through the affine only."""
+    background = float(np.min(sitk.GetArrayViewFromImage(moving)))
+    warped = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, background, sitk.sitkFloat32)
+    before = sitk.Resample(moving, fixed, affine, sitk.sitkLinear, background, sitk.sitkFloat32)
+    return warped, before
+
+
+def _on_fixed_grid(values_dhw: np.ndarray, grid: Geometry, fixed: sitk.Image) -> sitk.Image:
+    """A working-grid scalar map resampled (linear) onto the fixed grid."""
+    image = image_from_array(values_dhw.astype(np.float32), grid)
+    return sitk.Resample(
+        image, fixed, sitk.Transform(3, sitk.sitkIdentity), sitk.sitkLinear, 0.0, sitk.sitkFloat32
+    )
+
+
+def _report(
+    fixed_in, moving_in, modalities, grid, grid_notes, affine, det, confidence, timings, config, dense_timings
+):
+    """The JSON-serialisable report of one registration."""
+    values = sitk.GetArrayViewFromImage(confidence)
+    return {
+        "vmgga_version": vmgga.__version__,
+        "inputs": {
+            "fixed": {**fixed_in.description, "modality": modalities[0].value, "messages": fixed_in.messages},
+            "moving": {
+                **moving_in.description,
+                "modality": modalities[1].value,
+                "messages": moving_in.messages,
+            },
+        },
+        "working_grid": {**grid.to_dict(), "notes": grid_notes},
+        "affine": {
+            "matrix": list(affine.transform.GetMatrix()),
+            "translation_mm": list(affine.transform.GetTranslation()),
+            "center_lps_mm": list(affine.transform.GetCenter()),
+            "determinant": float(np.linalg.det(np.reshape(affine.transform.GetMatrix(), (3, 3)))),
+            "mattes_mi": affine.metric_value,
+            "overlap_fraction": affine.overlap_fraction,
+        },
+        "jacobian": jacobian_summary(det),
+        "confidence": {
+            "mean": float(values.mean()),
+            "median": float(np.median(values)),
+            "p05": float(np.percentile(values, 5)),
+            "fraction_above_0_5": float(np.mean(values > 0.5)),
+        },
+        "timings_s": {
+            **{k: round(v, 4) for k, v in timings.items()},
+            "dense_detail": {k: round(v, 4) for k, v in dense_timings.items()},
+        },
+        "transform_direction": "fixed -> moving (ITK resampling direction), LPS mm",
+        "config": config.to_dict(),
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "SimpleITK": sitk.Version_VersionString(),
+            "numpy": np.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "device": config.device,
+        },
+    }

@@ -1,0 +1,127 @@
+"""``vmgga register FIXED MOVING -o OUT``: one pair, files in, transform and images out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from vmgga.config import FeatureBackend, Modality, Preset, make_config
+from vmgga.errors import VmggaError
+from vmgga.io.atomic import OutputFolderLock, check_not_an_input, remove_stale_partials
+from vmgga.progress import JsonLinesProgress, TqdmProgress, silent
+
+HELP = "register a moving image to a fixed image (NIfTI/NRRD/MHA files or DICOM series folders)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``vmgga register``."""
+    parser.add_argument("fixed", help="fixed image file or DICOM series folder")
+    parser.add_argument("moving", help="moving image file or DICOM series folder")
+    parser.add_argument("-o", "--output", required=True, help="output folder")
+    parser.add_argument("--preset", default="fast", choices=[p.value for p in Preset])
+    parser.add_argument("--fixed-modality", default="auto", choices=[m.value for m in Modality])
+    parser.add_argument("--moving-modality", default="auto", choices=[m.value for m in Modality])
+    parser.add_argument(
+        "--features",
+        default=None,
+        choices=[f.value for f in FeatureBackend],
+        help="feature backend of the dense stage (default: the preset's)",
+    )
+    parser.add_argument("--weights", default=None, help="VMGGA matcher checkpoint (features=vmgga)")
+    parser.add_argument("--dinov2-path", default=None, help="local DINOv2 model folder (features=dinov2)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--initial-transform", default=None, help="linear ITK transform (fixed -> moving) to start from"
+    )
+    parser.add_argument(
+        "--fixed-series", default=None, help="SeriesInstanceUID to use in a multi-series fixed folder"
+    )
+    parser.add_argument(
+        "--moving-series", default=None, help="SeriesInstanceUID to use in a multi-series moving folder"
+    )
+    parser.add_argument("--volume-index", type=int, default=None, help="volume to use from 4D inputs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--max-memory", type=float, default=None, help="memory cap of the dense stage in GB")
+    parser.add_argument("--qc", action="store_true", help="also write the QC page qc.html")
+    parser.add_argument(
+        "--include-phi", action="store_true", help="keep DICOM patient identifiers in the report"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument(
+        "--progress-json", action="store_true", help="JSON-lines progress on stdout (for GUIs)"
+    )
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`~vmgga.config.RegistrationConfig` the arguments ask for."""
+    overrides = {
+        "preprocess.fixed_modality": args.fixed_modality,
+        "preprocess.moving_modality": args.moving_modality,
+        "device": args.device,
+        "seed": args.seed,
+        "num_threads": args.threads,
+        "max_memory_gb": args.max_memory,
+    }
+    optional = {
+        "dense.features": args.features,
+        "dense.matcher_weights": args.weights,
+        "dense.dinov2_path": args.dinov2_path,
+    }
+    overrides.update({k: v for k, v in optional.items() if v is not None})
+    return make_config(args.preset, **overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Register, write the outputs atomically under a folder lock; returns the exit status."""
+    json_progress = JsonLinesProgress() if args.progress_json else None
+    try:
+        paths = _register_and_write(args, json_progress)
+    except VmggaError as error:
+        if json_progress is not None:
+            json_progress.emit({"event": "error", "message": str(error)})
+        raise
+    if json_progress is not None:
+        json_progress.emit({"event": "done", "outputs": {k: str(v) for k, v in paths.items()}})
+    elif not args.quiet:
+        print(json.dumps({k: str(v) for k, v in paths.items()}, indent=1), file=sys.stderr)
+    return 0
+
+
+def _register_and_write(args: argparse.Namespace, json_progress) -> dict[str, Path]:
+    """The work of :func:`run`, with SIGTERM turned into a clean interrupt."""
+    from vmgga.api import register, write_outputs
+
+    config = config_from_args(args)
+    output = Path(args.output)
+    check_not_an_input([output], [args.fixed, args.moving])
+    progress = json_progress or (silent if args.quiet else TqdmProgress())
+    output.mkdir(parents=True, exist_ok=True)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with OutputFolderLock(output):
+            remove_stale_partials(output)
+            result = register(
+                args.fixed,
+                args.moving,
+                config,
+                initial_transform=args.initial_transform,
+                progress=progress,
+                fixed_series=args.fixed_series,
+                moving_series=args.moving_series,
+                volume_index=args.volume_index,
+                include_phi=args.include_phi,
+            )
+            return write_outputs(result, output, qc=args.qc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if hasattr(progress, "close"):
+            progress.close()
+
+
+def _raise_interrupt(signum, frame) -> None:
+    """SIGTERM behaves like Ctrl-C: unwind, leaving only complete outputs."""
+    raise KeyboardInterrupt

@@ -1,0 +1,48 @@
+"""The files of one registration, written as one transaction into one output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import SimpleITK as sitk
+
+from vmgga.io.atomic import OutputTransaction, write_json_atomic
+
+if TYPE_CHECKING:
+    from vmgga.api import RegistrationResult
+
+#: Output name -> file name. ``report`` is moved into place last: it marks a complete set.
+OUTPUT_FILES = {
+    "transform": "transform.h5",
+    "warped": "warped.nii.gz",
+    "confidence": "confidence.nii.gz",
+    "report": "report.json",
+}
+QC_FILE = "qc.html"
+
+
+def write_registration_outputs(
+    result: RegistrationResult, output_dir: Path, *, qc: bool = False
+) -> dict[str, Path]:
+    """Write the transform, warped image, confidence map, report (and QC page) into ``output_dir``.
+
+    The files are staged in a hidden folder and moved into place with ``report.json`` last, so an
+    interrupted run leaves either the previous complete set or none.
+
+    Returns:
+        Output name -> final path.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with OutputTransaction(output_dir, marker=OUTPUT_FILES["report"]) as transaction:
+        staged = {name: transaction.staged(file) for name, file in OUTPUT_FILES.items()}
+        sitk.WriteTransform(result.transform, str(staged["transform"]))
+        sitk.WriteImage(result.warped, str(staged["warped"]), True)
+        sitk.WriteImage(result.confidence, str(staged["confidence"]), True)
+        if qc:
+            from vmgga.qc.report import write_qc_page
+
+            write_qc_page(result, transaction.staging)
+        write_json_atomic(result.report, staged["report"])
+    names = {**OUTPUT_FILES, **({"qc": QC_FILE} if qc else {})}
+    return {name: output_dir / file for name, file in names.items()}
