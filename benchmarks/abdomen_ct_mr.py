@@ -138,6 +138,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--directions", nargs="+", default=["mr2ct"], choices=["mr2ct", "ct2mr"])
     parser.add_argument("--preset", default="fast", help="our preset (fast | accurate)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for every method")
+    parser.add_argument("--weights", default=None, help="VMGGA checkpoint for vmgga-vmgga (default: shipped)")
     parser.add_argument("--name", default="abdomen_ct_mr", help="results file name")
     return parser.parse_args(argv)
 
@@ -148,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     common.set_threads(args.threads)
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     methods = [m if m == AFFINE else peers.parse_methods(m)[0] for m in names]
-    unavailable = peers.preload([m for m in methods if m != AFFINE])
+    options = peers.PeerOptions(threads=args.threads, preset=args.preset, matcher_weights=args.weights)
+    unavailable = peers.preload([m for m in methods if m != AFFINE], options)
     for method, reason in unavailable.items():
         print(f"skipped method {method}: {reason}")
     methods = [m for m in methods if m not in unavailable]
-    options = peers.PeerOptions(threads=args.threads, preset=args.preset)
     info = common.machine_info(args.threads)
     cases = [make_case(folder, direction) for direction in args.directions]
     with tempfile.TemporaryDirectory(prefix="vmgga_abdomen_") as tmp_name:

@@ -52,6 +52,7 @@ class PeerOptions:
     threads: int = 2  # CPU threads for every method
     preset: str = "fast"  # our preset (vmgga-* methods)
     ants_iterations: tuple[int, ...] = (100, 70, 50, 20)  # SyN iterations per level
+    matcher_weights: str | None = None  # VMGGA checkpoint for vmgga-vmgga; None = the shipped one
     elastix_iterations: int | None = None  # None: the default map's 256 per level (tests lower it)
 
 
@@ -169,7 +170,10 @@ def run_vmgga(features: str) -> PeerFn:
 
     def run(fixed_path: Path, moving_path: Path, out_dir: Path, options: PeerOptions) -> PeerResult:
         register, write_outputs, make_config = _vmgga_api()
-        config = make_config(options.preset, num_threads=options.threads, **{"dense.features": features})
+        overrides = {"dense.features": features}
+        if features == "vmgga" and options.matcher_weights:
+            overrides["dense.matcher_weights"] = options.matcher_weights
+        config = make_config(options.preset, num_threads=options.threads, **overrides)
         start = time.perf_counter()
         result = register(str(fixed_path), str(moving_path), config, progress=False)
         paths = write_outputs(result, out_dir / f"vmgga_{features}")
@@ -216,7 +220,7 @@ def parse_methods(text: str) -> list[str]:
     return [look_up_option(name.strip(), Method, "method") for name in text.split(",") if name.strip()]
 
 
-def preload(methods: list[str]) -> dict[str, str]:
+def preload(methods: list[str], options: PeerOptions | None = None) -> dict[str, str]:
     """Import each method's library once; return ``{method: reason}`` for those that cannot run."""
     import importlib
 
@@ -227,9 +231,22 @@ def preload(methods: list[str]) -> dict[str, str]:
                 importlib.import_module(module)
             if method.startswith("vmgga-"):
                 _vmgga_api()
+            if method == Method.VMGGA_VMGGA.value:
+                _check_matcher_weights(options.matcher_weights if options else None)
         except (ImportError, PeerUnavailable) as error:
             unavailable[method] = str(error)
     return unavailable
+
+
+def _check_matcher_weights(path: str | None) -> None:
+    """Raise :class:`PeerUnavailable` when no VMGGA checkpoint is given and none is shipped."""
+    from vmgga.errors import InputError
+    from vmgga.models.checkpoint import resolve_weights
+
+    try:
+        resolve_weights(path)
+    except InputError as error:
+        raise PeerUnavailable(str(error)) from error
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -136,6 +136,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pairs", type=int, default=None, help="use only the first N pairs")
     parser.add_argument("--preset", default="fast", help="our preset (fast | accurate)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for every method")
+    parser.add_argument("--weights", default=None, help="VMGGA checkpoint for vmgga-vmgga (default: shipped)")
     parser.add_argument("--shrink", type=int, default=1, help="subsample the inputs (quick checks only)")
     parser.add_argument("--name", default=None, help="results file name (default: from the methods)")
     return parser.parse_args(argv)
@@ -146,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     folder = common.skip_if_missing(DATASET, [f"{n}.nii.gz" for n in ("T1", *MOVING_CHOICES)])
     common.set_threads(args.threads)
     methods = peers.parse_methods(args.methods)
-    unavailable = peers.preload(methods)
+    options = peers.PeerOptions(threads=args.threads, preset=args.preset, matcher_weights=args.weights)
+    unavailable = peers.preload(methods, options)
     for method, reason in unavailable.items():
         print(f"skipped method {method}: {reason}")
     methods = [m for m in methods if m not in unavailable]
-    options = peers.PeerOptions(threads=args.threads, preset=args.preset)
     info_before = common.machine_info(args.threads)
     with tempfile.TemporaryDirectory(prefix="vmgga_bench_") as tmp_name:
         tmp = Path(tmp_name)
