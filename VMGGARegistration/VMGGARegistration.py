@@ -514,7 +514,7 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
         except Exception:
             shutil.rmtree(workDir, ignore_errors=True)
             raise
-        process = CoreProcess(command, env=self._childEnvironment())
+        process = CoreProcess(command, env=self._childEnvironment(), cwd=workDir)
         self._state = _RunState(
             process, workDir, request.output_dir, fixed, moving, output_transform, output_volume,
             keep_temporary_files, on_progress, on_log, on_finished,
@@ -624,7 +624,7 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
         state = self._state
         self._dispatch(state.process.poll())
         outcome = summarise_run(
-            state.events, state.process.return_code, state.outputDir, cancelled=state.process.cancelled
+            state.events, state.process.return_code, state.workDir, cancelled=state.process.cancelled
         )
         result = RegistrationResult(outcome, outputDirectory=state.outputDir)
         try:

@@ -49,6 +49,7 @@ class RegisterRequest:
     moving_modality: str = Modality.AUTO.value  # auto | ct | mr
     device: str = Device.CPU.value  # cpu | cuda (resolve "auto" with resolve_device first)
     initial_transform_path: Path | None = None  # optional ITK transform file, fixed -> moving, LPS mm
+    threads: int | None = None  # CPU threads of the core; None = the core's default (all cores)
 
 
 def _check_option(value: str, allowed: type[Enum], name: str) -> str:
@@ -95,4 +96,8 @@ def build_register_command(python: str, request: RegisterRequest) -> list[str]:
     command += ["--device", request.device]
     if request.initial_transform_path is not None:
         command += ["--initial-transform", str(request.initial_transform_path)]
+    if request.threads is not None:
+        if request.threads < 1:
+            raise CommandError(f"threads={request.threads} is not allowed; expected a positive number")
+        command += ["--threads", str(request.threads)]
     return [*command, "--progress-json"]

@@ -57,8 +57,10 @@ def describe_exit_code(return_code: int | None) -> str:
     return f"exit status {return_code}" + (f" ({meaning})" if meaning else "")
 
 
-def outputs_from_done(event: DoneEvent, output_dir: Path) -> RegistrationOutputs:
-    """Paths of the ``done`` event (relative ones are taken under ``output_dir``), checked to exist.
+def outputs_from_done(event: DoneEvent, working_dir: Path) -> RegistrationOutputs:
+    """Paths of the ``done`` event, checked to exist.
+
+    Relative paths are relative to ``working_dir``, the folder the core ran in (its ``cwd``).
 
     Raises:
         OutputsError: naming each missing key or file.
@@ -67,7 +69,7 @@ def outputs_from_done(event: DoneEvent, output_dir: Path) -> RegistrationOutputs
     if missing_keys:
         have = sorted(event.outputs)
         raise OutputsError(f"the core's done event lacks outputs {missing_keys}; it has {have}")
-    paths = {key: Path(output_dir, event.outputs[key]) for key in REQUIRED_OUTPUTS}
+    paths = {key: Path(working_dir, event.outputs[key]) for key in REQUIRED_OUTPUTS}
     missing_files = [str(path) for path in paths.values() if not path.is_file()]
     if missing_files:
         raise OutputsError(f"the core reported outputs that do not exist: {missing_files}")
@@ -75,9 +77,9 @@ def outputs_from_done(event: DoneEvent, output_dir: Path) -> RegistrationOutputs
 
 
 def summarise_run(
-    events: Iterable[Event], return_code: int | None, output_dir: Path, cancelled: bool = False
+    events: Iterable[Event], return_code: int | None, working_dir: Path, cancelled: bool = False
 ) -> RunOutcome:
-    """Decide how a run ended from its events and exit status."""
+    """Decide how a run ended from its events and exit status (``working_dir``: the core's cwd)."""
     events = list(events)
     if cancelled:
         return RunOutcome(RunStatus.CANCELLED, "registration cancelled", return_code=return_code)
@@ -85,7 +87,7 @@ def summarise_run(
     done = [e for e in events if isinstance(e, DoneEvent)]
     if return_code == 0 and done and not errors:
         try:
-            outputs = outputs_from_done(done[-1], output_dir)
+            outputs = outputs_from_done(done[-1], working_dir)
         except OutputsError as error:
             return RunOutcome(RunStatus.FAILED, str(error), return_code=return_code)
         return RunOutcome(RunStatus.SUCCEEDED, "registration finished", outputs, return_code)

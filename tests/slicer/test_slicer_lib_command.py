@@ -37,11 +37,15 @@ def test_command_follows_the_cli_contract():
     assert _option(command, "--device") == "cuda"
     assert command[-1] == "--progress-json"
     assert "--initial-transform" not in command
+    assert "--threads" not in command
 
 
 def test_command_passes_modalities_and_initial_transform():
-    request = _request(fixed_modality="ct", moving_modality="mr", initial_transform_path=Path("/t/init.h5"))
+    request = _request(
+        fixed_modality="ct", moving_modality="mr", initial_transform_path=Path("/t/init.h5"), threads=2
+    )
     command = build_register_command("py", request)
+    assert _option(command, "--threads") == "2"
     assert _option(command, "--fixed-modality") == "ct"
     assert _option(command, "--moving-modality") == "mr"
     assert _option(command, "--initial-transform") == "/t/init.h5"
@@ -54,8 +58,13 @@ def test_command_is_accepted_by_the_core_parser():
 
     parser = argparse.ArgumentParser()
     register.add_arguments(parser)
-    request = _request(fixed_modality="ct", moving_modality="mr", initial_transform_path=Path("/t/i.h5"))
+    request = _request(
+        fixed_modality="ct", moving_modality="mr", initial_transform_path=Path("/t/i.h5"), threads=3
+    )
     args = parser.parse_args(build_register_command("py", request)[4:])
+    assert vars(args)["threads"] == 3
+    assert vars(args)["initial_transform"] == "/t/i.h5"
+    assert (vars(args)["fixed_modality"], vars(args)["moving_modality"]) == ("ct", "mr")
     assert vars(args)["progress_json"] is True
     assert vars(args)["preset"] == "fast"
     assert vars(args)["device"] == "cpu"
@@ -69,6 +78,7 @@ def test_command_is_accepted_by_the_core_parser():
         ("moving_modality", "CT", "moving_modality='CT'"),
         ("device", "tpu", "device='tpu'"),
         ("device", "auto", "must be resolved"),
+        ("threads", 0, "threads=0 is not allowed"),
     ],
 )
 def test_command_rejects_values_outside_the_contract(field, value, message):

@@ -38,10 +38,15 @@ def test_done_event_with_existing_files_succeeds(tmp_path):
     assert outcome.outputs.confidence == tmp_path / "confidence.nii.gz"
 
 
-def test_relative_output_paths_are_taken_under_the_output_folder(tmp_path):
-    _write_outputs(tmp_path)
-    outputs = outputs_from_done(DoneEvent(dict(NAMES)), tmp_path)
-    assert outputs.warped == tmp_path / "warped.nii.gz"
+def test_relative_output_paths_are_taken_under_the_working_folder(tmp_path):
+    """``vmgga register ... -o out`` reports ``out/transform.h5``: relative to the core's cwd."""
+    (tmp_path / "out").mkdir()
+    _write_outputs(tmp_path / "out")
+    relative = {key: f"out/{name}" for key, name in NAMES.items()}
+    outputs = outputs_from_done(DoneEvent(relative), tmp_path)
+    assert outputs.warped == tmp_path / "out" / "warped.nii.gz"
+    with pytest.raises(OutputsError, match="do not exist"):
+        outputs_from_done(DoneEvent(relative), tmp_path / "out")
 
 
 def test_missing_output_key_or_file_fails(tmp_path):
