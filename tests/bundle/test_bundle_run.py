@@ -1,0 +1,154 @@
+"""``monai.bundle run`` registers real pairs and writes what ``vmgga.register`` writes.
+
+The reference is :func:`vmgga.register` + :func:`vmgga.write_outputs` called directly on the same
+pair with the same settings (``library_outputs``); the bundle's files must match it up to
+floating-point tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import SimpleITK as sitk
+from conftest import (
+    BUNDLE,
+    CT_DICOM,
+    CT_DICOM_LABELS,
+    CT_NIFTI,
+    EVALUATE,
+    INFERENCE,
+    MR_LABELS,
+    MR_NIFTI,
+    QUICK_OVERRIDES,
+    SEED,
+    assert_same_transform_files,
+    quick_overrides_arg,
+    run_bundle_cli,
+)
+
+#: Label values with the same organ in the CT and MR maps (tests/data/README.md): 1 spleen ... 9 left adrenal.
+SHARED_MEANING_LABELS = list(range(1, 10))
+
+OUTPUT_FILES = {"transform.h5", "warped.nii.gz", "confidence.nii.gz", "report.json"}
+
+
+def _read_dicom_series(folder) -> sitk.Image:
+    """The CT series read independently with SimpleITK/GDCM (reference grid for point checks)."""
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    return reader.Execute()
+
+
+def _assert_same_outputs(actual, expected) -> None:
+    """Same file set, same transform, same warped/confidence voxels, same registration config."""
+    assert {p.name for p in actual.iterdir()} == OUTPUT_FILES
+    assert_same_transform_files(
+        actual / "transform.h5", expected / "transform.h5", _read_dicom_series(CT_DICOM)
+    )
+    for name in ("warped.nii.gz", "confidence.nii.gz"):
+        a, e = sitk.ReadImage(str(actual / name)), sitk.ReadImage(str(expected / name))
+        assert a.GetSize() == e.GetSize()
+        np.testing.assert_allclose(a.GetOrigin(), e.GetOrigin(), atol=1e-6)
+        np.testing.assert_allclose(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(e), atol=1e-4)
+    report_a = json.loads((actual / "report.json").read_text())
+    report_e = json.loads((expected / "report.json").read_text())
+    assert report_a["config"] == report_e["config"]
+    assert report_a["working_grid"] == report_e["working_grid"]
+
+
+def _bundle_run(**override) -> None:
+    """``monai.bundle.run`` in this process with the bundle's configs."""
+    from monai.bundle import run
+
+    override.setdefault("config_file", str(INFERENCE))
+    run(bundle_root=str(BUNDLE), device="cpu", seed=SEED, overrides=dict(QUICK_OVERRIDES), **override)
+
+
+def test_cli_one_pair_dicom_vs_nifti_matches_library(library_outputs, tmp_path):
+    out = tmp_path / "bundle_out"
+    process = run_bundle_cli(
+        "run",
+        "--config_file", str(INFERENCE),
+        "--bundle_root", str(BUNDLE),
+        "--fixed", str(CT_DICOM),
+        "--moving", str(MR_NIFTI),
+        "--output_dir", str(out),
+        "--device", "cpu",
+        "--preset", "fast",
+        "--seed", str(SEED),
+        "--overrides", quick_overrides_arg(),
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr[-3000:]
+    _assert_same_outputs(out, library_outputs)
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["device"] == "cpu" and report["config"]["dense"]["features"] == "mind"
+
+
+def test_datalist_runs_two_pairs(library_outputs, tmp_path):
+    datalist = tmp_path / "lists" / "pairs.json"
+    datalist.parent.mkdir()
+    relative_mr = os.path.relpath(MR_NIFTI, datalist.parent)  # relative to the datalist's folder
+    pairs = [
+        {"fixed": str(CT_DICOM), "moving": relative_mr, "case_id": "ct_dicom_vs_mr"},
+        {"fixed": str(MR_NIFTI), "moving": str(CT_NIFTI), "case_id": "mr_vs_ct"},
+    ]
+    datalist.write_text(json.dumps(pairs))
+    out = tmp_path / "many"
+    _bundle_run(datalist=str(datalist), output_dir=str(out))
+    assert sorted(p.name for p in out.iterdir()) == ["ct_dicom_vs_mr", "mr_vs_ct"]
+    _assert_same_outputs(out / "ct_dicom_vs_mr", library_outputs)
+    second = json.loads((out / "mr_vs_ct" / "report.json").read_text())
+    assert {p.name for p in (out / "mr_vs_ct").iterdir()} == OUTPUT_FILES
+    warped = sitk.ReadImage(str(out / "mr_vs_ct" / "warped.nii.gz"))
+    assert warped.GetSize() == sitk.ReadImage(str(MR_NIFTI)).GetSize()  # on the fixed (MR) grid
+    assert second["inputs"]["fixed"] != second["inputs"]["moving"]
+
+
+def _dice(fixed_labels: sitk.Image, warped_labels: sitk.Image, label: int) -> float:
+    """Dice of one label by SimpleITK's overlap filter (independent of the bundle's numpy code)."""
+    a = sitk.Cast(fixed_labels == label, sitk.sitkUInt8)
+    b = sitk.Cast(warped_labels == label, sitk.sitkUInt8)
+    overlap = sitk.LabelOverlapMeasuresImageFilter()
+    overlap.Execute(a, b)
+    return overlap.GetDiceCoefficient()
+
+
+def test_evaluate_scores_warped_labels(library_outputs, tmp_path):
+    out = tmp_path / "eval"
+    _bundle_run(
+        config_file=[str(INFERENCE), str(EVALUATE)],
+        fixed=str(CT_DICOM),
+        moving=str(MR_NIFTI),
+        fixed_labels=str(CT_DICOM_LABELS),
+        moving_labels=str(MR_LABELS),
+        labels=SHARED_MEANING_LABELS,
+        output_dir=str(out),
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    case = metrics["cases"]["pair"]
+    _assert_same_outputs_subset(out, library_outputs)
+    fixed_labels = sitk.ReadImage(str(CT_DICOM_LABELS))
+    moving_labels = sitk.ReadImage(str(MR_LABELS))
+    transform = sitk.ReadTransform(str(out / "transform.h5"))
+    warped = sitk.Resample(moving_labels, fixed_labels, transform, sitk.sitkNearestNeighbor, 0)
+    unwarped = sitk.Resample(moving_labels, fixed_labels, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    shared = set(np.unique(sitk.GetArrayFromImage(fixed_labels))) & set(
+        np.unique(sitk.GetArrayFromImage(moving_labels))
+    )
+    assert set(case["dice"]) == {str(v) for v in SHARED_MEANING_LABELS if v in shared}
+    assert len(case["dice"]) >= 3
+    for label, value in case["dice"].items():
+        assert abs(value - _dice(fixed_labels, warped, int(label))) < 1e-9
+        assert abs(case["dice_before"][label] - _dice(fixed_labels, unwarped, int(label))) < 1e-9
+    assert abs(case["mean_dice"] - np.mean(list(case["dice"].values()))) < 1e-12
+    report = json.loads((out / "report.json").read_text())
+    assert case["jacobian"] == report["jacobian"]
+    assert metrics["summary"]["n_cases"] == 1
+
+
+def _assert_same_outputs_subset(out, expected) -> None:
+    """Evaluation writes the registration files (plus metrics.json); they match the library's."""
+    assert OUTPUT_FILES | {"metrics.json"} == {p.name for p in out.iterdir()}
+    assert_same_transform_files(out / "transform.h5", expected / "transform.h5", _read_dicom_series(CT_DICOM))
