@@ -137,13 +137,15 @@ class OutputTransaction:
         return safe_output_path(self.staging, name)
 
     def _commit(self) -> None:
+        """Flush every staged file first (slow), then the quick renames, marker last."""
         names = sorted(str(p.relative_to(self.staging)) for p in self.staging.rglob("*") if p.is_file())
+        targets = {name: safe_output_path(self.output_dir, name) for name in names}
+        for name in names:
+            _fsync_file(self.staging / name)
+            targets[name].parent.mkdir(parents=True, exist_ok=True)
         (self.output_dir / self.marker).unlink(missing_ok=True)
         for name in _marker_last(names, self.marker):
-            _fsync_file(self.staging / name)
-            target = safe_output_path(self.output_dir, name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.staging / name, target)
+            os.replace(self.staging / name, targets[name])
         _fsync_folder(self.output_dir)
 
 
