@@ -1,0 +1,46 @@
+"""Tiny models, sources and data folders for the training tests (no ../shared needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from vmgga.synth.sources import SourceKind, SourceVolume
+
+#: A matcher small enough for CPU unit tests.
+TINY_MATCHER = {
+    "encoder_channels": [8, 12, 16],
+    "coarse_dim": 16,
+    "fine_dim": 8,
+    "attention_layers": 1,
+    "attention_heads": 2,
+    "confidence_hidden": 4,
+    "fine_window": 5,
+}
+
+
+def blob_labels(seed: int, shape=(24, 32, 32), n_labels: int = 6) -> np.ndarray:
+    """Smooth random label volume with ``n_labels`` labels (0 = background)."""
+    noise = np.random.default_rng(seed).normal(size=(n_labels, *shape))
+    return ndimage.gaussian_filter(noise, (0, 2, 2, 2)).argmax(0).astype(np.int16)
+
+
+@pytest.fixture
+def label_sources() -> list[SourceVolume]:
+    return [SourceVolume(f"blobs{i}", SourceKind.LABELS, blob_labels(i)) for i in range(2)]
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    """A folder shaped like ../shared/data: label maps 1-3 and one intensity scan."""
+    maps = tmp_path / "brain-label-maps-synthseg"
+    maps.mkdir()
+    for i in (1, 2, 3):
+        labels = blob_labels(i, (30, 30, 30)).astype(np.int16) * 2  # even FreeSurfer-like values
+        sitk.WriteImage(sitk.GetImageFromArray(labels), str(maps / f"training_seg_{i:02d}.nii.gz"))
+    scan = ndimage.gaussian_filter(np.random.default_rng(9).random((30, 30, 30)), 2).astype(np.float32)
+    (tmp_path / "scan").mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(scan * 100), str(tmp_path / "scan" / "scan.nii.gz"))
+    return tmp_path

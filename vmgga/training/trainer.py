@@ -1,0 +1,175 @@
+"""The training loop: two stages, resumable checkpoints, deterministic from the seed.
+
+Step ``s`` draws the pairs ``pair_seeds(seed, s, B)`` (some replaced by the hardest remembered
+pairs during fine-tuning) and samples its contrastive points with a generator seeded by
+``(seed, s)``. A checkpoint stores the model, optimiser, scheduler, torch RNG, step, hard-example
+buffer and history, so a resumed run continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vmgga.models.config import matcher_config_from_dict
+from vmgga.models.network import VMGGANet
+from vmgga.synth.pairs import PairSampler
+from vmgga.training.config import TrainConfig
+from vmgga.training.curves import write_history
+from vmgga.training.mining import HardExampleBuffer
+from vmgga.training.steps import StepOutput, finetune_step, pretrain_step
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; other names pass through."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def pair_seeds(seed: int, step: int, count: int) -> list[int]:
+    """The fresh pair seeds of a step (uint32, distinct streams per (seed, step))."""
+    return [int(s) for s in np.random.SeedSequence([seed, step]).generate_state(count)]
+
+
+def build_model(config: TrainConfig) -> VMGGANet:
+    """A freshly initialised matcher (initial weights decided by ``config.seed``)."""
+    torch.manual_seed(config.seed)
+    return VMGGANet(matcher_config_from_dict(dict(config.matcher)))
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Per-stage linear warm-up then cosine decay to 10 % of the peak learning rate."""
+    if step < config.pretrain_steps:
+        local, length = step, config.pretrain_steps
+    else:
+        local, length = step - config.pretrain_steps, config.finetune_steps
+    warmup = max(1, min(config.warmup_steps, length // 4))
+    if local < warmup:
+        return (local + 1) / warmup
+    progress = (local - warmup) / max(1, length - warmup)
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@dataclass
+class Trainer:
+    """Holds everything that changes during training; :meth:`step` advances it by one step."""
+
+    config: TrainConfig
+    samplers: dict[str, PairSampler]  # "pretrain" and "finetune"
+    model: VMGGANet | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.model = (self.model or build_model(self.config)).to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            params, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.config)
+        )
+        self.hard = HardExampleBuffer(self.config.hard_buffer_size)
+
+    @property
+    def stage(self) -> str:
+        return "pretrain" if self.step < self.config.pretrain_steps else "finetune"
+
+    def batch_seeds(self) -> list[int]:
+        """Fresh seeds, the last ``hard_fraction`` of them replaced by remembered hard pairs."""
+        batch = self.config.batch_size
+        seeds = pair_seeds(self.config.seed, self.step, batch)
+        n_hard = int(round(self.config.hard_fraction * batch)) if self.stage == "finetune" else 0
+        if n_hard and len(self.hard.entries) >= n_hard:
+            seeds = seeds[: batch - n_hard] + self.hard.pop_hardest(n_hard)
+        return seeds
+
+    def train_step(self) -> dict:
+        """One optimiser step; returns the logged row."""
+        started = time.perf_counter()
+        stage, seeds = self.stage, self.batch_seeds()
+        batch = {k: v.to(self.device) for k, v in self.samplers[stage].batch(seeds).items()}
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed * 1_000_003 + self.step)
+        self.model.train()
+        run = pretrain_step if stage == "pretrain" else finetune_step
+        learning_rate = self.optimizer.param_groups[0]["lr"]
+        output: StepOutput = run(self.model, batch, self.config, generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        output.loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if output.pair_losses:
+            self.hard.update(output.pair_losses, seeds)
+        row = {"step": self.step, "stage": stage, "lr": learning_rate, **output.parts}
+        row["seconds"] = time.perf_counter() - started
+        self.history.append(row)
+        self.step += 1
+        return row
+
+    # --- checkpoints ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume (tensors, numbers, strings, lists, dicts only)."""
+        return {
+            "step": self.step,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "hard": self.hard.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+            "config": self.config.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` output."""
+        self.step = int(state["step"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.hard.load_state_dict(state["hard"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = list(state["history"])
+
+    def save(self, path: str | Path) -> Path:
+        """Atomically write a resumable checkpoint."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Resume from a checkpoint written by :meth:`save`."""
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+
+    def run(
+        self, output_dir: Path | None = None, progress: bool = True, deadline: float | None = None
+    ) -> None:
+        """Train until ``total_steps`` or ``deadline`` (``time.monotonic()``); checkpoint regularly."""
+        from tqdm import tqdm
+
+        total = self.config.total_steps
+        bar = tqdm(total=total, initial=self.step, disable=not progress, desc="vmgga train", mininterval=5)
+        while self.step < total:
+            row = self.train_step()
+            bar.update(1)
+            bar.set_postfix(stage=row["stage"], loss=f"{row['loss']:.3f}")
+            done = self.step == total or (deadline is not None and time.monotonic() > deadline)
+            if output_dir is not None and (done or self.step % self.config.checkpoint_every == 0):
+                self.save(output_dir / CHECKPOINT_NAME)
+                write_history(self.history, output_dir)
+            if done:
+                break
+        bar.close()
