@@ -21,8 +21,10 @@ import dataclasses
 
 import numpy as np
 import SimpleITK as sitk
+import torch
 
-from vmgga.frames import array_from_image
+from vmgga.field.jacobian import jacobian_determinant, jacobian_summary
+from vmgga.frames import array_from_image, disp_ijk_from_lps, geometry_of, image_from_array
 
 
 def compose_transforms(pair: sitk.Transform, previous: sitk.Transform) -> sitk.CompositeTransform:
@@ -48,22 +50,6 @@ def displacement_of(transform: sitk.Transform, grid: sitk.Image) -> sitk.Image:
     converter.SetReferenceImage(grid)
     converter.SetOutputPixelType(sitk.sitkVectorFloat64)
     return sitk.Cast(converter.Execute(transform), sitk.sitkVectorFloat32)
-
-
-def jacobian_statistics(jacobian_determinant: np.ndarray) -> dict[str, float]:
-    """Folding fraction and spread of log det J (over voxels with det J > 0) of an array of dets."""
-    values = np.asarray(jacobian_determinant, dtype=np.float64)
-    if values.size == 0:
-        values = np.ones(1)
-    positive = values[values > 0]
-    log_j = np.log(positive) if positive.size else np.zeros(1)
-    return {
-        "negative_fraction": float(np.mean(~(values > 0))),
-        "sd_log_j": float(np.std(log_j)),
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "mean": float(values.mean()),
-    }
 
 
 def chained_result(pair, previous_transform: sitk.Transform, previous_confidence: sitk.Image, baseline):
@@ -108,12 +94,13 @@ def _inside_pair_domain(pair_field: sitk.Image, previous_transform: sitk.Transfo
 
 
 def _masked_jacobian(displacement: sitk.Image, inside: np.ndarray) -> sitk.Image:
-    """det J of a displacement field, set to 1 outside ``inside``."""
-    jacobian = sitk.DisplacementFieldJacobianDeterminant(displacement)
-    values = np.where(inside, array_from_image(jacobian), 1.0).astype(np.float32)
-    masked = sitk.GetImageFromArray(values)
-    masked.CopyInformation(jacobian)
-    return masked
+    """det J of a displacement field (LPS mm vectors), computed in voxel units so that it does not
+    depend on the grid's direction (ITK's DisplacementFieldJacobianDeterminant ignores it); 1 outside
+    ``inside``."""
+    geometry = geometry_of(displacement)
+    disp_ijk = disp_ijk_from_lps(array_from_image(displacement), geometry)  # (3, D, H, W)
+    det = jacobian_determinant(torch.from_numpy(disp_ijk[None]).double())[0, 0].numpy()
+    return image_from_array(np.where(inside, det, 1.0).astype(np.float32), geometry)
 
 
 def _carried_confidence(pair_confidence, previous_transform, previous_confidence, baseline) -> sitk.Image:
@@ -140,6 +127,7 @@ def _chained_report(
         "(affine parts included) where the pairwise field is defined; confidence = min over links",
         "jacobian_voxels": int(inside.sum()),
     }
-    report["jacobian"] = jacobian_statistics(array_from_image(jacobian)[inside])
+    det = torch.from_numpy(array_from_image(jacobian))[None, None]
+    report["jacobian"] = jacobian_summary(det, torch.from_numpy(inside)[None, None])
     report["confidence"] = {"mean": float(values.mean()), "median": float(np.median(values))}
     return report

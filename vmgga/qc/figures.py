@@ -1,22 +1,30 @@
-"""Render grids of QC panels to PNG bytes with matplotlib (Agg, no display needed)."""
+"""Compose grids of QC panels into PNG bytes with Pillow (fast, headless, no display needed).
+
+A figure is ``rows x columns`` square cells of :data:`CELL_PX` pixels; each panel is scaled to fit
+its cell (aspect kept: the display grid is isotropic), deformation-grid lines are drawn on top,
+anatomical letters sit inside the four edges, and an optional colour bar goes under a column.
+"""
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import Normalize
+from PIL import Image, ImageDraw, ImageFont
 
-matplotlib.use("Agg")  # noqa: E402  (headless rendering; must precede pyplot)
-import numpy as np  # noqa: E402
-from matplotlib import pyplot as plt  # noqa: E402
-from matplotlib.cm import ScalarMappable  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
-
-#: Figure resolution of the QC PNGs (dots per inch); panels are about 2 inches wide.
-DPI = 80
-#: Colour of the deformation grid lines.
-GRID_LINE_COLOUR = "#ffb000"
+#: Side of one square panel cell, in output pixels.
+CELL_PX = 200
+#: Gap between cells and around the figure.
+GAP_PX = 4
+#: Room for column titles (top), row titles (left) and colour bars (bottom).
+TITLE_PX, ROW_TITLE_PX, BAR_PX = 20, 20, 44
+BACKGROUND = (255, 255, 255)
+TEXT_COLOUR = (20, 20, 20)
+EDGE_LETTER_COLOUR = (255, 255, 102)
+GRID_LINE_COLOUR = (255, 176, 0)
 
 
 @dataclass
@@ -35,6 +43,14 @@ class ColourBar:
     cmap: str  # matplotlib colour map name
     norm: Normalize  # value -> [0, 1] scale of that map
     label: str  # what the colours mean, with units
+    ticks: tuple[float, ...] = (0.0, 0.5, 1.0)  # values written under the bar
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
+        return ImageFont.load_default()
 
 
 def render_panels(
@@ -45,65 +61,95 @@ def render_panels(
 ) -> bytes:
     """PNG bytes of a ``rows x columns`` grid of panels (rows: views, columns: variants)."""
     n_rows, n_cols = len(panels), len(panels[0])
-    figure, axes = plt.subplots(n_rows, n_cols, figsize=(2.3 * n_cols, 2.3 * n_rows + 0.4), squeeze=False)
-    for row, (row_panels, row_title) in enumerate(zip(panels, row_titles, strict=True)):
-        for col, panel in enumerate(row_panels):
-            _draw_panel(axes[row][col], panel)
-            if row == 0:
-                axes[row][col].set_title(column_titles[col], fontsize=9)
-        axes[row][0].set_ylabel(row_title, fontsize=9)
+    bar_height = BAR_PX if any(colour_bars or []) else 0
+    width = ROW_TITLE_PX + n_cols * (CELL_PX + GAP_PX) + GAP_PX
+    height = TITLE_PX + n_rows * (CELL_PX + GAP_PX) + GAP_PX + bar_height
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    for col, title in enumerate(column_titles):
+        _centred_text(draw, _cell_left(col) + CELL_PX // 2, TITLE_PX // 2, title, 13)
+    for row, title in enumerate(row_titles):
+        _row_title(canvas, title, _cell_top(row))
+        for col, panel in enumerate(panels[row]):
+            canvas.paste(_panel_image(panel), (_cell_left(col), _cell_top(row)))
     for col, bar in enumerate(colour_bars or []):
         if bar is not None:
-            _add_colour_bar(figure, axes[-1][col], bar)
-    figure.tight_layout(pad=0.4)
-    return _png_bytes(figure)
+            _draw_colour_bar(canvas, bar, _cell_left(col), _cell_top(n_rows))
+    return png_bytes(canvas)
 
 
-def _draw_panel(axis, panel: Panel) -> None:
-    """Show one panel without ticks, with its grid lines and anatomical edge letters."""
-    axis.imshow(np.clip(panel.rgb, 0.0, 1.0), interpolation="nearest", origin="upper")
+def _cell_left(col: int) -> int:
+    return ROW_TITLE_PX + GAP_PX + col * (CELL_PX + GAP_PX)
+
+
+def _cell_top(row: int) -> int:
+    return TITLE_PX + GAP_PX + row * (CELL_PX + GAP_PX)
+
+
+def _panel_image(panel: Panel) -> Image.Image:
+    """The panel scaled into a black square cell, with its lines and edge letters."""
     height, width = panel.rgb.shape[:2]
+    scale = CELL_PX / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    offset = ((CELL_PX - size[0]) // 2, (CELL_PX - size[1]) // 2)
+    cell = Image.new("RGB", (CELL_PX, CELL_PX), (0, 0, 0))
+    cell.paste(_to_pil(panel.rgb).resize(size, Image.Resampling.BILINEAR), offset)
+    draw = ImageDraw.Draw(cell)
     for line in panel.lines_rc:
-        axis.plot(line[:, 1], line[:, 0], color=GRID_LINE_COLOUR, linewidth=0.6)
-    axis.set_xlim(-0.5, width - 0.5)
-    axis.set_ylim(height - 0.5, -0.5)
-    axis.set_xticks([])
-    axis.set_yticks([])
+        points = [(offset[0] + (c + 0.5) * scale, offset[1] + (r + 0.5) * scale) for r, c in line]
+        draw.line(points, fill=GRID_LINE_COLOUR, width=1)
     if panel.edge_labels:
-        _draw_edge_labels(axis, panel.edge_labels)
+        _edge_letters(draw, panel.edge_labels)
+    return cell
 
 
-def _draw_edge_labels(axis, labels: tuple[str, str, str, str]) -> None:
-    """Write the anatomical direction of each screen edge (left, right, top, bottom) inside it."""
-    style = {"transform": axis.transAxes, "color": "#ffff66", "fontsize": 7, "fontweight": "bold"}
+def _edge_letters(draw: ImageDraw.ImageDraw, labels: tuple[str, str, str, str]) -> None:
+    """Anatomical direction of each screen edge (left, right, top, bottom), inside the cell."""
     left, right, top, bottom = labels
-    axis.text(0.02, 0.5, left, ha="left", va="center", **style)
-    axis.text(0.98, 0.5, right, ha="right", va="center", **style)
-    axis.text(0.5, 0.98, top, ha="center", va="top", **style)
-    axis.text(0.5, 0.02, bottom, ha="center", va="bottom", **style)
+    font, half = _font(12), CELL_PX // 2
+    draw.text((3, half), left, fill=EDGE_LETTER_COLOUR, font=font, anchor="lm")
+    draw.text((CELL_PX - 3, half), right, fill=EDGE_LETTER_COLOUR, font=font, anchor="rm")
+    draw.text((half, 2), top, fill=EDGE_LETTER_COLOUR, font=font, anchor="mt")
+    draw.text((half, CELL_PX - 2), bottom, fill=EDGE_LETTER_COLOUR, font=font, anchor="mb")
 
 
-def _add_colour_bar(figure, axis, bar: ColourBar) -> None:
-    """A horizontal colour bar below ``axis``."""
-    mappable = ScalarMappable(norm=bar.norm, cmap=bar.cmap)
-    colour_bar = figure.colorbar(mappable, ax=axis, orientation="horizontal", fraction=0.06, pad=0.04)
-    colour_bar.set_label(bar.label, fontsize=8)
-    colour_bar.ax.tick_params(labelsize=7)
+def _centred_text(draw: ImageDraw.ImageDraw, x: int, y: int, text: str, size: int) -> None:
+    draw.text((x, y), text, fill=TEXT_COLOUR, font=_font(size), anchor="mm")
 
 
-def _png_bytes(figure) -> bytes:
-    """Encode a figure as PNG and release it."""
+def _row_title(canvas: Image.Image, title: str, top: int) -> None:
+    """A row title written bottom-to-top left of the row."""
+    strip = Image.new("RGB", (CELL_PX, ROW_TITLE_PX), BACKGROUND)
+    _centred_text(ImageDraw.Draw(strip), CELL_PX // 2, ROW_TITLE_PX // 2, title, 13)
+    canvas.paste(strip.rotate(90, expand=True), (0, top))
+
+
+def _draw_colour_bar(canvas: Image.Image, bar: ColourBar, left: int, top: int) -> None:
+    """A horizontal colour gradient with tick values and a label, under one column."""
+    values = np.linspace(bar.norm.vmin, bar.norm.vmax, CELL_PX - 20)
+    colours = colormaps[bar.cmap](np.asarray(bar.norm(values)))[:, :3]
+    strip = np.repeat(colours[None], 10, axis=0)  # (10, W, 3)
+    canvas.paste(_to_pil(strip), (left + 10, top))
+    draw = ImageDraw.Draw(canvas)
+    for tick in bar.ticks:
+        x = left + 10 + (tick - bar.norm.vmin) / (bar.norm.vmax - bar.norm.vmin) * (CELL_PX - 21)
+        draw.line([(x, top + 10), (x, top + 13)], fill=TEXT_COLOUR)
+        _centred_text(draw, int(x), top + 19, f"{tick:g}", 10)
+    _centred_text(draw, left + CELL_PX // 2, top + 33, bar.label, 11)
+
+
+def _to_pil(rgb: np.ndarray) -> Image.Image:
+    """Pillow image of an RGB float array in [0, 1]."""
+    return Image.fromarray((np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """PNG encoding of a Pillow image."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    plt.close(figure)
+    image.save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()
 
 
 def rgb_png_bytes(rgb: np.ndarray) -> bytes:
     """PNG bytes of a bare RGB image (thumbnails), ``(H, W, 3)`` in [0, 1]."""
-    from PIL import Image
-
-    pixels = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    return png_bytes(_to_pil(rgb))

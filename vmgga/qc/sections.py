@@ -95,7 +95,11 @@ def field_section(volumes: DisplayVolumes) -> Section | None:
     if volumes.jacobian_determinant is not None:
         columns.append(lambda view: _jacobian_panel(volumes, view))
         titles.append("Jacobian determinant")
-        bars.append(ColourBar("RdBu_r", panels.jacobian_norm(), "det J (yellow: folding, det J <= 0)"))
+        bars.append(
+            ColourBar(
+                "RdBu_r", panels.jacobian_norm(), "det J; yellow: folding (det J <= 0)", (0, 0.5, 1, 1.5, 2)
+            )
+        )
     if volumes.disp_ijk is not None:
         columns.append(lambda view: _grid_panel(volumes, view))
         titles.append("Deformation grid")
