@@ -34,6 +34,7 @@ from vmgga.frames import (
 )
 
 slicer = pytest.importorskip("slicer", reason="needs the slicer-core package")
+vtk = pytest.importorskip("vtk", reason="needs VTK (a dependency of slicer-core)")
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 STROKE_DIR = REPO_DIR / "tests" / "data" / "stroke"
@@ -182,6 +183,27 @@ def _zero_displacement_transform() -> sitk.DisplacementFieldTransform:
     geometry = Geometry((6, 6, 6), (5.0, 5.0, 5.0), (-30.0, -10.0, -10.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
     zeros = np.zeros((*geometry.shape_dhw, 3))
     return sitk.DisplacementFieldTransform(image_from_array(zeros, geometry, is_vector=True))
+
+
+def test_initial_transform_written_by_slicer_is_fixed_to_moving(tmp_path):
+    """The module writes the initial transform with a transform storage node: the file holds the
+    transform from parent, i.e. fixed -> moving, which is what ``--initial-transform`` expects."""
+    scene = slicer.vtkMRMLScene()
+    node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    to_parent = np.eye(4)  # moving -> fixed, as the user applies it to the moving volume
+    to_parent[:3, 3] = (10.0, -4.0, 2.0)  # RAS mm
+    matrix = vtk.vtkMatrix4x4()
+    for row, column in np.ndindex(4, 4):
+        matrix.SetElement(row, column, to_parent[row, column])
+    node.SetMatrixTransformToParent(matrix)
+    storage = slicer.vtkMRMLTransformStorageNode()
+    storage.SetFileName(str(tmp_path / "initial.h5"))
+    assert storage.WriteData(node)
+    written = sitk.ReadTransform(str(tmp_path / "initial.h5"))
+    fixed_lps = np.array([[3.0, 8.0, -5.0], [-20.0, 1.0, 30.0]])
+    moving_lps = _map_with_sitk(written, fixed_lps)
+    expected_ras = ras_from_lps(fixed_lps) - to_parent[:3, 3]  # the inverse of the user's motion
+    assert moving_lps == pytest.approx(lps_from_ras(expected_ras), abs=1e-6)
 
 
 # --- the real core ------------------------------------------------------------------------------
