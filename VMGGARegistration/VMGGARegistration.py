@@ -216,8 +216,9 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.logic.setForegroundOpacity(self._parameterNode.foregroundOpacity)
 
     def _hasResults(self) -> bool:
+        """True once a run filled the outputs (the confidence volume is only ever set by a run)."""
         p = self._parameterNode
-        return bool(p and p.fixedVolume and p.outputVolume and p.outputTransform)
+        return bool(p and p.fixedVolume and p.outputVolume and p.outputTransform and p.confidenceVolume)
 
     def _updateButtonStates(self) -> None:
         p = self._parameterNode
@@ -240,14 +241,13 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         """Install what is missing (after confirmation), then start the run without blocking."""
         with slicer.util.tryWithErrorDisplay(_("Failed to start the registration."), waitCursor=True):
             if self.logic.missingDependencies() and not self.logic.installDependencies(
-                askConfirmation=True, log=self.addLog
+                askConfirmation=True, log=self._addLogNow
             ):
                 self.addLog(_("Registration not started: the Python packages are not installed."))
                 return
             p = self._parameterNode
             self.ui.logTextEdit.clear()
             self.ui.progressBar.value = 0
-            self.ui.progressBar.show()
             self.logic.run(
                 fixed=p.fixedVolume,
                 moving=p.movingVolume,
@@ -264,6 +264,7 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 on_log=self.addLog,
                 on_finished=self.onFinished,
             )
+            self.ui.progressBar.show()
             self._updateButtonStates()
 
     def onCancelButton(self) -> None:
@@ -271,7 +272,7 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def onInstallDependenciesButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to install the Python packages."), waitCursor=True):
-            if self.logic.installDependencies(askConfirmation=True, upgrade=True, log=self.addLog):
+            if self.logic.installDependencies(askConfirmation=True, upgrade=True, log=self._addLogNow):
                 self.addLog(_("Python packages are installed."))
 
     def onProgress(self, event: ProgressEvent) -> None:
@@ -280,6 +281,10 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def addLog(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)
+
+    def _addLogNow(self, text: str) -> None:
+        """Log and repaint at once (for blocking steps such as pip installs)."""
+        self.addLog(text)
         slicer.app.processEvents()
 
     def onFinished(self, result: "RegistrationResult") -> None:
@@ -381,7 +386,7 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
         logic = VMGGARegistrationLogic()
         logic.installDependencies(askConfirmation=False)
         result = logic.run(fixed=ctNode, moving=mrNode, preset="fast", wait=True)
-        movingNode.SetAndObserveTransformNodeID(result.transformNode.GetID())
+        mrNode.SetAndObserveTransformNodeID(result.transformNode.GetID())  # aligned with ctNode
     """
 
     def __init__(self) -> None:
@@ -653,8 +658,11 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
         transformNode = self._intoNode(
             slicer.util.loadTransform(str(outputs.transform)), state.outputTransform
         )
-        warpedNode = self._intoNode(slicer.util.loadVolume(str(outputs.warped)), state.outputVolume)
-        confidenceNode = slicer.util.loadVolume(str(outputs.confidence))
+        # {"show": False}: the caller decides what the slice views show (a fresh dict: loading edits it)
+        warpedNode = self._intoNode(
+            slicer.util.loadVolume(str(outputs.warped), {"show": False}), state.outputVolume
+        )
+        confidenceNode = slicer.util.loadVolume(str(outputs.confidence), {"show": False})
         if state.outputTransform is None:
             transformNode.SetName(slicer.mrmlScene.GenerateUniqueName(f"{baseName} (VMGGA)"))
         if state.outputVolume is None:

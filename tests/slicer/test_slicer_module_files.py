@@ -240,6 +240,12 @@ def test_custom_widgets_and_scene_connections_are_declared():
 # --- module source ----------------------------------------------------------------------------
 
 
+def test_module_keeps_runtime_annotations():
+    """parameterNodeWrapper reads the parameter class's annotations at run time: no postponed ones."""
+    future = [n for n in _module_tree().body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
+    assert future == []
+
+
 def test_module_and_helpers_compile():
     for path in [MODULE_PY, *sorted((MODULE_DIR / "VMGGARegistrationLib").glob("*.py"))]:
         py_compile.compile(str(path), doraise=True)
