@@ -512,6 +512,7 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
                 preset=preset,
                 fixed_modality=fixed_modality,
                 moving_modality=moving_modality,
+                # an explicit "cuda" is passed on as it is (the core reports a missing GPU itself)
                 device=resolve_device(device, self._cudaAvailable() if device == Device.AUTO.value else True),
                 initial_transform_path=self._writeTransform(initial_transform, workDir / "initial.h5"),
             )
@@ -525,7 +526,12 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
             keep_temporary_files, on_progress, on_log, on_finished,
         )  # fmt: skip
         self._log(" ".join(command))
-        process.start()
+        try:
+            process.start()
+        except OSError:
+            self._state = None
+            shutil.rmtree(workDir, ignore_errors=True)
+            raise
         if not wait:
             self._timer.start()
             return None
