@@ -168,6 +168,39 @@ def load_network(checkpoint: str | os.PathLike | None = None, config: dict[str, 
     return VMGGANet(matcher_config_from_dict(dict(config or {})))
 
 
+def train_matcher(
+    config: Any,
+    resume: bool = False,
+    model_path: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> Path:
+    """``train.json``: :func:`vmgga.training.run_training`, then optionally install the weights.
+
+    Args:
+        config: A :class:`~vmgga.training.config.TrainConfig` (or what ``load_train_config`` takes).
+        resume: Continue from the run folder's checkpoint when it exists.
+        model_path: If set (e.g. ``<bundle_root>/models/model.pt``), the final weights are copied
+            there atomically; None leaves the bundle's weights untouched.
+        progress: Show a progress bar.
+
+    Returns:
+        The installed weights file, or the run's own weights file when ``model_path`` is None.
+    """
+    from vmgga.training import run_training
+
+    weights = Path(run_training(config, resume=resume, progress=progress))
+    logger.info("training finished: %s", weights)
+    if model_path is None:
+        return weights
+    target = Path(model_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(weights, tmp)
+    os.replace(tmp, target)
+    logger.info("weights installed as %s", target)
+    return target
+
+
 # ---------------------------------------------------------------------------------------------- pairs
 
 

@@ -1,0 +1,170 @@
+"""Unit tests of the bundle adapters (:mod:`vmgga.bundle_support`), no registration run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import CT_DICOM, MR_NIFTI
+
+import vmgga
+import vmgga.api
+from vmgga import bundle_support as bs
+from vmgga.errors import ConfigError, InputError, OutputError
+
+
+def test_registration_config_equals_make_config_with_the_same_settings():
+    config = bs.registration_config(
+        preset="accurate", device="cpu", features="mind", seed=5, overrides={"dense.adam_iterations": 7}
+    )
+    expected = dataclasses.replace(
+        vmgga.make_config("accurate", **{"dense.adam_iterations": 7, "dense.features": "mind"}),
+        device="cpu",
+        seed=5,
+    )
+    assert config == expected
+
+
+def test_registration_config_refuses_unknown_fields():
+    with pytest.raises(ConfigError, match="threads_per_core"):
+        bs.registration_config(device="cpu", overrides={"threads_per_core": 2})
+    with pytest.raises(ConfigError, match="adam_steps"):
+        bs.registration_config(device="cpu", overrides={"dense.adam_steps": 2})
+
+
+def test_device_auto_follows_torch_and_bad_devices_are_refused():
+    import torch
+
+    assert bs.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert bs.resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="tpu"):
+        bs.resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA"):
+            bs.resolve_device("cuda")
+
+
+def test_one_pair_writes_into_output_dir_and_datalist_into_case_folders(tmp_path):
+    (one,) = bs.load_pairs(fixed=CT_DICOM, moving=MR_NIFTI)
+    assert bs.pair_output_dir(tmp_path, one) == tmp_path
+    listing = tmp_path / "sub" / "pairs.json"
+    listing.parent.mkdir()
+    listing.write_text(json.dumps([{"fixed": "../a.nii.gz", "moving": str(MR_NIFTI), "case_id": "c1"}]))
+    (tmp_path / "a.nii.gz").write_bytes(b"")
+    (pair,) = bs.load_pairs(datalist=listing)
+    assert pair.fixed == str(listing.parent / "../a.nii.gz")  # relative to the datalist's folder
+    assert bs.pair_output_dir(tmp_path, pair) == tmp_path / "c1"
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ([], "empty"),
+        ([{"fixed": str(MR_NIFTI)}], "needs 'fixed' and 'moving'"),
+        ([{"fixed": str(MR_NIFTI), "moving": str(MR_NIFTI), "case_id": "../up"}], "not a safe folder name"),
+        ([{"fixed": str(MR_NIFTI), "moving": str(MR_NIFTI), "label": "x"}], "unknown keys"),
+        ([{"fixed": str(MR_NIFTI), "moving": str(MR_NIFTI), "case_id": "a"}] * 2, "more than once"),
+    ],
+)
+def test_bad_datalists_are_refused(entries, message):
+    with pytest.raises(ConfigError, match=message):
+        bs.load_pairs(datalist=entries)
+
+
+def test_pair_forms_are_exclusive():
+    with pytest.raises(ConfigError, match="not both"):
+        bs.load_pairs(fixed=MR_NIFTI, moving=MR_NIFTI, datalist=[])
+    with pytest.raises(ConfigError, match="either"):
+        bs.load_pairs()
+    with pytest.raises(ConfigError, match="both --fixed and --moving"):
+        bs.load_pairs(fixed=MR_NIFTI)
+
+
+def test_output_may_not_replace_an_input(tmp_path):
+    moving = tmp_path / "warped.nii.gz"
+    moving.write_bytes(b"")
+    (pair,) = bs.load_pairs(fixed=MR_NIFTI, moving=moving)
+    with pytest.raises(OutputError, match="would overwrite an input"):
+        bs._check_no_input_overwritten(pair, tmp_path)
+
+
+def test_dice_matches_simpleitk_overlap_measures():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 4, size=(6, 7, 8)).astype(np.uint8)
+    b = np.where(rng.random(a.shape) < 0.7, a, rng.integers(0, 4, size=a.shape)).astype(np.uint8)
+    dice = bs.dice_per_label(a, b, [1, 2, 3, 7])
+    assert set(dice) == {1, 2, 3}  # 7 is in neither map
+    for label, value in dice.items():
+        measures = sitk.LabelOverlapMeasuresImageFilter()
+        measures.Execute(
+            sitk.GetImageFromArray((a == label).astype(np.uint8)),
+            sitk.GetImageFromArray((b == label).astype(np.uint8)),
+        )
+        assert value == pytest.approx(measures.GetDiceCoefficient(), abs=1e-12)
+
+
+def test_scored_labels_are_those_shared_by_both_maps():
+    fixed = np.array([0, 1, 2, 5])
+    moving = np.array([0, 2, 5, 9])
+    assert bs.scored_labels(fixed, moving, None) == [2, 5]
+    assert bs.scored_labels(fixed, moving, [1, 2, 3]) == [2]
+
+
+class _FakeResult:
+    """Stands in for a RegistrationResult; write_outputs is replaced in these tests."""
+
+
+def test_failed_write_leaves_no_folder_and_no_staging(tmp_path, monkeypatch):
+    def write_half_then_fail(result, output_dir, qc=False):
+        (output_dir / "transform.h5").write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(vmgga.api, "write_outputs", write_half_then_fail)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="disk full"):
+        bs.commit_outputs(_FakeResult(), out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_successful_write_moves_every_file_in_place(tmp_path, monkeypatch):
+    def write_all(result, output_dir, qc=False):
+        paths = {
+            name: output_dir / file
+            for name, file in zip(["transform", "report"], ["transform.h5", "report.json"], strict=True)
+        }
+        for path in paths.values():
+            path.write_text(path.name)
+        return paths
+
+    monkeypatch.setattr(vmgga.api, "write_outputs", write_all)
+    out = tmp_path / "out"
+    written = bs.commit_outputs(_FakeResult(), out)
+    assert written == {"transform": out / "transform.h5", "report": out / "report.json"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (out / "report.json").read_text() == "report.json"
+
+
+def test_datalist_runner_goes_on_after_a_failed_pair(tmp_path, monkeypatch):
+    def fake_register(fixed, moving, config, progress=True):
+        if "bad" in str(fixed):
+            raise InputError(f"fixed image '{fixed}': broken")
+        return _FakeResult()
+
+    def fake_write(result, output_dir, qc=False):
+        path = output_dir / "report.json"
+        path.write_text("{}")
+        return {"report": path}
+
+    monkeypatch.setattr(vmgga.api, "register", fake_register)
+    monkeypatch.setattr(vmgga.api, "write_outputs", fake_write)
+    pairs = [
+        bs.RegistrationPair("bad.nii.gz", "m", "c0", output_subdir="c0"),
+        bs.RegistrationPair("ok", "m", "c1", output_subdir="c1"),
+    ]
+    runner = bs.RegistrationRunner(pairs, tmp_path / "out", config=vmgga.make_config())
+    with pytest.raises(bs.BundleRunError, match=r"1 of 2 pairs failed: c0: fixed image 'bad.nii.gz': broken"):
+        runner.run()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c1"]
