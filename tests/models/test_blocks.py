@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from vmgga.models.attention import GatedResidual, full_attention, linear_attention
 from vmgga.models.fusion import MindGate
-from vmgga.models.head import ConfidenceHead, dual_softmax
+from vmgga.models.head import (
+    ConfidenceHead,
+    dual_softmax,
+    local_expectation,
+    window_correlation,
+    window_offsets,
+)
 from vmgga.models.mind2d import mind_ssc_2d, shift_2d
 
 
@@ -86,3 +94,28 @@ def test_confidence_head_starts_at_mean_logit():
     confidence = head(p_coarse, p_fine, torch.full((1, 1, 2, 2), 0.7))
     logit = 0.5 * (torch.log(torch.tensor(0.9 / 0.1)) + 0.0)
     torch.testing.assert_close(confidence, torch.sigmoid(logit).expand(1, 1, 2, 2))
+
+
+def test_window_correlation_equals_brute_force():
+    """Block-wise matrix-product correlation vs. an explicit loop over cells and offsets."""
+    gen = torch.Generator().manual_seed(0)
+    desc0, desc1 = torch.randn(2, 5, 8, 12, generator=gen), torch.randn(2, 5, 9, 11, generator=gen)
+    flow_cells = torch.randint(-3, 4, (2, 2, 2, 3), generator=gen).float()  # ratio 4 -> (8, 12) cells
+    correlation = window_correlation(desc0, desc1, flow_cells, ratio=4, window=3)
+    offsets = window_offsets(3, desc0)
+    expected = torch.zeros(2, 9, 8, 12)
+    for b, y, x, k in itertools.product(range(2), range(8), range(12), range(9)):
+        tx = x + int(flow_cells[b, 0, y // 4, x // 4]) + int(offsets[k, 0])
+        ty = y + int(flow_cells[b, 1, y // 4, x // 4]) + int(offsets[k, 1])
+        if 0 <= tx < 11 and 0 <= ty < 9:
+            expected[b, k, y, x] = (desc0[b, :, y, x] * desc1[b, :, ty, tx]).sum()
+    torch.testing.assert_close(correlation, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_local_expectation_is_exact_for_a_symmetric_peak():
+    offsets = window_offsets(5, torch.zeros(1))
+    target = torch.tensor([1.0, -1.0])
+    logits = -((offsets - target) ** 2).sum(dim=1).view(1, 25, 1, 1) * 4.0  # peak at (1, -1)
+    offset, peak, mass = local_expectation(logits, offsets)
+    torch.testing.assert_close(offset[0, :, 0, 0], target)
+    assert 0 < float(peak) <= float(mass) <= 1

@@ -69,3 +69,21 @@ def load_checkpoint_dict(path: str | Path, map_location: str | torch.device = "c
 def config_from_checkpoint(payload: dict[str, Any], **overrides: Any) -> MatcherConfig:
     """The :class:`MatcherConfig` stored in a checkpoint dict, with optional field overrides."""
     return matcher_config_from_dict({**payload["config"], **overrides})
+
+
+def resolve_weights(path: str | Path | None) -> Path:
+    """The checkpoint to load: ``path`` if given, else the shipped weights.
+
+    Raises:
+        InputError: if ``path`` does not exist, or none is given and no weights are shipped yet.
+    """
+    if path is not None:
+        if not Path(path).is_file():
+            raise InputError(f"matcher weights {path} do not exist")
+        return Path(path)
+    if SHIPPED_WEIGHTS.is_file():
+        return SHIPPED_WEIGHTS
+    raise InputError(
+        f"no trained VMGGA matcher weights are shipped yet ({SHIPPED_WEIGHTS} is absent): "
+        "train them with `vmgga train` or pass a checkpoint path (--weights / dense.matcher_weights)"
+    )

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vmgga.frames import ALIGN_CORNERS, norm_from_ijk
 from vmgga.models.config import MatcherConfig
 
 
@@ -75,26 +74,58 @@ def window_offsets(window: int, like: Tensor) -> Tensor:
     return grid_xy(window, window, like).flatten(2)[0].T - radius
 
 
-def window_correlation(desc0: Tensor, desc1: Tensor, centre1_xy: Tensor, offsets: Tensor) -> Tensor:
-    """Correlation of each image0 descriptor with image1 descriptors around its predicted position.
+def _blocks(desc: Tensor, ratio: int) -> Tensor:
+    """``(B, C, Hc * r, Wc * r)`` -> ``(B, Nc, r * r, C)``: the fine cells of each coarse cell."""
+    b, c, h, w = desc.shape
+    blocks = desc.reshape(b, c, h // ratio, ratio, w // ratio, ratio).permute(0, 2, 4, 3, 5, 1)
+    return blocks.reshape(b, (h // ratio) * (w // ratio), ratio * ratio, c)
+
+
+def _window_table(ratio: int, window: int, like: Tensor) -> Tensor:
+    """``(r * r, K)``: index in a ``(r + window - 1)^2`` patch of each (fine cell, window offset)."""
+    side = ratio + window - 1
+    cells = grid_xy(ratio, ratio, like).flatten(2)[0].T.long()  # (r*r, 2) (x, y) in the block
+    offsets = window_offsets(window, like).long() + window // 2  # (K, 2), from 0
+    position = cells[:, None, :] + offsets[None]  # (r*r, K, 2)
+    return position[..., 1] * side + position[..., 0]
+
+
+def window_correlation(
+    desc0: Tensor, desc1: Tensor, coarse_flow_cells: Tensor, ratio: int, window: int
+) -> Tensor:
+    """Correlation of each image0 descriptor with image1 descriptors around its coarse match.
+
+    Every fine cell of coarse cell ``u`` is compared with the ``window x window`` fine cells of
+    image1 centred on itself plus ``coarse_flow_cells(u)``. Computed per coarse cell as one matrix
+    product with the ``(ratio + window - 1)^2`` patch of image1 that covers all its windows.
 
     Args:
-        desc0: ``(B, C, H0, W0)`` (L2-normalised) descriptors of image0.
+        desc0: ``(B, C, Hc * ratio, Wc * ratio)`` (L2-normalised) descriptors of image0.
         desc1: ``(B, C, H1, W1)`` descriptors of image1.
-        centre1_xy: ``(B, 2, H0, W0)`` predicted position in image1 (cells, integer valued).
-        offsets: ``(K, 2)`` window offsets (cells).
+        coarse_flow_cells: ``(B, 2, Hc, Wc)`` integer-valued coarse flow (x, y) in fine cells.
+        ratio: Fine cells per coarse cell along each axis.
+        window: Window side (odd).
 
     Returns:
-        ``(B, K, H0, W0)``; positions outside image1 correlate to 0.
+        ``(B, K, H0, W0)`` with ``K = window^2`` in the order of :func:`window_offsets`;
+        positions outside image1 correlate to 0.
     """
-    size_xy = (desc1.shape[-1], desc1.shape[-2])
-    correlations = []
-    for k in range(offsets.shape[0]):
-        position = (centre1_xy + offsets[k].view(1, 2, 1, 1)).permute(0, 2, 3, 1)  # (B, H0, W0, 2)
-        grid = norm_from_ijk(position, size_xy)
-        sampled = F.grid_sample(desc1, grid, "nearest", "zeros", align_corners=ALIGN_CORNERS)
-        correlations.append((desc0 * sampled).sum(dim=1))
-    return torch.stack(correlations, dim=1)
+    b, c, h1, w1 = desc1.shape
+    hc, wc, side = coarse_flow_cells.shape[-2], coarse_flow_cells.shape[-1], ratio + window - 1
+    origin = grid_xy(hc, wc, desc0) * ratio + coarse_flow_cells.round() - window // 2  # patch corner
+    patch = grid_xy(side, side, desc0).flatten(2)[0]  # (2, P)
+    x = (origin[:, 0].flatten(1)[..., None] + patch[0]).long()  # (B, Nc, P)
+    y = (origin[:, 1].flatten(1)[..., None] + patch[1]).long()
+    inside = ((x >= 0) & (x < w1) & (y >= 0) & (y < h1)).to(desc1.dtype)
+    index = (y.clamp(0, h1 - 1) * w1 + x.clamp(0, w1 - 1)).flatten(1)  # (B, Nc * P)
+    patches = desc1.flatten(2).gather(2, index[:, None].expand(b, c, index.shape[1]))
+    patches = patches.reshape(b, c, hc * wc, side * side).permute(0, 2, 1, 3) * inside[:, :, None]
+    full = torch.matmul(_blocks(desc0, ratio), patches)  # (B, Nc, r*r, P)
+    table = _window_table(ratio, window, desc0)  # (r*r, K)
+    k = table.shape[1]
+    corr = full.gather(3, table[None, None].expand(b, hc * wc, ratio * ratio, k))  # (B, Nc, r*r, K)
+    corr = corr.reshape(b, hc, wc, ratio, ratio, k).permute(0, 5, 1, 3, 2, 4)
+    return corr.reshape(b, k, hc * ratio, wc * ratio)
 
 
 def local_expectation(logits: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -108,9 +139,8 @@ def local_expectation(logits: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor, 
         ``offset (B, 2, H, W)`` (x, y) in cells, ``peak_prob (B, 1, H, W)`` (max of the window
         softmax) and ``local_mass (B, 1, H, W)`` (window softmax mass inside the 3x3 neighbourhood).
     """
-    best = offsets[logits.argmax(dim=1)]  # (B, H, W, 2)
-    distance = (offsets.view(1, -1, 1, 1, 2) - best[:, None]).abs().amax(dim=-1)  # (B, K, H, W)
-    near = distance <= 1
+    neighbours = (offsets[:, None, :] - offsets[None, :, :]).abs().amax(dim=-1) <= 1  # (K, K)
+    near = neighbours[logits.argmax(dim=1)].permute(0, 3, 1, 2)  # (B, K, H, W)
     local = F.softmax(logits.masked_fill(~near, -1e4), dim=1)
     offset = torch.einsum("bkhw,kc->bchw", local, offsets)
     window = F.softmax(logits, dim=1)
@@ -146,11 +176,12 @@ def fine_match(fine0: Tensor, fine1: Tensor, coarse_flow_px: Tensor, config: Mat
     ``H0f = H0c * coarse_stride / fine_stride``. Returns ``flow_px (B, 2, H0f, W0f)`` (coarse +
     fine), ``fine_offset_px`` (same shape), ``peak_prob`` and ``local_mass`` ``(B, 1, H0f, W0f)``.
     """
-    flow_px = repeat_cells(coarse_flow_px, config.coarse_stride // config.fine_stride)
-    centre = grid_xy(fine0.shape[-2], fine0.shape[-1], fine0) + flow_px / config.fine_stride
+    ratio = config.coarse_stride // config.fine_stride
+    flow_px = repeat_cells(coarse_flow_px, ratio)
     offsets = window_offsets(config.fine_window, fine0)
     desc0, desc1 = F.normalize(fine0, dim=1), F.normalize(fine1, dim=1)
-    correlation = window_correlation(desc0, desc1, centre, offsets)
+    flow_cells = coarse_flow_px / config.fine_stride
+    correlation = window_correlation(desc0, desc1, flow_cells, ratio, config.fine_window)
     offset, peak_prob, local_mass = local_expectation(correlation / config.fine_temperature, offsets)
     fine_offset_px = offset * config.fine_stride
     return flow_px + fine_offset_px, fine_offset_px, peak_prob, local_mass
