@@ -8,6 +8,7 @@ bottom/right to a multiple of ``coarse_stride``, so pixel coordinates are unchan
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -119,14 +120,22 @@ class VMGGANet(nn.Module):
         return out0, out1
 
     def match(
-        self, image0: Tensor, image1: Tensor, mind0: Tensor | None = None, mind1: Tensor | None = None
+        self,
+        image0: Tensor,
+        image1: Tensor,
+        mind0: Tensor | None = None,
+        mind1: Tensor | None = None,
+        max_displacement_px: float | None = None,
     ) -> MatchResult:
         """Dense matches from ``image0 (B, 1, H, W)`` to ``image1 (B, 1, H1, W1)`` (intensities ~[0, 1]).
 
         ``mind0``/``mind1`` (``(B, 4, H, W)``, :func:`~vmgga.models.mind2d.mind_ssc_2d`) are computed
-        when not given. See :class:`MatchResult` for the outputs' shapes and frames.
+        when not given. ``max_displacement_px`` overrides the config's coarse search limit for this
+        call. See :class:`MatchResult` for the outputs' shapes and frames.
         """
         cfg, hw = self.config, (image0.shape[-2], image0.shape[-1])
+        if max_displacement_px is not None:
+            cfg = dataclasses.replace(cfg, max_displacement_px=max_displacement_px)
         image0, mind0 = self._prepare(image0, mind0)
         image1, mind1 = self._prepare(image1, mind1)
         pyramid0, coarse0, fine0 = self._descriptors(image0, mind0)
