@@ -83,30 +83,45 @@ def make_case(folder: Path, direction: str) -> Case:
     )
 
 
+@dataclass(frozen=True)
+class AffineStart:
+    """The harness affine of one case, computed once and shared by the peers."""
+
+    transform: sitk.Transform  # fixed -> moving, LPS mm
+    seconds: float  # reading both files + the affine registration + writing the resampled moving
+    moving_affine_path: Path  # moving image resampled onto the fixed grid through the affine
+
+
+def compute_affine(case: Case, tmp: Path) -> AffineStart:
+    """Mattes-MI affine of ``case`` and the moving image resampled through it (a file)."""
+    start = time.perf_counter()
+    fixed = sitk.ReadImage(str(case.fixed_path), sitk.sitkFloat32)
+    moving = sitk.ReadImage(str(case.moving_path), sitk.sitkFloat32)
+    affine = common.mattes_affine(fixed, moving, common.AffineSettings())
+    path = tmp / f"{case.name}_moving_affine.nii.gz"
+    sitk.WriteImage(common.resample(moving, fixed, affine), str(path))
+    return AffineStart(affine, time.perf_counter() - start, path)
+
+
 def run_method(
-    method: str, case: Case, options: peers.PeerOptions, tmp: Path
+    method: str, case: Case, affine: AffineStart | None, options: peers.PeerOptions, tmp: Path
 ) -> tuple[sitk.Transform, float]:
     """Fixed -> moving transform of ``method`` on ``case`` and its seconds (files to transform)."""
     if method.startswith("vmgga-") or method == peers.Method.IDENTITY.value:
         result = peers.PEERS[method](case.fixed_path, case.moving_path, tmp, options)
         return result.transform, result.seconds
-    start = time.perf_counter()
-    fixed = sitk.ReadImage(str(case.fixed_path), sitk.sitkFloat32)
-    moving = sitk.ReadImage(str(case.moving_path), sitk.sitkFloat32)
-    affine = common.mattes_affine(fixed, moving, common.AffineSettings())
-    affine_seconds = time.perf_counter() - start
     if method == AFFINE:
-        return affine, affine_seconds
-    moving_affine_path = tmp / "moving_affine.nii.gz"
-    sitk.WriteImage(common.resample(moving, fixed, affine), str(moving_affine_path))
-    result = peers.PEERS[method](case.fixed_path, moving_affine_path, tmp, options)
-    return common.then_apply(result.transform, affine), affine_seconds + result.seconds
+        return affine.transform, affine.seconds
+    result = peers.PEERS[method](case.fixed_path, affine.moving_affine_path, tmp, options)
+    return common.then_apply(result.transform, affine.transform), affine.seconds + result.seconds
 
 
-def evaluate(method: str, case: Case, options: peers.PeerOptions, tmp: Path) -> dict:
+def evaluate(
+    method: str, case: Case, affine: AffineStart | None, options: peers.PeerOptions, tmp: Path
+) -> dict:
     """Dice per organ of the warped moving labels vs the fixed labels; folding on the fixed grid."""
     tmp.mkdir(parents=True, exist_ok=True)
-    transform, seconds = run_method(method, case, options, tmp)
+    transform, seconds = run_method(method, case, affine, options, tmp)
     fixed = sitk.ReadImage(str(case.fixed_path))
     warped = sitk.GetArrayFromImage(common.resample(case.moving_labels, fixed, transform, labels=True))
     dice = common.dice_per_label(case.fixed_labels, warped, LABELS)
@@ -121,10 +136,12 @@ def evaluate(method: str, case: Case, options: peers.PeerOptions, tmp: Path) -> 
 def run_all(methods: list[str], cases: list[Case], options: peers.PeerOptions, tmp: Path) -> list[dict]:
     """Every method on every case; a failing method is recorded and the others go on."""
     rows = []
+    needs_affine = any(not (m.startswith("vmgga-") or m == peers.Method.IDENTITY.value) for m in methods)
     for case in cases:
+        affine = compute_affine(case, tmp) if needs_affine else None
         for method in methods:
             try:
-                row = evaluate(method, case, options, tmp / case.name / method)
+                row = evaluate(method, case, affine, options, tmp / case.name / method)
             except Exception as error:  # a failing peer must not stop the others
                 row = {"method": method, "case": case.name, "status": f"failed: {error!r}"[:500]}
             print(f"{case.name} {method}: " + _short(row), flush=True)

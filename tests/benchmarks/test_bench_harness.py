@@ -68,3 +68,35 @@ def test_stroke_harness_identity_row_equals_true_displacement(tmp_path, monkeypa
     assert row["fold_pct_grid"] == 0.0
     assert payload["machine"]["cpu_count"] >= 1
     assert (tmp_path / "results" / "tiny.md").read_text().count("| identity |") == 1
+
+
+def _tiny_abdomen_set(folder) -> None:
+    """CT and MR stand-ins on one grid; the MR labels are the CT labels shifted by 2 voxels along i."""
+    folder.mkdir(parents=True)
+    labels = np.zeros((6, 10, 12), np.uint8)
+    labels[1:5, 2:8, 2:6] = 1  # 96 voxels
+    labels[1:5, 2:8, 7:11] = 5  # 96 voxels, becomes 11:12 + out of view when shifted
+    shifted = np.zeros_like(labels)
+    shifted[:, :, 2:] = labels[:, :, :-2]
+    for image_name, label_name, array in (
+        ("example_ct_sm.nii.gz", "example_seg.nii.gz", labels),
+        ("example_mr_sm.nii.gz", "example_seg_mr.nii.gz", shifted),
+    ):
+        for name, values in ((image_name, array.astype(np.int16) * 100), (label_name, array)):
+            image = sitk.GetImageFromArray(values)
+            image.SetSpacing((3.0, 3.0, 3.0))
+            sitk.WriteImage(image, str(folder / name))
+
+
+def test_abdomen_harness_identity_dice(tmp_path, monkeypatch):
+    _tiny_abdomen_set(tmp_path / abdomen_ct_mr.DATASET)
+    monkeypatch.setenv(common.DATA_ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "results")
+    assert abdomen_ct_mr.main(["--methods", "identity", "--threads", "1", "--name", "tiny"]) == 0
+    row = json.loads((tmp_path / "results" / "tiny.json").read_text())["rows"][0]
+    # label 1: boxes of 4 x 6 x 4 shifted by 2 along i -> overlap 4 x 6 x 2
+    assert row["dice_spleen"] == pytest.approx(2 * 48 / (96 + 96))
+    # label 5: shifted box keeps 4 x 6 x 3 voxels in view (i = 9..11), overlap i = 9..10
+    assert row["dice_liver"] == pytest.approx(2 * 48 / (96 + 72))
+    assert row["dice_stomach"] != row["dice_stomach"]  # NaN: absent from both maps
+    assert row["dice_mean"] == pytest.approx(np.mean([2 * 48 / 192, 2 * 48 / 168]))
