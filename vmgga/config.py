@@ -87,7 +87,7 @@ class DenseConfig:
     adam_learning_rate: float = 1.0  # Adam step size (control-grid voxels)
     adam_grid_spacing: int = 4  # control grid of the optimised velocity, in working voxels
     adam_feature_spacing: int = 2  # features block-pooled to this (working voxels) for the similarity
-    adam_relinearise_every: int = 5  # steps between refreshes of the quadratic similarity model
+    adam_sample_fraction: float = 0.5  # share of the foreground similarity voxels compared per step
     adam_feature_channels: int = 0  # PCA-compress the features to this many channels (0: all)
     adam_smoothing_passes: int = 3  # box filters (3^3) applied to the control-grid velocity
     regularisation: str = "diffusion"  # diffusion | bending

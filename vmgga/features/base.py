@@ -1,0 +1,54 @@
+"""Feature extractors of the dense stage, behind one interface."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from vmgga.config import DenseConfig, FeatureBackend
+from vmgga.errors import ConfigError, look_up_option
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """Maps a working-grid volume to a dense feature volume on the same grid."""
+
+    name: str
+
+    def extract(self, volume: torch.Tensor) -> torch.Tensor:
+        """``(1, 1, D, H, W)`` intensities in about [0, 1] -> ``(1, C, D, H, W)`` features."""
+        ...
+
+
+#: Backends written in other modules, loaded only when asked for: name -> (module, class).
+_LAZY_BACKENDS = {
+    FeatureBackend.VMGGA.value: ("vmgga.features.vmgga_encoder", "VmggaFeatureExtractor"),
+    FeatureBackend.DINOV2.value: ("vmgga.features.dinov2", "Dinov2FeatureExtractor"),
+}
+
+
+def get_feature_extractor(config: DenseConfig, device: str | torch.device = "cpu") -> FeatureExtractor:
+    """The extractor named by ``config.features`` (``mind``, ``vmgga`` or ``dinov2``).
+
+    Raises:
+        ConfigError: for an unknown name or a backend whose module is not available.
+    """
+    name = look_up_option(config.features, FeatureBackend, "dense.features")
+    if name == FeatureBackend.MIND.value:
+        from vmgga.features.mind import MindSscExtractor
+
+        return MindSscExtractor(radius=config.mind_radius, dilation=config.mind_dilation, device=device)
+    return load_backend(*_LAZY_BACKENDS[name], name)(config, device)
+
+
+def load_backend(module_name: str, class_name: str, option: str):
+    """Import ``module_name.class_name``; a :class:`ConfigError` that names the option if missing."""
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, class_name)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(
+            f"the {option!r} backend needs {module_name}.{class_name}, which is not available: {error}"
+        ) from error

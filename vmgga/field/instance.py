@@ -1,0 +1,119 @@
+"""Adam instance optimisation of a smooth, diffeomorphic field on a control grid.
+
+The optimised variable is a stationary velocity on a coarse control grid (``adam_grid_spacing``
+working voxels). Each step smooths it with box filters (an approximate B-spline), integrates it by
+scaling and squaring, and compares the fixed features with the moving features sampled through the
+field at a random subset (``adam_sample_fraction``) of the foreground voxels of the similarity grid
+(features block-pooled by ``adam_feature_spacing``), plus a diffusion or bending penalty of the
+smoothed velocity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from vmgga.config import DenseConfig
+from vmgga.field.integrate import integrate_velocity
+from vmgga.field.regularisers import regularisation_energy
+from vmgga.field.resize import box_smooth
+from vmgga.field.warp import sample_at_ijk
+
+#: Voxels whose (pooled) fixed intensity is above this count as foreground.
+_FOREGROUND_LEVEL = 1e-3
+#: Seed of the random voxel subsets (the result is deterministic).
+_SEED = 0
+
+
+@dataclass
+class SimilarityGrid:
+    """Fixed and moving features on the similarity grid, and where to compare them.
+
+    Attributes:
+        fixed_feat: ``(1, C, d, h, w)`` fixed features.
+        moving_feat: ``(1, C, d, h, w)`` moving features, same grid.
+        foreground: ``(N,)`` flat indices of the voxels worth comparing.
+        ratio: control-grid spacing / similarity-grid spacing (an integer).
+    """
+
+    fixed_feat: torch.Tensor
+    moving_feat: torch.Tensor
+    foreground: torch.Tensor
+    ratio: int
+
+    def points_ijk(self, flat: torch.Tensor) -> torch.Tensor:
+        """Flat voxel indices ``(M,)`` -> ``(M, 3)`` positions (i, j, k) on the similarity grid."""
+        _, h, w = self.fixed_feat.shape[2:]
+        return torch.stack((flat % w, (flat // w) % h, flat // (w * h)), dim=1).to(self.fixed_feat.dtype)
+
+
+def foreground_indices(fixed_intensity: torch.Tensor, dilation: int = 2) -> torch.Tensor:
+    """Flat indices of voxels of a ``(1, 1, d, h, w)`` volume at or near non-background (all if none)."""
+    size = 2 * dilation + 1
+    near = F.max_pool3d((fixed_intensity > _FOREGROUND_LEVEL).float(), size, stride=1, padding=dilation)
+    flat = near.reshape(-1).nonzero().reshape(-1)
+    return flat if flat.numel() > 0.01 * near.numel() else torch.arange(near.numel(), device=near.device)
+
+
+def similarity_loss(disp_control: torch.Tensor, grid: SimilarityGrid, flat: torch.Tensor) -> torch.Tensor:
+    """Feature SSD (sum over channels, mean over the voxels ``flat``) through a control-grid field."""
+    points = grid.points_ijk(flat)  # (M, 3) similarity-grid voxels
+    # control voxel c sits at similarity voxel r * c + (r - 1) / 2 (block centres)
+    control_points = (points - (grid.ratio - 1) / 2.0) / grid.ratio
+    disp = sample_at_ijk(disp_control, control_points).T * grid.ratio  # (M, 3) similarity voxels
+    moving = sample_at_ijk(grid.moving_feat, points + disp)  # (C, M)
+    fixed = grid.fixed_feat.reshape(grid.fixed_feat.shape[1], -1)[:, flat]  # (C, M)
+    return (moving - fixed).pow(2).sum(0).mean()
+
+
+def _subset(foreground: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """A random ``fraction`` of the foreground indices, sorted (all of them if ``fraction >= 1``)."""
+    if fraction >= 1.0:
+        return foreground
+    count = max(1, int(fraction * foreground.numel()))
+    chosen = torch.randperm(foreground.numel(), generator=generator)[:count].sort().values
+    return foreground[chosen.to(foreground.device)]
+
+
+def field_from_velocity(velocity_ijk: torch.Tensor, config: DenseConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Control-grid velocity ``(1, 3, d, h, w)`` -> (smoothed velocity, integrated displacement)."""
+    smooth = box_smooth(velocity_ijk, passes=config.adam_smoothing_passes)
+    return smooth, integrate_velocity(smooth, config.integration_steps)
+
+
+def optimise_instance(
+    grid: SimilarityGrid,
+    init_disp_ijk: torch.Tensor,
+    config: DenseConfig,
+    progress: Callable[[float], None] | None = None,
+) -> torch.Tensor:
+    """Refine a displacement field by Adam on the control grid.
+
+    Args:
+        grid: features on the similarity grid and the foreground to compare.
+        init_disp_ijk: ``(1, 3, d, h, w)`` initial displacement in control-grid voxels (used as the
+            initial velocity: for smooth fields ``exp(v) ~ id + v``).
+        config: uses ``adam_*``, ``regularisation*`` and ``integration_steps``.
+        progress: optional callback with the fraction of iterations done.
+
+    Returns:
+        ``(1, 3, d, h, w)`` displacement of the integrated field, control-grid voxels, no gradient.
+    """
+    velocity = init_disp_ijk.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([velocity], lr=config.adam_learning_rate)
+    generator = torch.Generator().manual_seed(_SEED)
+    for iteration in range(config.adam_iterations):
+        flat = _subset(grid.foreground, config.adam_sample_fraction, generator)
+        optimizer.zero_grad(set_to_none=True)
+        smooth, disp_control = field_from_velocity(velocity, config)
+        similarity = similarity_loss(disp_control, grid, flat)
+        penalty = regularisation_energy(smooth, config.regularisation)
+        (similarity + config.regularisation_weight * penalty).backward()
+        optimizer.step()
+        if progress is not None:
+            progress((iteration + 1) / config.adam_iterations)
+    with torch.no_grad():
+        return field_from_velocity(velocity, config)[1]

@@ -1,0 +1,74 @@
+"""Dense matching interface: a displacement per working voxel plus its confidence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from vmgga.config import DenseConfig, FeatureBackend
+from vmgga.errors import look_up_option
+from vmgga.features.base import load_backend
+
+
+@dataclass
+class DenseMatch:
+    """Result of a :class:`Matcher`.
+
+    Attributes:
+        disp_ijk: ``(1, 3, D, H, W)`` displacement in working-grid voxels, channels (i, j, k), at full
+            working resolution: fixed voxel ``x`` matches moving voxel ``x + disp_ijk(x)``.
+        confidence: ``(1, 1, D, H, W)`` confidence of the match in [0, 1].
+    """
+
+    disp_ijk: torch.Tensor
+    confidence: torch.Tensor
+
+
+@runtime_checkable
+class Matcher(Protocol):
+    """Dense matcher of two working-grid volumes and their features."""
+
+    def match(
+        self,
+        fixed_work: torch.Tensor,
+        moving_work: torch.Tensor,
+        fixed_feat: torch.Tensor,
+        moving_feat: torch.Tensor,
+    ) -> DenseMatch:
+        """Volumes ``(1, 1, D, H, W)``, features ``(1, C, D, H, W)`` -> :class:`DenseMatch`."""
+        ...
+
+
+class MatcherName(str, Enum):
+    """``DenseConfig.matcher`` values."""
+
+    AUTO = "auto"  # vmgga features -> vmgga matcher, otherwise the cost volume
+    COST_VOLUME = "cost_volume"  # discrete search + coupled convex optimisation (training-free)
+    VMGGA = "vmgga"  # the learned gated-attention matcher
+
+
+def resolve_matcher_name(config: DenseConfig) -> str:
+    """The concrete matcher ``config`` asks for (``auto`` resolved from ``config.features``)."""
+    name = look_up_option(config.matcher, MatcherName, "dense.matcher")
+    if name != MatcherName.AUTO.value:
+        return name
+    features = look_up_option(config.features, FeatureBackend, "dense.features")
+    vmgga = features == FeatureBackend.VMGGA.value
+    return MatcherName.VMGGA.value if vmgga else MatcherName.COST_VOLUME.value
+
+
+def get_matcher(config: DenseConfig, device: str | torch.device = "cpu") -> Matcher:
+    """The matcher for ``config``: the cost volume by default, the VMGGA matcher for vmgga features.
+
+    Raises:
+        ConfigError: for an unknown name or a backend whose module is not available.
+    """
+    name = resolve_matcher_name(config)
+    if name == MatcherName.COST_VOLUME.value:
+        from vmgga.matching.cost_volume import CostVolumeMatcher
+
+        return CostVolumeMatcher(config, device)
+    return load_backend("vmgga.matching.vmgga_matcher", "VmggaMatcher", name)(config, device)
