@@ -8,7 +8,7 @@ Pairs come from the held-out label maps only (:func:`vmgga.training.data.heldout
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -24,6 +24,9 @@ from vmgga.training import losses
 from vmgga.training.data import HELDOUT_SEED_OFFSET
 
 THRESHOLDS_PX = (1.0, 2.0, 4.0)
+
+#: Search radius of the windowed variants (px): above the largest synthetic displacement (~20 px).
+SEARCH_RADIUS_PX = 24.0
 
 
 @dataclass
@@ -100,16 +103,29 @@ def summarise(method: str, epe: Tensor, confidence: Tensor | None, n_pairs: int,
     )
 
 
-def evaluate_model(model: VMGGANet, sampler: PairSampler, n_pairs: int, tolerance_px: float = 2.0):
-    """Held-out metrics of a trained matcher (CPU or its device)."""
+def evaluate_model(
+    model: VMGGANet,
+    sampler: PairSampler,
+    n_pairs: int,
+    tolerance_px: float = 2.0,
+    search_px: float | None = None,
+) -> EvalResult:
+    """Held-out metrics of a trained matcher; ``search_px`` restricts the coarse search (px)."""
     model.eval()
     device = next(model.parameters()).device
+    original = model.config
+    model.config = replace(original, max_displacement_px=search_px)
 
     def predict(image0, image1):
         result = model.match(image0.to(device), image1.to(device))
         return result.flow_px.cpu(), result.confidence.cpu()
 
-    return summarise("vmgga (trained)", *collect(predict, sampler, n_pairs), n_pairs, tolerance_px)
+    try:
+        gathered = collect(predict, sampler, n_pairs)
+    finally:
+        model.config = original
+    name = "vmgga (trained)" + ("" if search_px is None else f", search {search_px:g} px")
+    return summarise(name, *gathered, n_pairs, tolerance_px)
 
 
 def evaluate_baselines(config: MatcherConfig, sampler: PairSampler, n_pairs: int, tolerance_px: float = 2.0):
@@ -119,11 +135,27 @@ def evaluate_baselines(config: MatcherConfig, sampler: PairSampler, n_pairs: int
         return torch.zeros(image0.shape[0], 2, *image0.shape[-2:]), None
 
     def mind(image0, image1):
-        return mind_only_match(image0, image1, config)
+        return mind_only_match(image0, image1, replace(config, max_displacement_px=SEARCH_RADIUS_PX))
 
     return [
         summarise("zero flow", *collect(zero, sampler, n_pairs), n_pairs, tolerance_px),
-        summarise("MIND-only (training-free)", *collect(mind, sampler, n_pairs), n_pairs, tolerance_px),
+        summarise(
+            f"MIND-only (training-free), search {SEARCH_RADIUS_PX:g} px",
+            *collect(mind, sampler, n_pairs),
+            n_pairs,
+            tolerance_px,
+        ),
+    ]
+
+
+def evaluate_all(
+    model: VMGGANet, sampler: PairSampler, n_pairs: int, tolerance_px: float
+) -> list[EvalResult]:
+    """Trained (global and windowed search), zero flow and MIND-only on the same held-out pairs."""
+    return [
+        evaluate_model(model, sampler, n_pairs, tolerance_px),
+        evaluate_model(model, sampler, n_pairs, tolerance_px, SEARCH_RADIUS_PX),
+        *evaluate_baselines(model.config, sampler, n_pairs, tolerance_px),
     ]
 
 
@@ -173,3 +205,74 @@ def markdown_table(results: list[EvalResult]) -> str:
             f"{r.epe_median_px:.2f} | {ece} |"
         )
     return "\n".join(lines)
+
+
+def plot_examples(model: VMGGANet, sampler: PairSampler, path: str | Path, n_pairs: int = 4) -> Path:
+    """Held-out pairs: image 0, image 1, image 1 warped by the predicted flow, confidence, EPE."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batch = sampler.batch([HELDOUT_SEED_OFFSET + i for i in range(n_pairs)])
+    with torch.no_grad():
+        result = model.eval().match(batch["image0"], batch["image1"])
+    warped = _warp(batch["image1"], result.flow_px)
+    epe = losses.endpoint_error(result.flow_px, batch["flow01_px"]) * batch["valid"]
+    columns = [
+        ("image 0", batch["image0"]),
+        ("image 1", batch["image1"]),
+        ("image 1 warped", warped),
+        ("confidence", result.confidence),
+        ("EPE px (valid)", epe.clamp(max=8)),
+    ]
+    fig, axes = plt.subplots(
+        n_pairs, len(columns), figsize=(2.2 * len(columns), 2.2 * n_pairs), squeeze=False
+    )
+    for row in range(n_pairs):
+        for col, (title, images) in enumerate(columns):
+            axes[row, col].imshow(images[row, 0].numpy(), cmap="gray" if col < 3 else "viridis")
+            axes[row, col].set_axis_off()
+            if row == 0:
+                axes[row, col].set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return Path(path)
+
+
+def _warp(image1: Tensor, flow_px: Tensor) -> Tensor:
+    """Image 1 sampled at ``x + flow(x)`` on image 0's grid (bilinear)."""
+    batch, _, height, width = flow_px.shape
+    points = (losses.pixel_grid(batch, height, width, flow_px) + flow_px).flatten(2).transpose(1, 2)
+    return losses.sample_at_px(image1, points).transpose(1, 2).reshape(batch, 1, height, width)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vmgga.training.evaluate --weights W --config C --output DIR``: re-run the held-out report."""
+    import argparse
+
+    from vmgga.training.config import load_train_config
+    from vmgga.training.data import heldout_sampler
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--weights", required=True, help="matcher checkpoint")
+    parser.add_argument("--config", required=True, help="training config (split, crop size, data root)")
+    parser.add_argument("--output", required=True, help="folder for heldout_eval.{json,md} and figures")
+    parser.add_argument("--pairs", type=int, default=None, help="number of held-out pairs (default: config)")
+    args = parser.parse_args(argv)
+    config = load_train_config(args.config)
+    n_pairs, out = args.pairs or config.eval_pairs, Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    model, sampler = VMGGANet.from_checkpoint(args.weights), heldout_sampler(config)
+    results = evaluate_all(model, sampler, n_pairs, config.tolerance_px)
+    write_results(results, out / "heldout_eval.json")
+    (out / "heldout_eval.md").write_text(markdown_table(results) + "\n")
+    plot_reliability(results[0], out / "reliability.png")
+    plot_examples(model, sampler, out / "heldout_examples.png")
+    print(markdown_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -100,16 +100,16 @@ def run_training(
 def heldout_report(model, config: TrainConfig, out: Path) -> dict:
     """Evaluate on held-out pairs, write ``heldout_eval.{json,md}`` and ``reliability.png``."""
     sampler = heldout_sampler(config)
-    trained = evaluate.evaluate_model(model, sampler, config.eval_pairs, config.tolerance_px)
-    baselines = evaluate.evaluate_baselines(model.config, sampler, config.eval_pairs, config.tolerance_px)
-    results = [trained, *baselines]
+    results = evaluate.evaluate_all(model, sampler, config.eval_pairs, config.tolerance_px)
+    trained = results[0]
     evaluate.write_results(results, out / "heldout_eval.json")
     (out / "heldout_eval.md").write_text(evaluate.markdown_table(results) + "\n")
     evaluate.plot_reliability(trained, out / "reliability.png")
+    evaluate.plot_examples(model, sampler, out / "heldout_examples.png")
     return {
         "accuracy": trained.accuracy,
         "epe_mean_px": trained.epe_mean_px,
         "ece": trained.ece,
         "pairs": trained.pairs,
-        "mind_only_accuracy": baselines[1].accuracy,
+        "mind_only_accuracy": results[-1].accuracy,
     }
