@@ -1,4 +1,7 @@
-"""Make the Slicer module's pure helpers (``VMGGARegistrationLib``) importable without Slicer."""
+"""(This folder must not be named ``slicer``: ``tests/`` is on ``sys.path`` during the tests, and the
+``slicer`` namespace package of slicer-core would then import every file here as its own module.)
+
+Make the Slicer module's pure helpers (``VMGGARegistrationLib``) importable without Slicer."""
 
 from __future__ import annotations
 
