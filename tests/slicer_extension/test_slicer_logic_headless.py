@@ -337,21 +337,22 @@ def test_async_run_can_be_cancelled(module, fake_core, monkeypatch):
     assert returned is None and logic.isRunning and logic._timer.active
     with pytest.raises(RuntimeError, match="already running"):
         logic.run(fixed=fixed, moving=moving, device="cpu", wait=False)
-    for _ in range(500):  # the GUI's timer ticks until the first progress line arrives
-        logic._timer.slot()
-        if progress:
-            break
-        time.sleep(0.02)
-    assert progress and progress[0].stage == "read"
+    _tick_until(logic, lambda: progress)  # the GUI's timer ticks until the first progress line arrives
+    assert progress[0].stage == "read"
     logic.cancel()
-    for _ in range(500):
-        if finished:
-            break
-        logic._timer.slot()
-        time.sleep(0.02)
+    _tick_until(logic, lambda: finished)
     assert finished[0].outcome.status.value == "cancelled"
     assert not logic.isRunning and not logic._timer.active
     assert list(module.temporary.iterdir()) == []
+
+
+def _tick_until(logic, condition, timeout_s: float = 60.0) -> None:
+    """Fire the Logic's timer (as Qt would every 200 ms) until ``condition()`` holds."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the run"
+        logic._timer.slot()
+        time.sleep(0.02)
 
 
 def test_logic_rejects_invalid_inputs(module, tmp_path):
