@@ -317,3 +317,11 @@ def test_in_memory_input_is_not_modified(small_image):
     loaded = read_image(int_image)
     assert int_image.GetPixelID() == sitk.sitkInt16 and loaded.image.GetPixelID() == sitk.sitkFloat32
     assert loaded.path is None and loaded.description["pixel_type"] == "16-bit signed integer"
+
+
+def test_huge_dicom_series_is_refused_from_its_headers(tmp_path, snapshot):
+    limits = VolumeLimits(max_voxels=100_000)  # the series has 128 x 128 x 20 = 327680 voxels
+    folder = DATA_DIR / "abdomen" / "ct_dicom"
+    raises_and_writes_nothing(
+        tmp_path, snapshot, GeometryError, r"DICOM series .* too large .*327680 voxels", folder, limits=limits
+    )

@@ -16,6 +16,7 @@ import pydicom
 import SimpleITK as sitk
 
 from vmgga.errors import DicomError
+from vmgga.io.validate import VolumeLimits, check_size
 
 #: Header tags read from every file of a series (no pixel data).
 _HEADER_TAGS = (
@@ -303,8 +304,12 @@ def modality_hint(modality: str) -> str | None:
     return {"CT": "ct", "MR": "mr"}.get(modality.strip().upper())
 
 
-def read_dicom_folder(folder: str | Path, series_uid: str | None = None) -> DicomRead:
+def read_dicom_folder(
+    folder: str | Path, series_uid: str | None = None, limits: VolumeLimits = VolumeLimits()
+) -> DicomRead:
     """Read one series of ``folder``: the one with ``series_uid``, else the largest (and say so).
+
+    The volume size is checked against ``limits`` from the headers, before any voxel is read.
 
     Raises:
         DicomError: empty folder, no DICOM files, unknown UID, multi-frame object, missing or
@@ -314,6 +319,9 @@ def read_dicom_folder(folder: str | Path, series_uid: str | None = None) -> Dico
     headers = read_headers(series)
     check_not_multiframe(headers, folder)
     step_mm = check_slice_positions(headers, check_orientation(headers, folder), folder)
+    size_ijk = (int(headers[0].Columns), int(headers[0].Rows), len(headers))
+    if len(headers) > 1:
+        check_size(size_ijk, f"DICOM series {series.uid} in '{folder}'", limits)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(series.files))
     try:

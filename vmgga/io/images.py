@@ -111,7 +111,7 @@ def _read_path(path: Path, name: str, dicom_series: str | None, volume_index: in
     if path.is_dir():
         if volume_index is not None:
             raise InputError(f"{name}: --volume-index applies to 4D files, not to a DICOM folder")
-        read = read_dicom_folder(path, dicom_series)
+        read = read_dicom_folder(path, dicom_series, limits)
         hint = modality_hint(read.info["modality"])
         return _Raw(read.image, "dicom", hint, read.info, read.phi, list(read.messages))
     if dicom_series is not None:
