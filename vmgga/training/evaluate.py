@@ -2,7 +2,8 @@
 
 Pairs come from the held-out label maps only (:func:`vmgga.training.data.heldout_sampler`), seeds
 ``HELDOUT_SEED_OFFSET + i``. Baselines on the same pairs: the zero flow, and the training-free
-2D MIND-SSC matcher (the network's own matching head on MIND descriptors, no learned weights).
+2D MIND-SSC matcher of :mod:`vmgga.models.matcher2d` (the network's matching head on MIND
+descriptors, no learned weights).
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from vmgga.models import head
 from vmgga.models.config import MatcherConfig
-from vmgga.models.mind2d import mind_ssc_2d
-from vmgga.models.network import VMGGANet, upsample_to
+from vmgga.models.matcher2d import mind_maps, training_free_match
+from vmgga.models.network import VMGGANet
 from vmgga.synth.pairs import PairSampler
 from vmgga.training import losses
 from vmgga.training.data import HELDOUT_SEED_OFFSET
@@ -45,25 +44,12 @@ class EvalResult:
 
 
 def mind_only_match(image0: Tensor, image1: Tensor, config: MatcherConfig) -> tuple[Tensor, Tensor]:
-    """Training-free baseline: the matching head on 2D MIND-SSC descriptors.
+    """Training-free baseline: the project's 2D MIND-SSC matcher (:mod:`vmgga.models.matcher2d`).
 
-    ``(B, 1, H, W)`` each (H, W multiples of ``coarse_stride``) -> flow ``(B, 2, H, W)`` (x, y) px and
-    confidence ``(B, 1, H, W)`` (the coarse dual-softmax maximum).
+    ``(B, 1, H, W)`` each -> flow ``(B, 2, H, W)`` (x, y) px and confidence ``(B, 1, H, W)``.
     """
-    mind0 = mind_ssc_2d(image0, config.mind_radius, config.mind_dilation)
-    mind1 = mind_ssc_2d(image1, config.mind_radius, config.mind_dilation)
-    coarse0, coarse1 = (_centred(F.avg_pool2d(m, config.coarse_stride)) for m in (mind0, mind1))
-    fine0, fine1 = (_centred(F.avg_pool2d(m, config.fine_stride)) for m in (mind0, mind1))
-    _, coarse_flow, coarse_max = head.coarse_match(coarse0, coarse1, config)
-    flow = head.fine_match(fine0, fine1, coarse_flow, config)[0]
-    hw = image0.shape[-2:]
-    confidence = head.repeat_cells(coarse_max, config.coarse_stride // config.fine_stride)
-    return upsample_to(flow, hw, config.fine_stride), upsample_to(confidence, hw, config.fine_stride)
-
-
-def _centred(descriptor: Tensor) -> Tensor:
-    """Subtract the per-pixel channel mean (MIND is positive: cosine similarity needs centring)."""
-    return descriptor - descriptor.mean(dim=1, keepdim=True)
+    result = training_free_match(image0, image1, lambda image: mind_maps(image, config), config)
+    return result.flow_px, result.confidence
 
 
 def collect(predict, sampler: PairSampler, n_pairs: int, batch_size: int = 8):
@@ -113,17 +99,12 @@ def evaluate_model(
     """Held-out metrics of a trained matcher; ``search_px`` restricts the coarse search (px)."""
     model.eval()
     device = next(model.parameters()).device
-    original = model.config
-    model.config = replace(original, max_displacement_px=search_px)
 
     def predict(image0, image1):
-        result = model.match(image0.to(device), image1.to(device))
+        result = model.match(image0.to(device), image1.to(device), max_displacement_px=search_px)
         return result.flow_px.cpu(), result.confidence.cpu()
 
-    try:
-        gathered = collect(predict, sampler, n_pairs)
-    finally:
-        model.config = original
+    gathered = collect(predict, sampler, n_pairs)
     name = "vmgga (trained)" + ("" if search_px is None else f", search {search_px:g} px")
     return summarise(name, *gathered, n_pairs, tolerance_px)
 
