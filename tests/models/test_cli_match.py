@@ -1,0 +1,100 @@
+"""``vmgga match``: outputs, their conventions, and user errors."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from vmgga.cli.main import main
+from vmgga.models import checkpoint
+from vmgga.models.config import MatcherConfig
+from vmgga.models.network import VMGGANet
+
+
+def _texture(size=(96, 112), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(0, 1, (size[0] // 4, size[1] // 4)).astype(np.float32)
+    return cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+
+
+def _write_png(path, array):
+    cv2.imwrite(str(path), (array * 255).astype(np.uint8))
+    return path
+
+
+def test_match_pngs_with_mind_writes_all_outputs(tmp_path):
+    big = _texture((160, 176))
+    image0, image1 = big[32:128, 32:144], big[16:112, 24:136]  # image0 pixel p is at p + (8, 16)
+    paths = [_write_png(tmp_path / "a.png", image0), _write_png(tmp_path / "b.png", image1)]
+    out = tmp_path / "out"
+    assert (
+        main(["match", *map(str, paths), "-o", str(out), "--backend", "mind", "--max-displacement", "32"])
+        == 0
+    )
+    flow = np.load(out / "flow.npy")
+    assert flow.shape == (2, 96, 112) and flow.dtype == np.float32
+    assert np.median(flow[0, 24:72, 24:88]) == pytest.approx(8, abs=0.5)
+    assert np.median(flow[1, 24:72, 24:88]) == pytest.approx(16, abs=0.5)
+    assert cv2.imread(str(out / "confidence.png")).shape == (96, 112, 3)
+    assert cv2.imread(str(out / "matches.png")).shape == (96, 224, 3)
+    document = json.loads((out / "matches.json").read_text())
+    assert document["matcher"]["backend"] == "mind" and document["flow_file"] == "flow.npy"
+    first = document["matches"][0]
+    assert (first["x0"], first["y0"]) == (8, 8)
+    assert first["x1"] == pytest.approx(8 + float(flow[0, 8, 8]), abs=1e-3)
+    assert all(0 <= m["confidence"] <= 1 for m in document["matches"])
+
+
+def test_match_nifti_with_weights_writes_a_vector_flow_on_image0_grid(tmp_path):
+    image = sitk.GetImageFromArray(_texture((48, 40)))
+    image.SetSpacing((0.7, 1.3))
+    image.SetOrigin((10.0, -4.0))
+    sitk.WriteImage(image, str(tmp_path / "a.nii.gz"))
+    sitk.WriteImage(image, str(tmp_path / "b.nii.gz"))
+    torch.manual_seed(0)
+    weights = checkpoint.save_checkpoint(VMGGANet(MatcherConfig()), tmp_path / "w.pt", {"note": "untrained"})
+    out = tmp_path / "out"
+    args = [
+        "match",
+        str(tmp_path / "a.nii.gz"),
+        str(tmp_path / "b.nii.gz"),
+        "-o",
+        str(out),
+        "--weights",
+        str(weights),
+    ]
+    assert main(args) == 0
+    flow = sitk.ReadImage(str(out / "flow.nii.gz"))
+    assert flow.GetNumberOfComponentsPerPixel() == 2 and flow.GetSize() == (40, 48)
+    assert flow.GetSpacing() == pytest.approx((0.7, 1.3)) and flow.GetOrigin() == pytest.approx((10.0, -4.0))
+    document = json.loads((out / "matches.json").read_text())
+    assert document["matcher"]["record"] == {"note": "untrained"}
+
+
+def test_user_errors_exit_2_with_a_message(tmp_path, capsys, monkeypatch):
+    png = _write_png(tmp_path / "a.png", _texture())
+    assert (
+        main(
+            ["match", str(png), str(tmp_path / "missing.png"), "-o", str(tmp_path / "o"), "--backend", "mind"]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+    _write_png(tmp_path / "flat.png", np.full((32, 32), 0.5, np.float32))
+    assert (
+        main(["match", str(png), str(tmp_path / "flat.png"), "-o", str(tmp_path / "o"), "--backend", "mind"])
+        == 2
+    )
+    assert "constant" in capsys.readouterr().err
+    volume = tmp_path / "v.nii.gz"
+    sitk.WriteImage(sitk.Image(8, 8, 8, sitk.sitkFloat32), str(volume))
+    assert main(["match", str(volume), str(volume), "-o", str(tmp_path / "o"), "--backend", "mind"]) == 2
+    assert "needs 2D" in capsys.readouterr().err
+    monkeypatch.setattr(checkpoint, "SHIPPED_WEIGHTS", tmp_path / "absent.pt")
+    assert main(["match", str(png), str(png), "-o", str(tmp_path / "o")]) == 2
+    assert "no trained VMGGA matcher weights are shipped yet" in capsys.readouterr().err
