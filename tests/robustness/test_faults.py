@@ -186,3 +186,29 @@ def test_register_refuses_a_busy_output_folder(tmp_path, capsys):
     stderr = capsys.readouterr().err
     assert status == 2 and "is in use by another vmgga run" in stderr and f"pid {os.getpid()}" in stderr
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+# --- memory cap ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_memory_cap_coarsens_the_working_grid():
+    from vmgga.api import register
+    from vmgga.field.memory import estimate_dense_memory_bytes
+
+    config = make_config(max_memory_gb=0.02, **{"dense.adam_iterations": 2})
+    result = register(FIXED, MOVING, config, progress=False)
+    grid = result.report["working_grid"]
+    assert grid["spacing_mm"][0] > config.preprocess.working_spacing_mm
+    assert any("memory cap of 0.02 GB" in note for note in grid["notes"])
+    shape_dhw = tuple(reversed(grid["size_ijk"]))
+    assert estimate_dense_memory_bytes(shape_dhw, config.dense) <= 0.02 * 2**30
+    assert result.displacement_lps_mm.GetSize() == tuple(grid["size_ijk"])
+
+
+def test_impossible_memory_cap_is_a_clear_error():
+    from vmgga.api import register
+    from vmgga.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs more memory than the cap .* raise --max-memory"):
+        register(FIXED, MOVING, make_config(max_memory_gb=1e-6), progress=False)
