@@ -6,6 +6,7 @@ The returned transform maps **fixed points to moving points** (LPS mm), ITK's re
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,20 +63,32 @@ def estimate_affine(
         RegistrationFailedError: if the images do not overlap after alignment.
     """
     start = time.perf_counter()
-    fixed_small = _downsampled(fixed_norm, config.working_spacing_mm)
-    moving_small = _downsampled(moving_norm, config.working_spacing_mm)
-    initial = _initial_affine(fixed_small, moving_small, config, initial_transform)
-    if not config.enabled:
-        transform, metric = initial, float("nan")
-    else:
-        transform, metric = _run_mattes(fixed_small, moving_small, initial, config, seed, progress)
-    overlap = overlap_fraction(fixed_small, moving_small, transform)
+    with _single_threaded_itk():
+        fixed_small = _downsampled(fixed_norm, config.working_spacing_mm)
+        moving_small = _downsampled(moving_norm, config.working_spacing_mm)
+        initial = _initial_affine(fixed_small, moving_small, config, initial_transform)
+        if not config.enabled:
+            transform, metric = initial, float("nan")
+        else:
+            transform, metric = _run_mattes(fixed_small, moving_small, initial, config, seed, progress)
+        overlap = overlap_fraction(fixed_small, moving_small, transform)
     if overlap < 0.05:
         raise RegistrationFailedError(
             f"the images do not overlap after affine alignment (only {overlap:.1%} of the fixed "
             "foreground maps inside the moving image); check that fixed and moving show the same anatomy"
         )
     return AffineResult(transform, metric, overlap, time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def _single_threaded_itk():
+    """Run ITK filters on one thread: float sums in a fixed order give bit-identical results."""
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
 
 
 def _downsampled(image: sitk.Image, spacing_mm: float) -> sitk.Image:
@@ -129,7 +142,8 @@ def _run_mattes(
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=config.histogram_bins)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(config.sampling_fraction, seed)
+    # ITK reads seed 0 as "seed from the wall clock": shift so every user seed is reproducible
+    method.SetMetricSamplingPercentage(config.sampling_fraction, seed + 1)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
         learningRate=config.learning_rate,
@@ -141,7 +155,6 @@ def _run_mattes(
     method.SetShrinkFactorsPerLevel(list(config.shrink_factors))
     method.SetSmoothingSigmasPerLevel(list(config.smoothing_sigmas_mm))
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    method.SetNumberOfThreads(1)  # bit-identical results for a given seed
     transform = sitk.AffineTransform(initial)
     method.SetInitialTransform(transform, inPlace=True)
     levels = len(config.shrink_factors)

@@ -71,10 +71,10 @@ def resample_to_grid(
 ) -> sitk.Image:
     """Resample ``image`` onto ``geometry`` through ``transform`` (grid point -> image point, LPS).
 
-    When the target grid is coarser than the image, the image is first smoothed with a
-    Gaussian (sigma per axis from the spacing ratio) so the result does not alias.
+    When the target grid (its finest spacing) is coarser than the image, the image is first
+    smoothed with a Gaussian (sigma per axis from the spacing ratio) so the result does not alias.
     """
-    source = _antialiased(image, geometry.spacing_mm[0]) if antialias else image
+    source = _antialiased(image, min(geometry.spacing_mm)) if antialias else image
     return sitk.Resample(
         source,
         reference_image(geometry),

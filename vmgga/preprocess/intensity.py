@@ -42,6 +42,8 @@ def normalise_intensity(array: np.ndarray, modality: Modality, config: Preproces
         IntensityError: if the values span no range (a constant image).
     """
     values = np.asarray(array, dtype=np.float32)
+    if values.size == 0 or values.min() == values.max():
+        raise IntensityError("intensities span no range: the image is constant")
     if modality == Modality.CT:
         low, high = config.ct_window_hu
     else:
