@@ -122,7 +122,9 @@ def run_elastix(fixed_path: Path, moving_path: Path, out_dir: Path, options: Pee
     parameters.AddParameterMap(parameter_map)
     method = itk.ElastixRegistrationMethod.New(fixed, moving)
     method.SetParameterObject(parameters)
-    method.SetNumberOfThreads(options.threads)
+    # elastix reads ITK's global default; ``method.SetNumberOfThreads(2)`` segfaults in
+    # itk-elastix 0.25.4 (reproduced on the stroke pair), so the global setting is used instead.
+    itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(options.threads)
     method.SetLogToConsole(False)
     method.UpdateLargestPossibleRegion()
     field_image = itk.transformix_deformation_field(moving, method.GetTransformParameterObject())
