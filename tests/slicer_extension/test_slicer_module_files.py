@@ -175,11 +175,11 @@ def test_every_ui_name_used_by_the_code_exists():
 
 
 def test_every_interactive_widget_is_used_or_bound():
-    bound = {w.get("name") for w in _parameter_names_in_ui().values()}
+    used_or_bound = _ui_names_used_in_code() | {w.get("name") for w in _parameter_names_in_ui().values()}
     unused = {
         name
         for name, widget in _ui_widgets().items()
-        if widget.get("class") in INTERACTIVE and name not in _ui_names_used_in_code() | bound
+        if widget.get("class") in INTERACTIVE and name not in used_or_bound
     }
     assert unused == set()
 
