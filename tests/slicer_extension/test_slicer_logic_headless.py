@@ -313,6 +313,52 @@ def test_logic_fills_given_output_nodes_and_removes_its_files(module, fake_core)
     assert not fake_core[0].output_dir.parent.exists()  # the work folder is gone
 
 
+def test_review_volumes_and_displays(module, fake_core, monkeypatch):
+    """Checkerboard/difference volumes on the fixed grid, confidence colours, deformation display."""
+    scene, vmgga_module = module.scene, module.module
+    fixed, moving = _volume(scene, "fixed", 10), _volume(scene, "moving", 11)
+    logic = vmgga_module.VMGGARegistrationLogic()
+    result = logic.run(fixed=fixed, moving=moving, device="cpu")
+    warped = result.warpedVolumeNode
+    from VMGGARegistrationLib.review import checkerboard_dhw, difference_dhw
+
+    fixed_array = slicer.util.arrayFromVolume(fixed).copy()
+    other = fixed_array[::-1].copy()  # something different from the fixed volume
+    slicer.util.updateVolumeFromArray(warped, other)
+    board = logic.createCheckerboardVolume(fixed, warped, tiles=4)
+    np.testing.assert_allclose(
+        slicer.util.arrayFromVolume(board), checkerboard_dhw(fixed_array, other, tiles=4)
+    )
+    np.testing.assert_allclose(_ijk_to_ras(board), _ijk_to_ras(fixed))
+    difference = logic.createDifferenceVolume(fixed, warped)
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(difference), difference_dhw(fixed_array, other))
+    display = difference.GetDisplayNode()
+    assert display.GetColorNodeID() == "vtkMRMLColorTableNodeFileDivergingBlueRed.txt"
+    assert (display.GetWindow(), display.GetLevel()) == pytest.approx((2.0, 0.0))
+
+    layers = []
+    monkeypatch.setattr(slicer.util, "setSliceViewerLayers", lambda **kwargs: layers.append(kwargs))
+    logic.showConfidence(fixed, result.confidenceVolumeNode, 0.4)
+    confidence_display = result.confidenceVolumeNode.GetDisplayNode()
+    assert confidence_display.GetColorNodeID() == "vtkMRMLColorTableNodeRainbow"
+    assert (confidence_display.GetWindow(), confidence_display.GetLevel()) == pytest.approx((1.0, 0.5))
+    assert layers[-1]["background"] is fixed and layers[-1]["foreground"] is result.confidenceVolumeNode
+    assert layers[-1]["foregroundOpacity"] == 0.4
+
+    transform = result.transformNode
+    logic.showDeformation(transform, "Grid", region=fixed)
+    transform_display = transform.GetDisplayNode()
+    assert transform_display.GetVisualizationMode() == slicer.vtkMRMLTransformDisplayNode.VIS_MODE_GRID
+    assert transform_display.GetRegionNode() is fixed
+    assert transform_display.GetVisibility() and transform_display.GetVisibility2D()
+    logic.showDeformation(transform, "Glyph", region=fixed)
+    assert transform_display.GetVisualizationMode() == slicer.vtkMRMLTransformDisplayNode.VIS_MODE_GLYPH
+    logic.showDeformation(transform, "None")
+    assert not transform_display.GetVisibility()
+    with pytest.raises(ValueError, match="not on the grid"):
+        logic.createCheckerboardVolume(fixed, _volume(scene, "other grid", 12, size_ijk=(5, 5, 5)))
+
+
 def test_core_error_is_reported_and_nothing_is_loaded(module, fake_core, monkeypatch):
     monkeypatch.setenv("FAKE_CORE_MODE", "error")
     scene, vmgga_module = module.scene, module.module
