@@ -30,11 +30,9 @@ import SimpleITK as sitk
 
 from vmgga.config import RegistrationConfig, make_config
 from vmgga.errors import ConfigError, InputError, OutputError, VmggaError, look_up_option
+from vmgga.export.outputs import OUTPUT_FILES, QC_FILE
 
 logger = logging.getLogger("vmgga.bundle")
-
-#: Files every registered pair gets (the set :func:`vmgga.write_outputs` writes without QC).
-PAIR_OUTPUT_FILES = ("transform.h5", "warped.nii.gz", "confidence.nii.gz", "report.json")
 
 #: Datalist keys of a pair; the label keys are needed by ``evaluate.json`` only.
 _PAIR_KEYS = ("fixed", "moving", "case_id", "fixed_labels", "moving_labels")
@@ -316,7 +314,7 @@ def pair_output_dir(output_dir: str | os.PathLike, pair: RegistrationPair) -> Pa
 def _check_no_input_overwritten(pair: RegistrationPair, out_dir: Path) -> None:
     """Raise :class:`OutputError` if an output file would replace one of the pair's inputs."""
     inputs = {Path(p).resolve() for p in pair.input_paths().values()}
-    for name in PAIR_OUTPUT_FILES:
+    for name in (*OUTPUT_FILES.values(), QC_FILE):
         if (out_dir / name).resolve() in inputs:
             raise OutputError(f"output {out_dir / name} would overwrite an input of case {pair.case_id!r}")
 
