@@ -96,7 +96,7 @@ def _register_and_write(args: argparse.Namespace, json_progress) -> dict[str, Pa
     from vmgga.api import register, write_outputs
 
     config = config_from_args(args)
-    output = Path(args.output)
+    output = Path(args.output).resolve()
     check_not_an_input([output], [args.fixed, args.moving])
     progress = json_progress or (silent if args.quiet else TqdmProgress())
     output.mkdir(parents=True, exist_ok=True)

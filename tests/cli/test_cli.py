@@ -1,0 +1,115 @@
+"""The command line: register writes a complete set with JSON progress; apply warps labels; user errors
+are one clear line with exit status 2 and no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from vmgga.cli.main import main
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+T1, T2 = DATA / "stroke" / "T1.nii.gz", DATA / "stroke" / "T2.nii.gz"
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    """``vmgga register`` run as a user would, with JSON-lines progress."""
+    out = tmp_path_factory.mktemp("cli") / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "vmgga",
+        "register",
+        str(T1),
+        str(T2),
+        "-o",
+        str(out),
+        "--progress-json",
+        "--threads",
+        "2",
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    return out, completed
+
+
+def test_register_writes_outputs_and_json_progress(registered):
+    out, completed = registered
+    assert completed.returncode == 0, completed.stderr
+    events = [json.loads(line) for line in completed.stdout.splitlines()]
+    fractions = [e["fraction"] for e in events if e["event"] == "progress"]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert events[-1]["event"] == "done"
+    assert sorted(Path(p).name for p in events[-1]["outputs"].values()) == [
+        "confidence.nii.gz",
+        "report.json",
+        "transform.h5",
+        "warped.nii.gz",
+    ]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "confidence.nii.gz",
+        "report.json",
+        "transform.h5",
+        "warped.nii.gz",
+    ]
+
+
+def test_apply_labels_matches_simpleitk_nearest_neighbour(registered, tmp_path):
+    out, _ = registered
+    t1 = sitk.ReadImage(str(T1))
+    labels = sitk.Cast(sitk.OtsuMultipleThresholds(t1, 2), sitk.sitkUInt8)
+    labels_path = tmp_path / "labels.nii.gz"
+    sitk.WriteImage(labels, str(labels_path))
+    warped_path = tmp_path / "warped_labels.nii.gz"
+    status = main(
+        [
+            "apply",
+            str(out / "transform.h5"),
+            str(labels_path),
+            "--reference",
+            str(T1),
+            "-o",
+            str(warped_path),
+            "--labels",
+        ]
+    )
+    assert status == 0
+    warped = sitk.ReadImage(str(warped_path))
+    expected = sitk.Resample(
+        labels, t1, sitk.ReadTransform(str(out / "transform.h5")), sitk.sitkNearestNeighbor, 0
+    )
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(warped), sitk.GetArrayFromImage(expected))
+    assert warped.GetPixelID() == sitk.sitkUInt8
+
+
+def test_missing_input_is_one_clear_line(tmp_path, capsys):
+    status = main(["register", str(tmp_path / "nope.nii.gz"), str(T2), "-o", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert "nope.nii.gz" in error and "Traceback" not in error
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_output_onto_an_input_is_refused(tmp_path, capsys):
+    copy = tmp_path / "T1.nii.gz"
+    copy.write_bytes(T1.read_bytes())
+    before = copy.read_bytes()
+    status = main(["apply", str(tmp_path / "t.h5"), str(copy), "--reference", str(copy), "-o", str(copy)])
+    assert status == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert copy.read_bytes() == before
+
+
+def test_apply_with_a_foreign_transform_file(tmp_path, capsys):
+    foreign = tmp_path / "transform.h5"
+    foreign.write_text("not hdf5")
+    status = main(["apply", str(foreign), str(T2), "--reference", str(T1), "-o", str(tmp_path / "w.nii.gz")])
+    assert status == 2
+    assert "not a readable ITK transform" in capsys.readouterr().err
+    assert not (tmp_path / "w.nii.gz").exists()
