@@ -224,13 +224,15 @@ def rotation_from_quaternion(q: np.ndarray) -> np.ndarray:
     )
 
 
-quaternions = st.lists(st.floats(-1, 1), min_size=4, max_size=4).filter(lambda q: np.linalg.norm(q) > 0.1)
+quaternions = st.lists(st.floats(-1, 1, allow_subnormal=False), min_size=4, max_size=4).filter(
+    lambda q: np.linalg.norm(q) > 0.1
+)
 spacings = st.lists(st.floats(0.2, 5.0), min_size=3, max_size=3)
-origins = st.lists(st.floats(-500, 500), min_size=3, max_size=3)
+origins = st.lists(st.floats(-500, 500, allow_subnormal=False), min_size=3, max_size=3)
 sizes = st.lists(st.integers(2, 300), min_size=3, max_size=3)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(quaternion=quaternions, left_handed=st.booleans(), spacing=spacings, origin=origins, size=sizes)
 def test_random_geometry_round_trips(quaternion, left_handed, spacing, origin, size):
     direction = rotation_from_quaternion(np.asarray(quaternion)) @ np.diag(
@@ -250,7 +252,7 @@ def test_random_geometry_round_trips(quaternion, left_handed, spacing, origin, s
     assert np.linalg.det(geometry.direction_matrix) == pytest.approx(-1.0 if left_handed else 1.0)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(
     quaternion=quaternions,
     scales=st.lists(st.floats(0.5, 2.0), min_size=3, max_size=3),

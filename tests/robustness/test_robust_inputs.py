@@ -126,17 +126,79 @@ def test_dicom_inconsistent_orientation(ct_dicom_copy, snapshot):
     )
 
 
-def test_dicom_gantry_tilt(ct_dicom_copy, snapshot):
-    """Tilted slice planes stacked along the table axis: a sheared grid, refused."""
-    tilt = np.radians(15.0)
+def linear_hu(points_lps_mm: np.ndarray) -> np.ndarray:
+    """A known intensity (HU) that varies along all three LPS axes."""
+    return (
+        1000.0
+        + 1.0 * points_lps_mm[..., 0]
+        + 1.5 * points_lps_mm[..., 1]
+        + 10.0 * (points_lps_mm[..., 2] + 785.0)
+    )
 
-    def tilt_planes(index, ds):
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, float(np.cos(tilt)), float(np.sin(tilt))]
-        ds.GantryDetectorTilt = 15.0
 
-    edit_slices(ct_dicom_copy, tilt_planes)
+def write_tilted_series(folder: Path, tilt_deg: float, tilted_planes: bool) -> np.ndarray:
+    """Rewrite the CT copy as a gantry-tilted stack holding :func:`linear_hu` at every true voxel.
+
+    ``tilted_planes``: tilted ImageOrientationPatient with positions stepping along the table (z);
+    otherwise axial planes with positions shifted in-plane. Returns the true (4, 4) voxel -> LPS matrix.
+    """
+    theta = np.radians(tilt_deg)
+    row = np.array([1.0, 0.0, 0.0])
+    col = np.array([0.0, np.cos(theta), np.sin(theta)]) if tilted_planes else np.array([0.0, 1.0, 0.0])
+    step = np.array([0.0, 0.0, 2.0]) if tilted_planes else np.array([0.0, 2.0 * np.tan(theta), 2.0])
+    origin = np.array([-248.046875, -436.046875, -804.5])
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.stack([3.90625 * row, 3.90625 * col, step], axis=1)
+    matrix[:3, 3] = origin
+
+    def rewrite(index, ds):
+        j, i = np.mgrid[0:128, 0:128]
+        points = np.stack([i, j, np.full_like(i, index), np.ones_like(i)], axis=-1) @ matrix.T
+        ds.ImageOrientationPatient = [*row.tolist(), *col.tolist()]
+        ds.ImagePositionPatient = (origin + index * step).tolist()
+        ds.PixelData = np.round(linear_hu(points[..., :3]) + 1024).astype(np.uint16).tobytes()
+        ds.GantryDetectorTilt = tilt_deg
+
+    edit_slices(folder, rewrite)
+    return matrix
+
+
+@pytest.mark.parametrize("tilted_planes", [True, False])
+def test_dicom_gantry_tilt_is_resampled_correctly(ct_dicom_copy, snapshot, tilted_planes):
+    """Every corrected voxel holds the known intensity of its physical point."""
+    true_matrix = write_tilted_series(ct_dicom_copy, 15.0, tilted_planes)
+    before = snapshot(ct_dicom_copy)
+    loaded = read_image(ct_dicom_copy)
+    assert snapshot(ct_dicom_copy) == before
+    assert "gantry tilt of 15.00 degrees: resampled" in loaded.messages[0]
+    assert loaded.description["dicom"]["gantry_tilt_deg"] == pytest.approx(15.0, abs=1e-3)
+    geometry = geometry_of(loaded.image)
+    np.testing.assert_allclose(geometry.direction_matrix.T @ geometry.direction_matrix, np.eye(3), atol=1e-9)
+    assert geometry.size_ijk[2] == 20 and geometry.size_ijk[1] > 128  # grown to hold the shear
+    points_ijk = np.stack(np.meshgrid(*[np.arange(n) for n in geometry.size_ijk], indexing="ij"), -1).reshape(
+        -1, 3
+    )
+    points_lps = lps_from_ijk(points_ijk, geometry)
+    true_ijk = (np.c_[points_lps, np.ones(len(points_lps))] @ np.linalg.inv(true_matrix).T)[:, :3]
+    inside = np.all((true_ijk >= 0) & (true_ijk <= [127, 127, 19]), axis=1)
+    values = sitk.GetArrayFromImage(loaded.image).transpose(2, 1, 0).reshape(-1)  # (i, j, k) order
+    assert inside.mean() > 0.8
+    np.testing.assert_allclose(values[inside], linear_hu(points_lps[inside]), atol=0.6)
+
+
+def test_dicom_gantry_tilt_over_30_degrees_is_refused(ct_dicom_copy, snapshot):
+    write_tilted_series(ct_dicom_copy, 40.0, tilted_planes=True)
     error = raises_and_writes_nothing(ct_dicom_copy, snapshot, DicomError, "gantry tilt", ct_dicom_copy)
-    assert "15.00 degrees" in str(error)
+    assert "40.00 degrees" in str(error) and "more than the 30 degrees" in str(error)
+
+
+def test_dicom_irregular_stack_is_refused(ct_dicom_copy, snapshot):
+    def wobble(index, ds):
+        if index == 9:
+            ds.ImagePositionPatient = [float(ds.ImagePositionPatient[0]) + 1.5, *ds.ImagePositionPatient[1:]]
+
+    edit_slices(ct_dicom_copy, wobble)
+    raises_and_writes_nothing(ct_dicom_copy, snapshot, DicomError, "irregular slice stack", ct_dicom_copy)
 
 
 def test_dicom_mixed_series_picks_one_and_refuses_unknown_uid(ct_dicom_copy, snapshot):

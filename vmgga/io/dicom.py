@@ -3,7 +3,8 @@
 SimpleITK/GDCM groups the files into series and reads the voxels; pydicom reads the headers that
 GDCM does not check: slice positions (missing slices, uneven spacing, gantry tilt), orientation,
 multi-frame objects. Anything unusable raises :class:`~vmgga.errors.DicomError` naming the folder
-and the problem. Physical space is LPS mm, as DICOM's patient coordinates are.
+and the problem; a gantry tilt up to ``MAX_TILT_DEG`` is corrected by resampling (see
+:mod:`vmgga.io.tilt`) and said in the messages. Physical space is LPS mm, as in DICOM.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pydicom
 import SimpleITK as sitk
 
 from vmgga.errors import DicomError
+from vmgga.io.tilt import correct_gantry_tilt, stack_geometry
 from vmgga.io.validate import VolumeLimits, check_size
 
 #: Header tags read from every file of a series (no pixel data).
@@ -50,7 +52,8 @@ PHI_TAGS = (
 ORIENTATION_TOLERANCE = 1e-4  # max difference of direction cosines within a series
 SPACING_TOLERANCE = 0.05  # max relative deviation of a slice step from the median step
 GAP_FACTOR = 1.5  # a step this many times the median step means missing slices
-TILT_TOLERANCE = 1e-3  # max in-plane shift of the slice stack per mm along the normal
+TILT_TOLERANCE_DEG = 0.05  # smaller shears of the slice stack are read as they are
+MAX_TILT_DEG = 30.0  # larger shears are refused (a mis-sorted series, not a gantry tilt)
 _ENHANCED_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT Image Storage
     "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR Image Storage
@@ -211,25 +214,40 @@ def _orientation_of(header: pydicom.Dataset, folder: str | Path) -> np.ndarray:
     return np.asarray(header.ImageOrientationPatient, dtype=np.float64).reshape(2, 3)
 
 
+@dataclass(frozen=True)
+class SliceStack:
+    """Where the slices of a series lie (sorted along the slice normal).
+
+    Attributes:
+        order: Indices that sort the headers along the normal.
+        origin_lps_mm: Position of the first sorted slice.
+        step_lps_mm: Mean vector from one slice to the next (not along the normal under tilt).
+        step_mm: Median step along the normal (0.0 for a single slice).
+        tilt_deg: Angle between the step and the normal (gantry tilt).
+    """
+
+    order: np.ndarray
+    origin_lps_mm: np.ndarray
+    step_lps_mm: np.ndarray
+    step_mm: float
+    tilt_deg: float
+
+
 def check_slice_positions(
     headers: list[pydicom.Dataset], orientation: np.ndarray, folder: str | Path
-) -> float:
-    """Slices must be evenly spaced along the normal, without gaps, duplicates or tilt.
-
-    Returns:
-        The slice step in mm (0.0 for a single slice).
-    """
+) -> SliceStack:
+    """Slices must be evenly spaced along the normal, without gaps or duplicates, in a regular stack."""
     normal = np.cross(orientation[0], orientation[1])
     positions_lps_mm = np.asarray([h.ImagePositionPatient for h in headers], dtype=np.float64)
-    order = np.argsort(positions_lps_mm @ normal)
+    order = np.argsort(positions_lps_mm @ normal, kind="stable")
     positions_lps_mm = positions_lps_mm[order]
     along_mm = positions_lps_mm @ normal
     if len(along_mm) < 2:
-        return 0.0
+        return SliceStack(order, positions_lps_mm[0], np.zeros(3), 0.0, 0.0)
     steps_mm = np.diff(along_mm)
     _check_steps(steps_mm, along_mm, folder)
-    _check_tilt(positions_lps_mm, normal, headers, folder)
-    return float(np.median(steps_mm))
+    step_lps_mm, tilt_deg = _tilt_of(positions_lps_mm, normal, headers, folder)
+    return SliceStack(order, positions_lps_mm[0], step_lps_mm, float(np.median(steps_mm)), tilt_deg)
 
 
 def _check_steps(steps_mm: np.ndarray, along_mm: np.ndarray, folder: str | Path) -> None:
@@ -256,21 +274,29 @@ def _check_steps(steps_mm: np.ndarray, along_mm: np.ndarray, folder: str | Path)
         )
 
 
-def _check_tilt(
+def _tilt_of(
     positions_lps_mm: np.ndarray, normal: np.ndarray, headers: list[pydicom.Dataset], folder: str | Path
-) -> None:
-    """The slice stack must run along the slice normal; a sheared (gantry-tilted) stack is refused."""
-    stack = positions_lps_mm[-1] - positions_lps_mm[0]
-    along = float(stack @ normal)
-    in_plane = float(np.linalg.norm(stack - along * normal))
-    if in_plane > TILT_TOLERANCE * abs(along):
-        angle = float(np.degrees(np.arctan2(in_plane, abs(along))))
+) -> tuple[np.ndarray, float]:
+    """Mean slice step (LPS mm) and its angle to the normal; refuse irregular or extreme shears."""
+    steps_lps_mm = np.diff(positions_lps_mm, axis=0)  # (N - 1, 3)
+    mean_step = steps_lps_mm.mean(axis=0)
+    along = float(mean_step @ normal)
+    in_plane = mean_step - along * normal
+    deviation = float(np.abs(steps_lps_mm - mean_step).max())
+    if deviation > SPACING_TOLERANCE * abs(along):
+        raise DicomError(
+            f"DICOM series in '{folder}' is an irregular slice stack: the step between slices varies by "
+            f"up to {deviation:.3g} mm in the slice plane; resample it to a regular grid first"
+        )
+    angle = float(np.degrees(np.arctan2(np.linalg.norm(in_plane), abs(along))))
+    if angle > MAX_TILT_DEG:
         tag = headers[0].get("GantryDetectorTilt", None)
         raise DicomError(
             f"DICOM series in '{folder}' has gantry tilt: the slices are sheared by {angle:.2f} degrees "
-            f"(GantryDetectorTilt={tag}); it is not resampled here: correct the tilt first "
-            "(e.g. dcm2niix) and pass the NIfTI file"
+            f"(GantryDetectorTilt={tag}), more than the {MAX_TILT_DEG:g} degrees corrected here; "
+            "correct the tilt first (e.g. dcm2niix) and pass the NIfTI file"
         )
+    return mean_step, angle
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -313,22 +339,52 @@ def read_dicom_folder(
 
     Raises:
         DicomError: empty folder, no DICOM files, unknown UID, multi-frame object, missing or
-            duplicate slices, uneven spacing, inconsistent orientation, gantry tilt, unreadable voxels.
+            duplicate slices, uneven spacing, inconsistent orientation, irregular stack, gantry tilt
+            over 30 degrees, unreadable voxels. A smaller gantry tilt is corrected by resampling.
     """
     series, messages = pick_series(list_series(folder), folder, series_uid)
     headers = read_headers(series)
     check_not_multiframe(headers, folder)
-    step_mm = check_slice_positions(headers, check_orientation(headers, folder), folder)
+    orientation = check_orientation(headers, folder)
+    stack = check_slice_positions(headers, orientation, folder)
     size_ijk = (int(headers[0].Columns), int(headers[0].Rows), len(headers))
     if len(headers) > 1:
         check_size(size_ijk, f"DICOM series {series.uid} in '{folder}'", limits)
+    image = _read_voxels([series.files[i] for i in stack.order], series, folder)
+    if stack.tilt_deg > TILT_TOLERANCE_DEG:
+        image, message = _corrected(image, headers[0], orientation, stack, folder)
+        messages = [*messages, message]
+    info = {**series_info(headers, series, stack.step_mm), "gantry_tilt_deg": round(stack.tilt_deg, 4)}
+    return DicomRead(image=image, series=series, info=info, phi=phi_of(headers[0]), messages=messages)
+
+
+def _read_voxels(files: list[str], series: DicomSeries, folder: str | Path) -> sitk.Image:
+    """SimpleITK/GDCM read of the files in the given (position) order."""
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(list(series.files))
+    reader.SetFileNames(files)
     try:
-        image = reader.Execute()
+        return reader.Execute()
     except RuntimeError as error:
         raise DicomError(
             f"cannot read the voxels of DICOM series {series.uid} in '{folder}': {error}"
         ) from None
-    info = series_info(headers, series, step_mm)
-    return DicomRead(image=image, series=series, info=info, phi=phi_of(headers[0]), messages=messages)
+
+
+def _corrected(
+    image: sitk.Image, header: pydicom.Dataset, orientation: np.ndarray, stack: SliceStack, folder: str | Path
+) -> tuple[sitk.Image, str]:
+    """The tilted stack resampled onto an orthogonal grid, and a message saying so."""
+    row_spacing, col_spacing = (float(v) for v in header.PixelSpacing)
+    as_read, true_linear = stack_geometry(
+        tuple(image.GetSize()),
+        (col_spacing, row_spacing),
+        orientation,
+        stack.origin_lps_mm,
+        stack.step_lps_mm,
+    )
+    corrected = correct_gantry_tilt(image, as_read, true_linear)
+    message = (
+        f"DICOM series in '{folder}' has a gantry tilt of {stack.tilt_deg:.2f} degrees: resampled onto an "
+        f"orthogonal grid of size {corrected.GetSize()} (linear interpolation)"
+    )
+    return corrected, message
