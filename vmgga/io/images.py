@@ -28,7 +28,7 @@ class LoadedImage:
         image: 3D float32 volume, LPS geometry as SimpleITK gives it.
         path: The file or DICOM folder it came from (None for an in-memory image).
         modality_hint: ``"ct"``/``"mr"`` from the DICOM Modality tag, else None.
-        series_uid: SeriesInstanceUID for DICOM input, else None.
+        series_uid: SeriesInstanceUID for DICOM input (None if absent or not DICOM).
         description: JSON-friendly: geometry, pixel type, source, series information (patient
             identifiers only under ``"patient"`` when read with ``include_phi=True``).
         messages: Decisions and warnings worth telling the user (series picked, padding...).
@@ -91,7 +91,7 @@ def read_image(
         image=image,
         path=None if path is None else str(path),
         modality_hint=raw.modality_hint,
-        series_uid=(raw.dicom_info or {}).get("series_uid"),
+        series_uid=(raw.dicom_info or {}).get("series_uid") or None,
         description=_describe(raw, image, role, path, volume_index, include_phi),
         messages=[*raw.messages, *warnings],
     )
