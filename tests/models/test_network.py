@@ -92,7 +92,12 @@ def test_head_recovers_shift_exactly_from_distinct_descriptors(shift_xy):
     torch.testing.assert_close(interior, expected, atol=1e-3, rtol=0)
 
 
-def test_forward_pair_traces_and_matches_eager(net):
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_forward_pair_traces_and_matches_eager():
+    torch.manual_seed(0)
+    net = VMGGANet(
+        MatcherConfig(encoder_channels=(8, 16, 16), coarse_dim=16, fine_dim=8, fine_window=3)
+    ).eval()
     pair = torch.rand(1, 2, 48, 40)
     with torch.no_grad():
         eager = net(pair)
