@@ -102,8 +102,14 @@ def evaluate(method: str, pair: Pair, options: peers.PeerOptions, out_dir: Path)
     }
 
 
-def run_all(methods: list[str], pairs: list[Pair], options: peers.PeerOptions, tmp: Path) -> list[dict]:
-    """Every method on every pair (pairs outermost, so load changes hit all methods alike)."""
+def run_all(
+    methods: list[str], pairs: list[Pair], options: peers.PeerOptions, tmp: Path, on_pair_done=None
+) -> list[dict]:
+    """Every method on every pair (pairs outermost, so load changes hit all methods alike).
+
+    ``on_pair_done(rows)`` is called after each pair, so that a run cut short still leaves a table
+    of all methods on the same (finished) pairs.
+    """
     rows = []
     for pair in pairs:
         for method in methods:
@@ -114,6 +120,8 @@ def run_all(methods: list[str], pairs: list[Pair], options: peers.PeerOptions, t
                 row = {"method": method, "pair": pair.name, "status": f"failed: {error!r}"[:500]}
             print(f"[{started}] {pair.name} {method}: {_short(row)}", flush=True)
             rows.append(row)
+        if on_pair_done is not None:
+            on_pair_done(rows)
     return rows
 
 
@@ -156,22 +164,33 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vmgga_bench_") as tmp_name:
         tmp = Path(tmp_name)
         pairs = make_pairs(load_sources(folder, args.shrink), args.seeds, args.moving, tmp)[: args.pairs]
-        rows = run_all(methods, pairs, options, tmp)
-    summary = summarise(rows, methods)
-    report(args, rows, summary, unavailable, info_before)
+
+        def write(rows_so_far: list[dict]) -> None:
+            done = len({r["pair"] for r in rows_so_far})
+            status = "complete" if done == len(pairs) else f"partial: {done} of {len(pairs)} pairs"
+            summary = summarise(rows_so_far, methods)
+            report(args, rows_so_far, summary, unavailable, info_before, status)
+
+        run_all(methods, pairs, options, tmp, on_pair_done=write)
     return 0
 
 
-def report(args, rows, summary, unavailable, info_before) -> None:
+def report(args, rows, summary, unavailable, info_before, status: str) -> None:
     """Print the table and the ratios; write JSON + markdown into ``benchmarks/results``."""
     table = common.markdown_table([{"method": m, **s} for m, s in summary.items()], COLUMNS)
     ratios = common.ratio_lines(summary, OURS, ["seconds", "tre_mean_mm", "tre_p95_mm"])
     info = {**info_before, "load_average_after": list(os.getloadavg())}
-    header = _header(args, rows, info, unavailable)
-    markdown = "\n".join([header, "", table, "", "Ratios (ours / peer):", "", *[f"- {r}" for r in ratios]])
+    header = _header(args, rows, info, unavailable) + f"\nRun status: {status}."
+    ok_rows = [r for r in rows if r["status"] == "ok"]
+    per_pair = common.markdown_table(ok_rows, ["pair", *COLUMNS[:1], *COLUMNS[2:]])
+    ratio_items = [f"- {r}" for r in ratios]
+    markdown = "\n".join(
+        [header, "", table, "", "Ratios (ours / peer):", "", *ratio_items, "", "Per pair:", "", per_pair]
+    )
     print("\n" + markdown)
     payload = {
         "benchmark": "stroke_known_deformation",
+        "status": status,
         "args": vars(args),
         "deformation": asdict(common.BSplineDeformationSpec(seed=-1)) | {"seed": args.seeds},
         "machine": info,
@@ -197,6 +216,7 @@ def _header(args, rows: list[dict], info: dict, unavailable: dict) -> str:
         "TRE over brain voxels (fixed > 0), mean of the per-pair mean/p95; fold = % voxels det(J) <= 0.",
     ]
     lines += [f"Skipped {m}: {reason}" for m, reason in unavailable.items()]
+    lines += [f"Failed {r['method']} on {r['pair']}: {r['status']}" for r in rows if r["status"] != "ok"]
     return "\n".join(lines)
 
 

@@ -67,7 +67,9 @@ def test_stroke_harness_identity_row_equals_true_displacement(tmp_path, monkeypa
     assert row["tre_mean_mm"] == pytest.approx(magnitudes.mean(), rel=1e-6)
     assert row["fold_pct_grid"] == 0.0
     assert payload["machine"]["cpu_count"] >= 1
-    assert (tmp_path / "results" / "tiny.md").read_text().count("| identity |") == 1
+    markdown = (tmp_path / "results" / "tiny.md").read_text()
+    assert f"| identity | 1 | 0.000 | {magnitudes.mean():.3f} |" in markdown  # summary row
+    assert payload["status"] == "complete"
 
 
 def _tiny_abdomen_set(folder) -> None:
