@@ -83,6 +83,20 @@ class RegistrationPair:
 # --------------------------------------------------------------------------------------------- config
 
 
+def as_bool(value: bool | str | int, name: str) -> bool:
+    """A command-line flag as a bool: ``True``/``False``, ``"true"``/``"false"``, ``1``/``0``.
+
+    Raises:
+        ConfigError: for any other value (``bool("false")`` would silently be True).
+    """
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{name}={value!r} is not a yes/no value; use true or false")
+
+
 def resolve_device(device: str = "auto") -> str:
     """``auto`` -> ``cuda`` when available else ``cpu``; ``cpu``/``cuda``/``cuda:N`` pass through.
 
@@ -387,8 +401,8 @@ class RegistrationRunner:
         self.pairs = list(pairs)
         self.output_dir = Path(output_dir)
         self.config = config
-        self.qc = bool(qc)
-        self.stop_on_error = bool(stop_on_error)
+        self.qc = as_bool(qc, "qc")
+        self.stop_on_error = as_bool(stop_on_error, "stop_on_error")
 
     def register_pair(self, pair: RegistrationPair) -> tuple[Any, dict[str, Path]]:
         """Register one pair and commit its outputs; returns ``(result, {name: path})``."""

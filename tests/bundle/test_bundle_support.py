@@ -168,3 +168,13 @@ def test_datalist_runner_goes_on_after_a_failed_pair(tmp_path, monkeypatch):
     with pytest.raises(bs.BundleRunError, match=r"1 of 2 pairs failed: c0: fixed image 'bad.nii.gz': broken"):
         runner.run()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c1"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [(True, True), ("false", False), ("True", True), (0, False)])
+def test_flags_from_the_command_line_parse_as_booleans(value, expected):
+    assert bs.as_bool(value, "qc") is expected
+
+
+def test_unclear_flags_are_refused():
+    with pytest.raises(ConfigError, match="stop_on_error='maybe'"):
+        bs.as_bool("maybe", "stop_on_error")
