@@ -92,3 +92,16 @@ def test_config_from_yaml_and_unknown_field(tmp_path):
     assert config.matcher == {"coarse_dim": 32} and config.output_dir == "runs/x"
     with pytest.raises(ConfigError, match="unknown training config fields \\['batchsize'\\]"):
         load_train_config({"batchsize": 3})
+
+
+def test_init_weights_start_from_a_checkpoint(label_sources, tmp_path):
+    from vmgga.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(5)
+    source = VMGGANet(matcher_config_from_dict(TINY_MATCHER))
+    path = save_checkpoint(source, tmp_path / "start.pt", {"note": "test"})
+    config = _tiny_config(init_weights=str(path), seed=1)
+    trainer = Trainer(config, stage_samplers(config, label_sources))
+    for key, value in source.state_dict().items():
+        assert torch.equal(value, trainer.model.state_dict()[key]), key
+    assert trainer.model.training

@@ -45,6 +45,16 @@ class TrainConfig:
     spacing_mm: float = 1.5  # working spacing of the pipeline
     crop_size: int = 96  # training images are crop_size x crop_size pixels
     shapes_probability: float = 0.2  # share of pairs from random "shapes" label maps
+    contrasts: tuple[str, ...] = (
+        "ct",
+        "t1",
+        "t2",
+        "pd",
+        "flair",
+        "random",
+    )  # drawn uniformly (repeat = weight)
+    skull_strip_probability: float = 0.25  # brain label maps: extra-cerebral labels set to air
+    remap_probability: float = 0.3  # chance of a random monotone intensity remap per synthetic image
     # --- optimisation ---
     batch_size: int = 4  # pairs per step
     pretrain_steps: int = 100  # stage 1: encoder-only dense InfoNCE
@@ -58,6 +68,7 @@ class TrainConfig:
     contrastive_points: int = 192  # anchor points per pair and pyramid level
     hardest_negatives: int | None = 32  # keep the k most similar negatives (None: all)
     exclusion_radius_px: float = 3.0  # negatives closer than this to the positive are ignored
+    exclusion_stride_factor: float = 2.0  # ... and closer than this many cells of the level's stride
     match_weight: float = 1.0  # coarse dual-softmax NLL
     fine_weight: float = 0.1  # Charbonnier end-point error of the final flow
     contrastive_weight: float = 0.5  # InfoNCE on the fused pyramid during fine-tuning
@@ -72,6 +83,7 @@ class TrainConfig:
     eval_pairs: int = 48  # held-out synthetic pairs for the final report
     # --- model ---
     matcher: dict[str, Any] = field(default_factory=dict)  # MatcherConfig overrides
+    init_weights: str | None = None  # start from this matcher checkpoint (its config wins over `matcher`)
 
     @property
     def total_steps(self) -> int:

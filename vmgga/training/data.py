@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vmgga.synth.contrast import RandomContrast, RandomCorruption
 from vmgga.synth.pairs import PairSampler, RandomPair
 from vmgga.synth.sources import (
     SourceKind,
@@ -47,7 +48,14 @@ def heldout_sources(config: TrainConfig) -> list[SourceVolume]:
 def random_pair(config: TrainConfig, shapes_probability: float | None = None) -> RandomPair:
     """The pair distribution of ``config``."""
     shapes = config.shapes_probability if shapes_probability is None else shapes_probability
-    return RandomPair(crop_hw=(config.crop_size, config.crop_size), shapes_probability=shapes)
+    contrast = RandomContrast(
+        contrasts=tuple(config.contrasts),
+        skull_strip_probability=config.skull_strip_probability,
+        corruption=RandomCorruption(remap_probability=config.remap_probability),
+    )
+    return RandomPair(
+        crop_hw=(config.crop_size, config.crop_size), shapes_probability=shapes, contrast=contrast
+    )
 
 
 def stage_samplers(config: TrainConfig, sources: list[SourceVolume]) -> dict[str, PairSampler]:

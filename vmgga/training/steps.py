@@ -28,7 +28,12 @@ class StepOutput:
 def pyramid_contrastive(
     pyramid0: list[Tensor], pyramid1: list[Tensor], batch: dict, config: TrainConfig, strides, generator
 ) -> Tensor:
-    """Mean dense InfoNCE over the pyramid levels (exclusion radius grows with the stride)."""
+    """Mean dense InfoNCE over the pyramid levels.
+
+    The exclusion radius grows with the level's stride: negatives closer than
+    ``exclusion_stride_factor`` cells are nearly the same feature (bilinear sampling) and would
+    make hardest-negative mining fight the positives.
+    """
     terms = [
         losses.dense_contrastive_loss(
             f0,
@@ -39,7 +44,7 @@ def pyramid_contrastive(
             generator,
             n_points=config.contrastive_points,
             temperature=config.temperature,
-            exclusion_radius_px=max(config.exclusion_radius_px, float(stride)),
+            exclusion_radius_px=max(config.exclusion_radius_px, config.exclusion_stride_factor * stride),
             hardest_negatives=config.hardest_negatives,
         )
         for f0, f1, stride in zip(pyramid0, pyramid1, strides, strict=True)

@@ -40,8 +40,10 @@ def pair_seeds(seed: int, step: int, count: int) -> list[int]:
 
 
 def build_model(config: TrainConfig) -> VMGGANet:
-    """A freshly initialised matcher (initial weights decided by ``config.seed``)."""
+    """The matcher to train: ``config.init_weights`` if given, else fresh weights from ``config.seed``."""
     torch.manual_seed(config.seed)
+    if config.init_weights:
+        return VMGGANet.from_checkpoint(config.init_weights).train()
     return VMGGANet(matcher_config_from_dict(dict(config.matcher)))
 
 
