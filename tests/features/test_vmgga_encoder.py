@@ -29,7 +29,9 @@ def _model() -> VMGGANet:
 
 def test_extract_shape_and_unit_norm_per_axis():
     volume = torch.rand(1, 1, 10, 12, 14)
-    extractor = VmggaFeatureExtractor(DenseConfig(), model=_model(), slicewise=SlicewiseConfig(axes=(0,)))
+    extractor = VmggaFeatureExtractor(
+        DenseConfig(), model=_model(), slicewise=SlicewiseConfig(axes=(0,), slice_step=2)
+    )
     assert isinstance(extractor, FeatureExtractor) and extractor.name == "vmgga"
     features = extractor.extract(volume)
     assert features.shape == (1, 8, 10, 12, 14) and extractor.channels == 8

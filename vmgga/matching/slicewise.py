@@ -42,7 +42,7 @@ class SlicewiseConfig:
     """How the 2D matcher is applied to a volume."""
 
     axes: tuple[int, ...] = (0, 1, 2)  # slicing axes (0 = D/k, 1 = H/j, 2 = W/i)
-    slice_step: int = 2  # match every n-th slice (plus the last), interpolate the others
+    slice_step: int = 4  # match every n-th slice (plus the last), interpolate the others
     batch_slices: int = 32  # slices per network call
 
 
