@@ -156,3 +156,26 @@ def _assert_same_outputs_subset(out, expected) -> None:
     """Evaluation writes the registration files (plus metrics.json); they match the library's."""
     assert OUTPUT_FILES | {"metrics.json"} == {p.name for p in out.iterdir()}
     assert_same_transform_files(out / "transform.h5", expected / "transform.h5", _read_dicom_series(CT_DICOM))
+
+
+def test_features_vmgga_uses_the_bundle_checkpoint(tmp_path):
+    """With ``--features vmgga`` the registration is configured with ``<bundle_root>/models/model.pt``."""
+    import torch
+    from monai.bundle import run
+
+    from vmgga.models.checkpoint import save_checkpoint
+    from vmgga.models.network import VMGGANet
+
+    bundle_root = tmp_path / "bundle"
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(VMGGANet().eval(), bundle_root / "models" / "model.pt", {"note": "test"})
+    out = tmp_path / "out"
+    run(
+        config_file=str(INFERENCE), bundle_root=str(bundle_root), device="cpu", seed=SEED,
+        overrides=dict(QUICK_OVERRIDES), features="vmgga", fixed=str(MR_NIFTI), moving=str(CT_NIFTI),
+        output_dir=str(out),
+    )  # fmt: skip
+    dense = json.loads((out / "report.json").read_text())["config"]["dense"]
+    assert dense["features"] == "vmgga"
+    assert dense["matcher_weights"] == str(checkpoint)
+    assert {p.name for p in out.iterdir()} == OUTPUT_FILES
