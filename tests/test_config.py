@@ -126,3 +126,30 @@ def test_look_up_option_accepts_enum_members_and_values():
         ConfigError, match=r"features='sift' is not allowed; expected one of \['mind', 'vmgga', 'dinov2'\]"
     ):
         look_up_option("sift", FeatureBackend, "features")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("dense.features", "sift"),
+        ("dense.matcher", "magic"),
+        ("dense.regularisation", "elastic"),
+        ("preprocess.fixed_modality", "pet"),
+        ("preprocess.moving_modality", "us"),
+        ("affine.initialization", "random"),
+        ("affine.transform", "bspline"),
+    ],
+)
+def test_string_options_outside_their_values_are_refused(key, value):
+    with pytest.raises(ConfigError, match=rf"{key}='{value}' is not allowed; expected one of"):
+        make_config(**{key: value})
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:1", "mps"])
+def test_devices_accepted(device):
+    assert make_config(device=device).device == device
+
+
+def test_unknown_device_is_refused():
+    with pytest.raises(ConfigError, match="device='gpu' is not allowed"):
+        make_config(device="gpu")

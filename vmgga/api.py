@@ -27,6 +27,7 @@ from vmgga.field.jacobian import jacobian_determinant, jacobian_summary
 from vmgga.field.memory import estimate_dense_memory_bytes
 from vmgga.frames import Geometry, disp_lps_from_ijk, geometry_of, image_from_array
 from vmgga.io.images import LoadedImage, read_image
+from vmgga.io.validate import check_ct_values
 from vmgga.preprocess.grid import resample_to_grid, working_geometry
 from vmgga.preprocess.intensity import detect_modality, normalise_intensity
 from vmgga.progress import ProgressCallback, as_callback
@@ -113,6 +114,8 @@ def register(
             _modality(fixed_in, config.preprocess.fixed_modality),
             _modality(moving_in, config.preprocess.moving_modality),
         )
+        _check_ct_range(fixed_in, modalities[0], "fixed")
+        _check_ct_range(moving_in, modalities[1], "moving")
         fixed_norm = _normalised(fixed_in.image, modalities[0], config)
         moving_norm = _normalised(moving_in.image, modalities[1], config)
         timings["preprocess"] = _lap(clock, timings)
@@ -214,6 +217,13 @@ def _modality(loaded: LoadedImage, requested: str) -> Modality:
     """The modality of a loaded image (request > DICOM tag > intensity range)."""
     array = sitk.GetArrayViewFromImage(loaded.image)
     return detect_modality(array, requested, loaded.modality_hint)
+
+
+def _check_ct_range(loaded: LoadedImage, modality: Modality, role: str) -> None:
+    """CT values outside the plausible HU range (overflow, wrong rescale) are an error, whatever the format."""
+    if modality == Modality.CT:
+        name = f"{role} image '{loaded.path}'" if loaded.path else f"{role} image (in memory)"
+        loaded.messages.extend(check_ct_values(sitk.GetArrayViewFromImage(loaded.image), name))
 
 
 def _normalised(image: sitk.Image, modality: Modality, config: RegistrationConfig) -> sitk.Image:

@@ -8,6 +8,7 @@ e.g. ``make_config("fast", **{"dense.adam_iterations": 40})``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -81,18 +82,19 @@ class DenseConfig:
     convex_iterations: int = 6  # coupled convex steps (couplings grow geometrically)
     convex_coupling_first: float = 0.003  # coupling weight of the first convex step (cost per step^2)
     convex_coupling_last: float = 1.0  # coupling weight of the last convex step (cost per step^2)
-    inverse_consistent: bool = True  # average the coarse field with the inverse of the backward one
-    confidence_temperature: float = 0.25  # softmin temperature, relative to the mean cost contrast
-    adam_iterations: int = 60  # instance optimisation steps
-    adam_learning_rate: float = 1.0  # Adam step size (control-grid voxels)
+    inverse_consistent: bool = False  # symmetrise the coarse field with the backward one (+~20% time)
+    confidence_temperature: float = 0.1  # softmin temperature, relative to the mean cost contrast
+    adam_iterations: int = 40  # instance optimisation steps
+    adam_learning_rate: float = 0.5  # Adam step size (control-grid voxels) of the first step
+    adam_final_learning_rate: float = 0.1  # step size of the last step (geometric decay in between)
     adam_grid_spacing: int = 4  # control grid of the optimised velocity, in working voxels
-    adam_feature_spacing: int = 2  # features block-pooled to this (working voxels) for the similarity
-    adam_sample_fraction: float = 0.5  # share of the foreground similarity voxels compared per step
+    adam_feature_spacing: int = 1  # features block-pooled to this (working voxels) for the similarity
+    adam_sample_fraction: float = 0.07  # share of the foreground similarity voxels compared per step
     adam_feature_channels: int = 0  # PCA-compress the features to this many channels (0: all)
     adam_smoothing_passes: int = 3  # box filters (3^3) applied to the control-grid velocity
     regularisation: str = "diffusion"  # diffusion | bending
-    regularisation_weight: float = 1.25  # weight of the smoothness penalty
-    integration_steps: int = 5  # scaling-and-squaring steps (0: no integration)
+    regularisation_weight: float = 3.0  # weight of the smoothness penalty
+    integration_steps: int = 3  # scaling-and-squaring steps (0: no integration)
 
 
 @dataclass(frozen=True)
@@ -146,12 +148,37 @@ def make_config(preset: str = "fast", **overrides: Any) -> RegistrationConfig:
         else:
             _check_field("", name)
             top[name] = value
-    return RegistrationConfig(
+    config = RegistrationConfig(
         preprocess=PreprocessConfig(**_tuples(sections["preprocess"])),
         affine=AffineConfig(**_tuples(sections["affine"])),
         dense=DenseConfig(**sections["dense"]),
         **top,
     )
+    check_options(config)
+    return config
+
+
+#: String options and their allowed values (``device`` is checked by pattern).
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "preprocess.fixed_modality": tuple(m.value for m in Modality),
+    "preprocess.moving_modality": tuple(m.value for m in Modality),
+    "affine.initialization": ("moments", "geometry"),
+    "affine.transform": ("rigid", "affine"),
+    "dense.features": tuple(f.value for f in FeatureBackend),
+    "dense.matcher": ("auto", "cost_volume", "vmgga"),
+    "dense.regularisation": ("diffusion", "bending"),
+}
+
+
+def check_options(config: RegistrationConfig) -> None:
+    """Raise :class:`ConfigError` for a string option outside its allowed values."""
+    for dotted, allowed in _OPTIONS.items():
+        section, name = dotted.split(".")
+        look_up_option(getattr(getattr(config, section), name), allowed, dotted)
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", config.device):
+        raise ConfigError(
+            f"device={config.device!r} is not allowed; expected 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        )
 
 
 _SECTIONS = {"preprocess": PreprocessConfig, "affine": AffineConfig, "dense": DenseConfig}

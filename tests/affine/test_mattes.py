@@ -93,3 +93,16 @@ def test_disabled_affine_keeps_the_initial_transform(pair):
     np.testing.assert_allclose(
         result.transform.TransformPoint(point), motion.TransformPoint(point), atol=1e-9
     )
+
+
+def test_rigid_option_recovers_the_rigid_motion_with_an_orthonormal_matrix(pair):
+    fixed, moving, motion = pair
+    result = estimate_affine(fixed, moving, AffineConfig(transform="rigid"), seed=0)
+    matrix = np.reshape(result.transform.GetMatrix(), (3, 3))
+    np.testing.assert_allclose(matrix @ matrix.T, np.eye(3), atol=1e-6)
+    points = _brain_points(fixed)
+    errors = [
+        np.linalg.norm(np.subtract(result.transform.TransformPoint(p), motion.TransformPoint(p)))
+        for p in points
+    ]
+    assert np.mean(errors) < 1.5

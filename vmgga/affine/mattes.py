@@ -113,8 +113,8 @@ def _initial_affine(
         if config.initialization == "moments"
         else sitk.CenteredTransformInitializerFilter.GEOMETRY
     )
-    centred = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(3), mode)
-    return sitk.AffineTransform(centred)
+    centred = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(), mode)
+    return _as_affine(centred)
 
 
 def _as_affine(transform: sitk.Transform) -> sitk.AffineTransform:
@@ -155,7 +155,7 @@ def _run_mattes(
     method.SetShrinkFactorsPerLevel(list(config.shrink_factors))
     method.SetSmoothingSigmasPerLevel(list(config.smoothing_sigmas_mm))
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    transform = sitk.AffineTransform(initial)
+    transform = _optimised_transform(initial, config.transform)
     method.SetInitialTransform(transform, inPlace=True)
     levels = len(config.shrink_factors)
     if progress is not None:
@@ -164,7 +164,19 @@ def _run_mattes(
             lambda: progress("affine", (method.GetCurrentLevel() + 1) / levels, "Mattes MI level"),
         )
     method.Execute(fixed, moving)
-    return sitk.AffineTransform(transform), float(method.GetMetricValue())
+    return _as_affine(transform), float(method.GetMetricValue())
+
+
+def _optimised_transform(initial: sitk.AffineTransform, kind: str) -> sitk.Transform:
+    """The transform the optimiser moves: an affine, or a rigid one started from ``initial``'s offset."""
+    if kind == "affine":
+        return sitk.AffineTransform(initial)
+    rigid = sitk.Euler3DTransform()
+    rigid.SetCenter(initial.GetCenter())
+    rigid.SetTranslation(initial.GetTranslation())
+    with contextlib.suppress(RuntimeError):  # keep a rotation of the start; a non-rigid start keeps none
+        rigid.SetMatrix(initial.GetMatrix(), 1e-3)
+    return rigid
 
 
 def _foreground_mask(image: sitk.Image) -> sitk.Image:

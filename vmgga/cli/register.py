@@ -10,6 +10,7 @@ from pathlib import Path
 
 from vmgga.config import FeatureBackend, Modality, Preset, make_config
 from vmgga.errors import VmggaError
+from vmgga.export.outputs import OUTPUT_FILES, QC_FILE
 from vmgga.io.atomic import OutputFolderLock, check_not_an_input, remove_stale_partials
 from vmgga.progress import JsonLinesProgress, TqdmProgress, silent
 
@@ -97,8 +98,9 @@ def _register_and_write(args: argparse.Namespace, json_progress) -> dict[str, Pa
 
     config = config_from_args(args)
     output = Path(args.output).resolve()
-    check_not_an_input([output], [args.fixed, args.moving])
+    check_not_an_input(_planned_outputs(output), [args.fixed, args.moving])
     progress = json_progress or (silent if args.quiet else TqdmProgress())
+    created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -116,10 +118,19 @@ def _register_and_write(args: argparse.Namespace, json_progress) -> dict[str, Pa
                 include_phi=args.include_phi,
             )
             return write_outputs(result, output, qc=args.qc)
+    except BaseException:
+        if created and output.is_dir() and not any(output.iterdir()):
+            output.rmdir()  # a failed run leaves no empty folder behind
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
         if hasattr(progress, "close"):
             progress.close()
+
+
+def _planned_outputs(output: Path) -> list[Path]:
+    """Every file a run may write into ``output`` (checked against the inputs before any work)."""
+    return [output, *(output / name for name in (*OUTPUT_FILES.values(), QC_FILE))]
 
 
 def _raise_interrupt(signum, frame) -> None:
