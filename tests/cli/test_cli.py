@@ -93,7 +93,18 @@ def test_missing_input_is_one_clear_line(tmp_path, capsys):
     error = capsys.readouterr().err
     assert status == 2
     assert "nope.nii.gz" in error and "Traceback" not in error
-    assert not (tmp_path / "out" / "report.json").exists()
+    assert not (tmp_path / "out").exists()  # a failed run leaves not even an empty folder
+
+
+def test_an_input_inside_the_output_folder_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    moving = out / "warped.nii.gz"  # the name register would write
+    moving.write_bytes(T2.read_bytes())
+    status = main(["register", str(T1), str(moving), "-o", str(out)])
+    assert status == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert moving.read_bytes() == T2.read_bytes()
 
 
 def test_output_onto_an_input_is_refused(tmp_path, capsys):
