@@ -193,6 +193,7 @@ def machine_info(threads: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {name: _version(name) for name in packages},
         "git_commit": _git_commit(),
+        "vmgga_uncommitted_files": _git_dirty("vmgga"),
     }
 
 
@@ -262,6 +263,17 @@ def _version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def _git_dirty(path: str) -> list[str] | None:
+    """Files under ``path`` that differ from the commit (the code measured may not be committed)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", path], cwd=REPO_ROOT, capture_output=True, text=True
+        )
+    except OSError:
+        return None
+    return [line[3:] for line in out.stdout.splitlines()]
 
 
 def _git_commit() -> str | None:

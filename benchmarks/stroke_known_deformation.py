@@ -76,7 +76,17 @@ def make_pairs(sources: dict[str, sitk.Image], seeds: list[int], moving: list[st
             if not moving_path.exists():
                 sitk.WriteImage(sources[name], str(moving_path))
             pairs.append(Pair(f"seed{seed}-{name}", seed, name, fixed_path, moving_path, true_disp, mask))
-    return pairs
+    return interleave(pairs, seeds, moving)
+
+
+def interleave(pairs: list[Pair], seeds: list[int], moving: list[str]) -> list[Pair]:
+    """Order pairs so that any prefix mixes seeds and contrasts (seed0-T2, seed1-FLAIR, ...)."""
+
+    def key(pair: Pair) -> tuple[int, int]:
+        seed_index, moving_index = seeds.index(pair.seed), moving.index(pair.moving_name)
+        return ((seed_index + moving_index) % len(moving), seed_index)
+
+    return sorted(pairs, key=key)
 
 
 def evaluate(method: str, pair: Pair, options: peers.PeerOptions, out_dir: Path) -> dict:
