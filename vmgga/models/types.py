@@ -28,8 +28,10 @@ class MatchResult:
             coarse flow at ``fine_stride``, in pixels.
         coarse_stride: Stride (pixels) of the coarse tokens.
         fine_stride: Stride (pixels) of the fine descriptors.
-        features0: Feature pyramid of image0, one ``(B, C_l, H / s_l, W / s_l)`` map per stride of
-            the config's ``pyramid_strides`` (after the MIND fusion, before attention).
+        features0: Visual encoder pyramid of image0 (:meth:`VMGGANet.encode`), one
+            ``(B, C_l, Hp / s_l, Wp / s_l)`` map per stride of ``pyramid_strides`` (``Hp, Wp``: H, W
+            padded to multiples of ``coarse_stride``). Training-free matching
+            (:func:`vmgga.models.matcher2d.training_free_match`) gives ``[fine, coarse]`` descriptors.
         features1: Same for image1.
     """
 
