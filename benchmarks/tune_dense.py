@@ -150,14 +150,29 @@ def summarise(rows: list[dict]) -> list[dict]:
     summary = []
     for preset in dict.fromkeys(row["preset"] for row in rows):
         group = [row for row in rows if row["preset"] == preset]
-        keys = ["identity_tre_mean_mm", "tre_mean_mm", "tre_p95_mm", "negative_jacobian_fraction", "seconds", "cpu_seconds"]
-        summary.append({"preset": preset, "cases": len(group), **{k: float(np.mean([r[k] for r in group])) for k in keys}})
+        keys = [
+            "identity_tre_mean_mm",
+            "tre_mean_mm",
+            "tre_p95_mm",
+            "negative_jacobian_fraction",
+            "seconds",
+            "cpu_seconds",
+        ]
+        summary.append(
+            {
+                "preset": preset,
+                "cases": len(group),
+                **{k: float(np.mean([r[k] for r in group])) for k in keys},
+            }
+        )
     return summary
 
 
 def print_table(rows: list[dict]) -> None:
     """One line per row: preset, case, TRE, folding, seconds."""
-    print(f"{'preset':10} {'case':12} {'id TRE':>7} {'TRE':>6} {'p95':>6} {'neg J %':>8} {'sec':>6} {'cpu s':>6}")
+    print(
+        f"{'preset':10} {'case':12} {'id TRE':>7} {'TRE':>6} {'p95':>6} {'neg J %':>8} {'sec':>6} {'cpu s':>6}"
+    )
     for row in rows:
         case = f"s{row['seed']}-{row['moving']}" if "moving" in row else f"mean of {row['cases']}"
         print(
@@ -173,7 +188,9 @@ def main() -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--moving", nargs="+", default=["T2", "FLAIR"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. dense.adam_iterations=40")
+    parser.add_argument(
+        "--set", nargs="*", default=[], help="config overrides, e.g. dense.adam_iterations=40"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if not all((DATA / f"{name}.nii.gz").exists() for name in ["T1", *args.moving]):

@@ -105,6 +105,10 @@ def optimise_instance(
     velocity = init_disp_ijk.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([velocity], lr=config.adam_learning_rate)
     generator = torch.Generator().manual_seed(_SEED)
+    decay = (config.adam_final_learning_rate / config.adam_learning_rate) ** (
+        1.0 / max(1, config.adam_iterations - 1)
+    )
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
     for iteration in range(config.adam_iterations):
         flat = _subset(grid.foreground, config.adam_sample_fraction, generator)
         optimizer.zero_grad(set_to_none=True)
@@ -113,6 +117,7 @@ def optimise_instance(
         penalty = regularisation_energy(smooth, config.regularisation)
         (similarity + config.regularisation_weight * penalty).backward()
         optimizer.step()
+        schedule.step()
         if progress is not None:
             progress((iteration + 1) / config.adam_iterations)
     with torch.no_grad():

@@ -7,9 +7,8 @@ grows from nearly zero (pure matching) to strong (nearly pure smoothing).
 
 from __future__ import annotations
 
-import math
-
 import torch
+import torch.nn.functional as F
 
 from vmgga.field.resize import box_smooth
 from vmgga.field.warp import warp
@@ -55,23 +54,30 @@ def coupled_convex(cost: torch.Tensor, steps_ijk: torch.Tensor, couplings: list[
 
 
 def softmin_confidence(cost: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Confidence in [0, 1] from the peakedness of the softmin over candidates.
+    """Confidence in [0, 1]: softmin probability mass within one step of the best candidate.
 
     Args:
-        cost: ``(L, d, h, w)`` cost volume.
+        cost: ``(L, d, h, w)`` cost volume over a cubic window of ``L = S^3`` candidates
+            (the order of :func:`~vmgga.matching.cost_volume.displacement_steps`).
         temperature: softmin temperature relative to the mean (over locations) of
             ``mean_L cost - min_L cost``.
 
     Returns:
-        ``(1, 1, d, h, w)``: ``1 - entropy / log(L)`` (1 = one clear minimum, 0 = flat cost).
+        ``(1, 1, d, h, w)``: the mass near the minimum, rescaled so that a flat cost gives 0 and a
+        single sharp minimum gives 1.
     """
-    n_candidates = cost.shape[0]
+    n_candidates, *shape = cost.shape
+    side = round(n_candidates ** (1.0 / 3.0))
     excess = cost - cost.amin(0, keepdim=True)
     contrast = float(excess.mean())
     scale = temperature * contrast if contrast > 0 else 1.0
-    log_p = torch.log_softmax(-excess / scale, dim=0)
-    entropy = -(log_p.exp() * log_p).sum(0)
-    return (1.0 - entropy / math.log(n_candidates)).clamp(0.0, 1.0)[None, None]
+    probability = torch.softmax(-excess / scale, dim=0).reshape(side, side, side, -1)
+    window = probability.permute(3, 0, 1, 2)[:, None]  # (N, 1, S, S, S)
+    near = F.avg_pool3d(window, 3, stride=1, padding=1, count_include_pad=True) * 27
+    best = cost.reshape(n_candidates, -1).argmin(0)  # (N,)
+    mass = near.reshape(-1, n_candidates).gather(1, best[:, None])[:, 0]
+    chance = min(27, n_candidates) / n_candidates
+    return ((mass - chance) / (1.0 - chance)).clamp(0.0, 1.0).reshape(1, 1, *shape)
 
 
 def make_inverse_consistent(
