@@ -6,7 +6,7 @@ import hashlib
 import json
 
 import pytest
-from conftest import BUNDLE, INFERENCE, METADATA, SCHEMA
+from bundle_helpers import BUNDLE, INFERENCE, METADATA, SCHEMA
 
 #: md5 of the vendored official schema (meta_schema_20240725.json of MONAI-extra-test-data 0.8.1).
 SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import BUNDLE, INFERENCE, MR_NIFTI, run_bundle_cli
+from bundle_helpers import BUNDLE, INFERENCE, MR_NIFTI, run_bundle_cli
 
 from vmgga.bundle_support import BundleRunError
 from vmgga.errors import DicomError, GeometryError, InputError

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import BUNDLE, INFERENCE, METADATA
+from bundle_helpers import BUNDLE, INFERENCE, METADATA
 
 from vmgga.models.checkpoint import save_checkpoint
 from vmgga.models.network import VMGGANet

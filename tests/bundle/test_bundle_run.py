@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 import SimpleITK as sitk
-from conftest import (
+from bundle_helpers import (
     BUNDLE,
     CT_DICOM,
     CT_DICOM_LABELS,

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import CT_DICOM, MR_NIFTI
+from bundle_helpers import CT_DICOM, MR_NIFTI
 
 import vmgga
 import vmgga.api

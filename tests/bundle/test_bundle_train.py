@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import BUNDLE, CONFIGS
+from bundle_helpers import BUNDLE, CONFIGS
 from scipy import ndimage
 
 from vmgga.models.network import VMGGANet

@@ -55,6 +55,8 @@ class TrainConfig:
     )  # drawn uniformly (repeat = weight)
     skull_strip_probability: float = 0.25  # brain label maps: extra-cerebral labels set to air
     remap_probability: float = 0.3  # chance of a random monotone intensity remap per synthetic image
+    max_translation_px: float = 6.0  # image-0 vs image-1 translation ~ U(-max, max) per axis
+    max_angle_deg: float = 12.0  # rotation ~ U(-max, max)
     # --- optimisation ---
     batch_size: int = 4  # pairs per step
     pretrain_steps: int = 100  # stage 1: encoder-only dense InfoNCE

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vmgga.synth.contrast import RandomContrast, RandomCorruption
+from vmgga.synth.deformation import RandomDeformation
 from vmgga.synth.pairs import PairSampler, RandomPair
 from vmgga.synth.sources import (
     SourceKind,
@@ -53,8 +54,14 @@ def random_pair(config: TrainConfig, shapes_probability: float | None = None) ->
         skull_strip_probability=config.skull_strip_probability,
         corruption=RandomCorruption(remap_probability=config.remap_probability),
     )
+    deformation = RandomDeformation(
+        max_angle_deg=config.max_angle_deg, max_translation_px=config.max_translation_px
+    )
     return RandomPair(
-        crop_hw=(config.crop_size, config.crop_size), shapes_probability=shapes, contrast=contrast
+        crop_hw=(config.crop_size, config.crop_size),
+        shapes_probability=shapes,
+        deformation=deformation,
+        contrast=contrast,
     )
 
 
