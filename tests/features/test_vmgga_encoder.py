@@ -27,7 +27,7 @@ def _model() -> VMGGANet:
     return VMGGANet(MatcherConfig(fine_dim=8)).eval()
 
 
-def test_extract_shape_and_unit_norm_per_axis():
+def test_extract_shape_unit_norm_and_slice_interpolation():
     volume = torch.rand(1, 1, 10, 12, 14)
     extractor = VmggaFeatureExtractor(
         DenseConfig(), model=_model(), slicewise=SlicewiseConfig(axes=(0,), slice_step=2)
@@ -35,8 +35,11 @@ def test_extract_shape_and_unit_norm_per_axis():
     assert isinstance(extractor, FeatureExtractor) and extractor.name == "vmgga"
     features = extractor.extract(volume)
     assert features.shape == (1, 8, 10, 12, 14) and extractor.channels == 8
-    sampled = features[0, :, ::2]  # slices matched directly (not interpolated) have unit norm
-    torch.testing.assert_close(sampled.norm(dim=0), torch.ones_like(sampled[0]), atol=1e-4, rtol=0)
+    norm = features[0].norm(dim=0)
+    torch.testing.assert_close(norm, torch.ones_like(norm), atol=1e-4, rtol=0)
+    interpolated = features[0, :, 1]  # between sampled slices 0 and 2: the normalised mean
+    expected = torch.nn.functional.normalize(features[0, :, 0] + features[0, :, 2], dim=0)
+    assert float((interpolated * expected).sum(0).min()) > 0.99
 
 
 def test_axial_features_equal_the_2d_descriptors_of_each_slice():

@@ -2,8 +2,8 @@
 
 ``VmggaFeatureExtractor.extract`` runs :meth:`VMGGANet.describe` (visual encoder + multi-scale
 fusion + the gated MIND fusion of the checkpoint's config, no attention: image-only) on every
-``slice_step``-th slice along each axis, upsamples the descriptors to the slice resolution, stacks
-them into volumes and averages the axes. The instance optimisation can then use them instead of,
+``slice_step``-th slice along each axis, interpolates them across the other slices, upsamples them
+to the slice resolution (bilinear), stacks them into volumes, averages the axes and L2-normalises. The instance optimisation can then use them instead of,
 or together with, MIND.
 """
 
@@ -18,12 +18,16 @@ from vmgga.matching.slicewise import SlicewiseConfig, stack_features
 from vmgga.models.network import VMGGANet
 
 
+def upsample_descriptors(descriptors: Tensor, stride: int, size_hw: tuple[int, int]) -> Tensor:
+    """Fine-stride descriptors ``(N, C, h, w)`` -> ``(N, C, *size_hw)`` (bilinear, cell centres)."""
+    full = F.interpolate(descriptors, scale_factor=float(stride), mode="bilinear", align_corners=False)
+    return full[..., : size_hw[0], : size_hw[1]]
+
+
 def describe_at_full_resolution(model: VMGGANet, slices: Tensor) -> Tensor:
     """``(N, 1, r, c)`` -> L2-normalised descriptors ``(N, C, r, c)`` (bilinear from the fine stride)."""
-    descriptors = model.describe(slices)
-    stride = model.config.fine_stride
-    full = F.interpolate(descriptors, scale_factor=float(stride), mode="bilinear", align_corners=False)
-    return F.normalize(full[..., : slices.shape[-2], : slices.shape[-1]], dim=1)
+    full = upsample_descriptors(model.describe(slices), model.config.fine_stride, tuple(slices.shape[-2:]))
+    return F.normalize(full, dim=1)
 
 
 class VmggaFeatureExtractor:
@@ -53,6 +57,10 @@ class VmggaFeatureExtractor:
 
     @torch.no_grad()
     def extract(self, volume: Tensor) -> Tensor:
-        """``(1, 1, D, H, W)`` in ~[0, 1] -> ``(1, C, D, H, W)`` learned features."""
+        """``(1, 1, D, H, W)`` in ~[0, 1] -> ``(1, C, D, H, W)`` learned features of unit norm."""
         volume = volume.to(self.device, torch.float32)
-        return stack_features(volume, lambda s: describe_at_full_resolution(self.model, s), self.slicewise)
+        stride = self.model.config.fine_stride
+        stacked = stack_features(
+            volume, self.model.describe, self.slicewise, lambda f, size: upsample_descriptors(f, stride, size)
+        )
+        return F.normalize(stacked, dim=1)

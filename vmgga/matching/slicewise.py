@@ -77,7 +77,7 @@ def interpolate_slices(values: Tensor, indices: list[int], count: int) -> Tensor
     weight = torch.as_tensor((targets - lo) / (hi - lo), dtype=values.dtype, device=values.device)
     shape = (-1,) + (1,) * (values.ndim - 1)
     lower_t, upper_t = torch.as_tensor(lower), torch.as_tensor(upper)
-    return values[lower_t] * (1 - weight.view(shape)) + values[upper_t] * weight.view(shape)
+    return torch.lerp(values.index_select(0, lower_t), values.index_select(0, upper_t), weight.view(shape))
 
 
 def _batched(fn: Callable[..., Tensor | tuple[Tensor, ...]], inputs: list[Tensor], batch: int):
@@ -136,16 +136,28 @@ def match_volume(fixed: Tensor, moving: Tensor, match_fn: SliceMatchFn, config: 
     return fuse_axis_flows(flows, confidences)
 
 
-def stack_features(volume: Tensor, feature_fn: SliceFeatureFn, config: SlicewiseConfig) -> Tensor:
+def stack_features(
+    volume: Tensor,
+    feature_fn: SliceFeatureFn,
+    config: SlicewiseConfig,
+    upsample_fn: Callable[[Tensor, tuple[int, int]], Tensor] | None = None,
+) -> Tensor:
     """Slice-wise 2D features stacked into a feature volume, averaged over ``config.axes``.
 
-    ``feature_fn`` must return features at the slice resolution. ``(1, 1, D, H, W)`` -> ``(1, C, D, H, W)``.
+    ``feature_fn`` returns features at the slice resolution, or at a lower one that
+    ``upsample_fn(features, (rows, cols))`` brings to it after the interpolation across slices
+    (cheaper). ``(1, 1, D, H, W)`` -> ``(1, C, D, H, W)``.
     """
     total = None
     for axis in config.axes:
         slices = slices_along(volume, axis)
         indices = sampled_slice_indices(slices.shape[0], config.slice_step)
-        features = _batched(feature_fn, [slices[torch.as_tensor(indices)]], config.batch_slices)
-        stacked = volume_from_slices(interpolate_slices(features, indices, slices.shape[0]), axis)
-        total = stacked if total is None else total + stacked
-    return total / len(config.axes)
+        features = _batched(
+            feature_fn, [slices.index_select(0, torch.as_tensor(indices))], config.batch_slices
+        )
+        features = interpolate_slices(features, indices, slices.shape[0])
+        if upsample_fn is not None:
+            features = upsample_fn(features, (slices.shape[-2], slices.shape[-1]))
+        stacked = volume_from_slices(features, axis)
+        total = stacked if total is None else total.add_(stacked)
+    return total.div_(len(config.axes))
