@@ -98,3 +98,11 @@ def test_random_deformations_mostly_keep_orientation():
         jacobian = (1 + gx[0]) * (1 + gy[1]) - gx[1] * gy[0]
         folded += int(jacobian.min() <= 0)
     assert folded <= 1
+
+
+def test_same_contrast_pairs_share_label_intensities():
+    sampler = PairSampler([_label_volume()], RandomPair(crop_hw=(32, 32), same_contrast_probability=1.0))
+    params = sampler.params(4)
+    assert params.appearance0.contrast == params.appearance1.contrast
+    assert np.array_equal(params.appearance0.means, params.appearance1.means)
+    assert params.appearance0.corruption is not params.appearance1.corruption

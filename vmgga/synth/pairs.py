@@ -9,7 +9,7 @@ Label planes get two independent synthetic contrasts (cross-modal pairs); intens
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -80,6 +80,7 @@ class RandomPair:
     margin_px: int = 16  # padding around the plane so that image 0 can look outside image 1
     shapes_probability: float = 0.2  # chance of a shapes label map instead of a source
     shapes_labels: tuple[int, int] = (4, 12)  # number of labels of a shapes map
+    same_contrast_probability: float = 0.0  # label pairs sharing one contrast (own corruptions)
     deformation: RandomDeformation = field(default_factory=RandomDeformation)
     contrast: RandomContrast = field(default_factory=RandomContrast)
     corruption: RandomCorruption = field(default_factory=lambda: RandomCorruption(remap_probability=0.5))
@@ -91,9 +92,10 @@ class RandomPair:
         if kind is SourceKind.INTENSITY:
             return PairParams(plane, deformation, self.corruption(rng), self.corruption(rng))
         values, classes = self._label_values(plane, sources)
-        return PairParams(
-            plane, deformation, self.contrast(rng, values, classes), self.contrast(rng, values, classes)
-        )
+        contrast0, contrast1 = self.contrast(rng, values, classes), self.contrast(rng, values, classes)
+        if self.same_contrast_probability > 0 and rng.random() < self.same_contrast_probability:
+            contrast1 = replace(contrast0, corruption=contrast1.corruption)
+        return PairParams(plane, deformation, contrast0, contrast1)
 
     def _plane(self, rng: np.random.Generator, n_sources: int) -> PlaneParams:
         shapes = n_sources == 0 or rng.random() < self.shapes_probability

@@ -57,6 +57,7 @@ class TrainConfig:
     remap_probability: float = 0.3  # chance of a random monotone intensity remap per synthetic image
     max_translation_px: float = 6.0  # image-0 vs image-1 translation ~ U(-max, max) per axis
     max_angle_deg: float = 12.0  # rotation ~ U(-max, max)
+    same_contrast_probability: float = 0.0  # share of label pairs with one contrast (curriculum)
     # --- optimisation ---
     batch_size: int = 4  # pairs per step
     pretrain_steps: int = 100  # stage 1: encoder-only dense InfoNCE

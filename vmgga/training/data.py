@@ -62,6 +62,7 @@ def random_pair(config: TrainConfig, shapes_probability: float | None = None) ->
         shapes_probability=shapes,
         deformation=deformation,
         contrast=contrast,
+        same_contrast_probability=config.same_contrast_probability,
     )
 
 
