@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -209,6 +210,10 @@ def main() -> int:
     print_table(rows + summary)
     payload = {
         "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1_5_15": list(os.getloadavg()),
+        "note": "cpu_seconds = process time of estimate_dense_field; wall seconds are inflated "
+        "when other jobs share the cores",
         "torch": torch.__version__,
         "overrides": overrides,
         "summary": summary,

@@ -13,7 +13,12 @@ from vmgga.errors import ConfigError
 from vmgga.features.base import get_feature_extractor
 from vmgga.field import resize
 from vmgga.field.compress import compress_pair
-from vmgga.field.instance import SimilarityGrid, foreground_indices, optimise_instance
+from vmgga.field.instance import (
+    SimilarityGrid,
+    foreground_indices,
+    make_similarity_grid,
+    optimise_instance,
+)
 from vmgga.matching.base import DenseMatch, get_matcher
 
 ProgressCallback = Callable[[str, float, str], None]
@@ -60,7 +65,7 @@ def similarity_grid(
     fixed, moving = (resize.pool(resize.pad_to(f, padded), spacing) for f in (fixed_feat, moving_feat))
     fixed, moving = compress_pair(fixed, moving, config.adam_feature_channels)
     foreground = foreground_indices(resize.pool(resize.pad_to(fixed_work, padded), spacing))
-    return SimilarityGrid(fixed, moving, foreground, config.adam_grid_spacing // spacing)
+    return make_similarity_grid(fixed, moving, foreground, config.adam_grid_spacing // spacing)
 
 
 def refine_field(

@@ -3,7 +3,7 @@
 The optimised variable is a stationary velocity on a coarse control grid (``adam_grid_spacing``
 working voxels). Each step smooths it with box filters (an approximate B-spline), integrates it by
 scaling and squaring, and compares the fixed features with the moving features sampled through the
-field at a random subset (``adam_sample_fraction``) of the foreground voxels of the similarity grid
+field at a subset (``adam_sample_fraction``: every n-th from a random offset) of the foreground voxels of the similarity grid
 (features block-pooled by ``adam_feature_spacing``), plus a diffusion or bending penalty of the
 smoothed velocity.
 """
@@ -33,21 +33,27 @@ class SimilarityGrid:
     """Fixed and moving features on the similarity grid, and where to compare them.
 
     Attributes:
-        fixed_feat: ``(1, C, d, h, w)`` fixed features.
-        moving_feat: ``(1, C, d, h, w)`` moving features, same grid.
-        foreground: ``(N,)`` flat indices of the voxels worth comparing.
+        moving_feat: ``(1, C, d, h, w)`` moving features.
+        points_ijk: ``(N, 3)`` positions (i, j, k) of the foreground voxels worth comparing.
+        fixed_values: ``(C, N)`` fixed features at those voxels.
         ratio: control-grid spacing / similarity-grid spacing (an integer).
     """
 
-    fixed_feat: torch.Tensor
     moving_feat: torch.Tensor
-    foreground: torch.Tensor
+    points_ijk: torch.Tensor
+    fixed_values: torch.Tensor
     ratio: int
 
-    def points_ijk(self, flat: torch.Tensor) -> torch.Tensor:
-        """Flat voxel indices ``(M,)`` -> ``(M, 3)`` positions (i, j, k) on the similarity grid."""
-        _, h, w = self.fixed_feat.shape[2:]
-        return torch.stack((flat % w, (flat // w) % h, flat // (w * h)), dim=1).to(self.fixed_feat.dtype)
+
+def make_similarity_grid(
+    fixed_feat: torch.Tensor, moving_feat: torch.Tensor, foreground: torch.Tensor, ratio: int
+) -> SimilarityGrid:
+    """Gather the fixed features and positions of the ``(N,)`` flat ``foreground`` voxels once."""
+    _, channels, _, h, w = fixed_feat.shape
+    flat = foreground
+    points = torch.stack((flat % w, (flat // w) % h, flat // (w * h)), dim=1).to(fixed_feat.dtype)
+    fixed_values = fixed_feat.reshape(channels, -1)[:, flat].contiguous()
+    return SimilarityGrid(moving_feat, points, fixed_values, ratio)
 
 
 def foreground_indices(fixed_intensity: torch.Tensor, dilation: int = 2) -> torch.Tensor:
@@ -58,24 +64,21 @@ def foreground_indices(fixed_intensity: torch.Tensor, dilation: int = 2) -> torc
     return flat if flat.numel() > 0.01 * near.numel() else torch.arange(near.numel(), device=near.device)
 
 
-def similarity_loss(disp_control: torch.Tensor, grid: SimilarityGrid, flat: torch.Tensor) -> torch.Tensor:
-    """Feature SSD (sum over channels, mean over the voxels ``flat``) through a control-grid field."""
-    points = grid.points_ijk(flat)  # (M, 3) similarity-grid voxels
+def similarity_loss(disp_control: torch.Tensor, grid: SimilarityGrid, subset: slice) -> torch.Tensor:
+    """Feature SSD (sum over channels, mean over the foreground voxels ``subset``) through a field."""
+    points = grid.points_ijk[subset]  # (M, 3) similarity-grid voxels
     # control voxel c sits at similarity voxel r * c + (r - 1) / 2 (block centres)
     control_points = (points - (grid.ratio - 1) / 2.0) / grid.ratio
     disp = sample_at_ijk(disp_control, control_points).T * grid.ratio  # (M, 3) similarity voxels
     moving = sample_at_ijk(grid.moving_feat, points + disp)  # (C, M)
-    fixed = grid.fixed_feat.reshape(grid.fixed_feat.shape[1], -1)[:, flat]  # (C, M)
-    return (moving - fixed).pow(2).sum(0).mean()
+    return (moving - grid.fixed_values[:, subset]).pow(2).sum(0).mean()
 
 
-def _subset(foreground: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
-    """A random ``fraction`` of the foreground indices, sorted (all of them if ``fraction >= 1``)."""
-    if fraction >= 1.0:
-        return foreground
-    count = max(1, int(fraction * foreground.numel()))
-    chosen = torch.randperm(foreground.numel(), generator=generator)[:count].sort().values
-    return foreground[chosen.to(foreground.device)]
+def _subset(count: int, fraction: float, generator: torch.Generator) -> slice:
+    """Every ``1 / fraction``-th of ``count`` foreground voxels from a random offset (all if >= 1)."""
+    stride = max(1, round(1.0 / fraction)) if fraction < 1.0 else 1
+    offset = int(torch.randint(stride, (1,), generator=generator))
+    return slice(offset, count, stride)
 
 
 def field_from_velocity(velocity_ijk: torch.Tensor, config: DenseConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,10 +113,10 @@ def optimise_instance(
     )
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
     for iteration in range(config.adam_iterations):
-        flat = _subset(grid.foreground, config.adam_sample_fraction, generator)
+        subset = _subset(grid.points_ijk.shape[0], config.adam_sample_fraction, generator)
         optimizer.zero_grad(set_to_none=True)
         smooth, disp_control = field_from_velocity(velocity, config)
-        similarity = similarity_loss(disp_control, grid, flat)
+        similarity = similarity_loss(disp_control, grid, subset)
         penalty = regularisation_energy(smooth, config.regularisation)
         (similarity + config.regularisation_weight * penalty).backward()
         optimizer.step()

@@ -9,11 +9,14 @@ from vmgga.field.resize import padded_shape
 
 _FLOAT_BYTES = 4
 _FEATURE_CHANNELS = {"mind": 12, "vmgga": 64, "dinov2": 384}
-#: Live copies of a control-grid feature volume during one Adam step (pooled fixed/moving,
-#: warped, difference, gradients) and of a 3-channel field (velocity, Adam moments, smoothing
-#: and scaling-and-squaring intermediates kept for the backward pass).
-_ADAM_FEATURE_COPIES = 5
-_ADAM_FIELD_COPIES_BASE = 12
+#: Live floats per sampled voxel in one Adam step (positions, displacement, moving and fixed
+#: features, their difference and the gradients kept for the backward pass), per feature channel
+#: and fixed.
+_PER_SAMPLE_PER_CHANNEL = 4
+_PER_SAMPLE_FIXED = 24
+#: 3-channel control-grid copies: velocity, gradient, Adam moments, smoothing and scaling-and-
+#: squaring intermediates (per integration step) kept for the backward pass.
+_CONTROL_COPIES_BASE = 6
 
 
 def _voxels(shape_dhw: tuple[int, int, int], factor: int) -> int:
@@ -24,16 +27,20 @@ def _voxels(shape_dhw: tuple[int, int, int], factor: int) -> int:
 def estimate_dense_memory_bytes(shape_dhw: tuple[int, int, int], config: DenseConfig) -> int:
     """Approximate peak bytes of :func:`~vmgga.field.dense.estimate_dense_field` on a ``(D, H, W)`` grid.
 
-    Counts the two full-resolution feature volumes (plus one temporary), the cost volume(s), the
-    Adam stage's feature and field copies, and the full-resolution outputs.
+    Counts the two full-resolution feature volumes (plus one temporary), the cost volume(s) with
+    their softmin, the Adam stage's pooled features, sampled voxels and control-grid copies, and
+    the full-resolution outputs.
     """
     channels = _FEATURE_CHANNELS.get(config.features, 64)
     full = math.prod(shape_dhw)
     features = 3 * channels * full
     candidates = (2 * config.search_radius + 1) ** 3
-    cost = (2 if config.inverse_consistent else 1) * 2 * candidates * _voxels(shape_dhw, config.grid_spacing)
-    control = _voxels(shape_dhw, config.adam_grid_spacing)
-    field_copies = _ADAM_FIELD_COPIES_BASE + 3 * config.integration_steps + config.adam_smoothing_passes
-    adam = control * (_ADAM_FEATURE_COPIES * channels + 3 * field_copies)
+    coarse = _voxels(shape_dhw, config.grid_spacing)
+    cost = (3 + (2 if config.inverse_consistent else 0)) * candidates * coarse
+    similarity = _voxels(shape_dhw, config.adam_feature_spacing)
+    samples = int(config.adam_sample_fraction * similarity)
+    adam = 2 * channels * similarity + samples * (_PER_SAMPLE_PER_CHANNEL * channels + _PER_SAMPLE_FIXED)
+    control_copies = _CONTROL_COPIES_BASE + 2 * config.integration_steps + 2 * config.adam_smoothing_passes
+    adam += 3 * control_copies * _voxels(shape_dhw, config.adam_grid_spacing)
     outputs = 8 * full
     return int((features + cost + adam + outputs) * _FLOAT_BYTES)

@@ -48,8 +48,9 @@ def ssd_cost_volume(
     steps = displacement_steps(radius).tolist()
     cost = fixed_coarse.new_empty((len(steps), d, h, w))
     for index, (di, dj, dk) in enumerate(steps):
-        shifted = padded[0, :, radius + dk : radius + dk + d, radius + dj : radius + dj + h, radius + di :]
-        cost[index] = (fixed_coarse[0] - shifted[..., :w]).pow(2).sum(0)
+        k0, j0, i0 = radius + dk, radius + dj, radius + di
+        shifted = padded[0, :, k0 : k0 + d, j0 : j0 + h, i0 : i0 + w]  # moving(x + step)
+        cost[index] = (fixed_coarse[0] - shifted).pow(2).sum(0)
     return resize.box_smooth(cost[None], passes=1)[0]
 
 
