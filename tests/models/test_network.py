@@ -165,3 +165,20 @@ def test_ablation_switches_build_and_match(switches):
 def test_bad_image_shape_is_an_input_error(net):
     with pytest.raises(InputError, match=r"\(B, 1, H, W\)"):
         net.match(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
+
+
+def test_patch_mind_encoding_builds_and_old_checkpoints_keep_pooled(tmp_path):
+    torch.manual_seed(0)
+    patch = VMGGANet(MatcherConfig(mind_encoding="patch")).eval()
+    assert patch.coarse_mind_gate.mind_proj.in_channels == 4 * 16  # 4x4 sub-cells of 4 MIND channels
+    assert (
+        patch.fine_mind_gate.mind_proj.in_channels == 4 * 4
+        and patch.fine_mind_gate.mind_proj.kernel_size == (3, 3)
+    )
+    with torch.no_grad():
+        assert patch.match(torch.rand(1, 1, 40, 48), torch.rand(1, 1, 40, 48)).flow_px.shape == (1, 2, 40, 48)
+    legacy = dataclasses.asdict(MatcherConfig())
+    del legacy["mind_encoding"]  # checkpoints written before the field existed
+    assert matcher_config_from_dict(legacy).mind_encoding == "pooled"
+    with pytest.raises(ConfigError, match="mind_encoding"):
+        MatcherConfig(mind_encoding="raw")

@@ -31,6 +31,13 @@ class MatchingMode(str, Enum):
     SPARSE = "sparse"  # OpenCV SIFT/ORB keypoints described by the dense descriptors, mutual NN
 
 
+class MindEncoding(str, Enum):
+    """How the MIND descriptor reaches the per-location gate (``use_mind_fusion``)."""
+
+    POOLED = "pooled"  # MIND averaged over each cell (4 channels), 1x1 projection (first shipped runs)
+    PATCH = "patch"  # MIND cell layout kept (space-to-depth) + 3x3 projection: a patch descriptor
+
+
 class AttentionKind(str, Enum):
     """Attention over coarse tokens."""
 
@@ -59,6 +66,7 @@ class MatcherConfig:
     use_gating: bool = True  # x + sigmoid(W[x, msg]) * msg; False: plain residual x + msg
     use_visual_guidance: bool = True  # False: pyramid from MIND + raw intensity only (ablation)
     use_mind_fusion: bool = True  # per-location gated fusion of visual features with 2D MIND-SSC
+    mind_encoding: str = "pooled"  # pooled | patch: the MIND branch of the gate (see MindEncoding)
     mind_radius: int = 1  # 2D MIND-SSC patch radius (px)
     mind_dilation: int = 2  # 2D MIND-SSC neighbour distance (px)
     matching: str = "dense"  # dense | sparse (see MatchingMode)
@@ -74,6 +82,7 @@ class MatcherConfig:
         look_up_option(self.backend, EncoderBackend, "backend")
         look_up_option(self.matching, MatchingMode, "matching")
         look_up_option(self.attention, AttentionKind, "attention")
+        look_up_option(self.mind_encoding, MindEncoding, "mind_encoding")
         _check_strides(self)
         if self.fine_window < 3 or self.fine_window % 2 == 0:
             raise ConfigError(f"fine_window must be odd and >= 3, got {self.fine_window}")
@@ -114,4 +123,5 @@ def matcher_config_from_dict(values: dict[str, Any]) -> MatcherConfig:
     if unknown:
         raise ConfigError(f"unknown MatcherConfig fields {unknown}; expected some of {sorted(names)}")
     fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    fixed.setdefault("mind_encoding", MindEncoding.POOLED.value)  # checkpoints older than the field
     return MatcherConfig(**fixed)

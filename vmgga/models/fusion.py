@@ -39,12 +39,34 @@ class ScaleFusion(nn.Module):
         return self.head(torch.cat(levels, dim=1))
 
 
-class MindGate(nn.Module):
-    """Per-location choice between visual features and MIND: ``g * visual + (1 - g) * W mind``."""
+def mind_cells(mind: Tensor, stride: int, encoding: str) -> Tensor:
+    """MIND ``(B, M, H, W)`` on the grid of ``stride`` for :class:`MindGate`.
 
-    def __init__(self, dim: int, mind_channels: int) -> None:
+    ``pooled``: the cell mean ``(B, M, H/s, W/s)``. ``patch``: the cell's layout kept, as a 4x4 (or
+    ``s x s`` when smaller) grid of sub-cell means stacked in channels: ``(B, M * min(s, 4)^2, H/s, W/s)``.
+    """
+    if encoding == "pooled":
+        return F.avg_pool2d(mind, stride) if stride > 1 else mind
+    side = min(stride, 4)
+    sub = F.avg_pool2d(mind, stride // side) if stride > side else mind
+    return F.pixel_unshuffle(sub, side) if side > 1 else sub
+
+
+def mind_cell_channels(mind_channels: int, stride: int, encoding: str) -> int:
+    """Channels of :func:`mind_cells`."""
+    return mind_channels if encoding == "pooled" else mind_channels * min(stride, 4) ** 2
+
+
+class MindGate(nn.Module):
+    """Per-location choice between visual features and MIND: ``g * visual + (1 - g) * W mind``.
+
+    ``W`` is a 1x1 convolution (``kernel_size=1``) or, for patch-encoded MIND, a 3x3 one that also
+    sees the neighbouring cells.
+    """
+
+    def __init__(self, dim: int, mind_channels: int, kernel_size: int = 1) -> None:
         super().__init__()
-        self.mind_proj = nn.Conv2d(mind_channels, dim, 1)
+        self.mind_proj = nn.Conv2d(mind_channels, dim, kernel_size, padding=kernel_size // 2)
         self.gate_proj = nn.Conv2d(2 * dim, 1, 1)
 
     def gate(self, visual: Tensor, mind_feature: Tensor) -> Tensor:

@@ -21,7 +21,7 @@ from vmgga.models.attention import GatedTransformer
 from vmgga.models.checkpoint import FROZEN_PREFIX, config_from_checkpoint, load_checkpoint_dict
 from vmgga.models.config import MatcherConfig
 from vmgga.models.encoder import build_encoder
-from vmgga.models.fusion import MindGate, ScaleFusion
+from vmgga.models.fusion import MindGate, ScaleFusion, mind_cell_channels, mind_cells
 from vmgga.models.mind2d import MIND2D_CHANNELS, mind_ssc_2d
 from vmgga.models.types import MatchResult
 
@@ -53,8 +53,11 @@ class VMGGANet(nn.Module):
         self.fine_fusion = ScaleFusion(channels, strides, config.fine_stride, config.fine_dim)
         self.uses_mind_gate = config.use_mind_fusion and config.use_visual_guidance
         if self.uses_mind_gate:
-            self.coarse_mind_gate = MindGate(config.coarse_dim, MIND2D_CHANNELS)
-            self.fine_mind_gate = MindGate(config.fine_dim, MIND2D_CHANNELS)
+            encoding, kernel = config.mind_encoding, 1 if config.mind_encoding == "pooled" else 3
+            coarse_in = mind_cell_channels(MIND2D_CHANNELS, config.coarse_stride, encoding)
+            fine_in = mind_cell_channels(MIND2D_CHANNELS, config.fine_stride, encoding)
+            self.coarse_mind_gate = MindGate(config.coarse_dim, coarse_in, kernel)
+            self.fine_mind_gate = MindGate(config.fine_dim, fine_in, kernel)
         self.transformer = GatedTransformer(config)
         self.coarse_out = nn.Linear(config.coarse_dim, config.coarse_dim)
         self.confidence_head = head.ConfidenceHead(config.confidence_hidden)
@@ -92,8 +95,9 @@ class VMGGANet(nn.Module):
         coarse = self.coarse_fusion(pyramid, hw)
         fine = self.fine_fusion(pyramid, hw)
         if self.uses_mind_gate:
-            coarse = self.coarse_mind_gate(coarse, F.avg_pool2d(mind, self.config.coarse_stride))
-            fine = self.fine_mind_gate(fine, F.avg_pool2d(mind, self.config.fine_stride))
+            cfg = self.config
+            coarse = self.coarse_mind_gate(coarse, mind_cells(mind, cfg.coarse_stride, cfg.mind_encoding))
+            fine = self.fine_mind_gate(fine, mind_cells(mind, cfg.fine_stride, cfg.mind_encoding))
         return pyramid, coarse, fine
 
     def describe(self, image: Tensor, mind: Tensor | None = None) -> Tensor:
