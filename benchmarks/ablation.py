@@ -235,6 +235,78 @@ def timing_3d(weights: Path, threads: int) -> dict:
             "median_abs_disp_vox": float(error.median()), "mean_confidence": float(match.confidence.mean())}  # fmt: skip
 
 
+def lut_pair_batch(generator: torch.Generator, batch: int = 4, size: int = 64, labels: int = 6):
+    """Synthetic cross-contrast pairs: a smooth random label map, a random intensity per label in each
+    image (non-monotone), noise, and a random integer shift of up to 8 px (the true flow)."""
+    big = size + 32
+    noise = torch.rand(batch, 1, big // 8, big // 8, generator=generator)
+    noise = F.interpolate(noise, size=(big, big), mode="bicubic", align_corners=False)
+    edges = torch.quantile(noise.flatten(1), torch.linspace(0, 1, labels + 1)[1:-1], dim=1).T
+    label_map = (noise.flatten(1)[:, :, None] > edges[:, None, :]).sum(-1)  # (B, big * big)
+    images = []
+    for _ in range(2):
+        lut = torch.rand(batch, labels, generator=generator)
+        image = torch.gather(lut, 1, label_map).view_as(noise)
+        images.append(image + 0.03 * torch.randn(image.shape, generator=generator))
+    sx, sy = (int(v) for v in torch.randint(-8, 9, (2,), generator=generator))
+    image0 = images[0][..., 16 : 16 + size, 16 : 16 + size]
+    image1 = images[1][..., 16 - sy : 16 - sy + size, 16 - sx : 16 - sx + size]
+    return image0, image1, (sx, sy)
+
+
+def _shift_targets(shift_xy: tuple[int, int], cells: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-major image-1 cell of every image-0 cell centre under a pure shift, and validity."""
+    ys, xs = torch.meshgrid(torch.arange(cells), torch.arange(cells), indexing="ij")
+    col = torch.floor((xs * stride + (stride - 1) / 2 + shift_xy[0]) / stride).long()
+    row = torch.floor((ys * stride + (stride - 1) / 2 + shift_xy[1]) / stride).long()
+    ok = ((col >= 0) & (col < cells) & (row >= 0) & (row < cells)).flatten()
+    return (row.clamp(0, cells - 1) * cells + col.clamp(0, cells - 1)).flatten(), ok
+
+
+def learnability(steps: int, seed: int = 0) -> list[dict]:
+    """Train ``pooled`` vs. ``patch`` MIND encodings for ``steps`` Adam steps on :func:`lut_pair_batch`
+    (coarse NLL + 0.1 x capped EPE), then evaluate on 20 held-out batches; MIND-only for reference."""
+    rows = []
+    for encoding in ("pooled", "patch"):
+        torch.manual_seed(seed)
+        model = VMGGANet(MatcherConfig(mind_encoding=encoding))
+        optimiser = torch.optim.Adam(model.parameters(), 1e-3)
+        generator = torch.Generator().manual_seed(seed)
+        start = time.perf_counter()
+        for _ in range(steps):
+            image0, image1, shift = lut_pair_batch(generator)
+            result = model.match(image0, image1)
+            index1, ok = _shift_targets(shift, 8, 8)
+            prob = result.coarse_prob[:, torch.arange(64), index1]  # (B, 64)
+            nll = (-torch.log(prob.clamp_min(1e-8)) * ok).sum() / (ok.sum() * prob.shape[0])
+            epe = (result.flow_px - torch.tensor(shift, dtype=torch.float32).view(1, 2, 1, 1)).norm(dim=1)
+            loss = nll + 0.1 * epe.clamp(max=8).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        model.eval()
+        rows.append({"variant": f"vmgga mind_encoding={encoding}", "train_steps": steps,
+                     "train_s": time.perf_counter() - start, **_lut_eval(model.match)})  # fmt: skip
+    mind = Matcher2D("mind", max_displacement_px=24)
+    rows.append({"variant": "mind_only (training-free, search 24 px)", "train_steps": 0, **_lut_eval(mind)})
+    return rows
+
+
+@torch.no_grad()
+def _lut_eval(match_fn, batches: int = 20) -> dict:
+    """EPE over the interior (8 px margin) of held-out :func:`lut_pair_batch` pairs (seed 12345)."""
+    generator, errors = torch.Generator().manual_seed(12345), []
+    for _ in range(batches):
+        image0, image1, shift = lut_pair_batch(generator)
+        flow = match_fn(image0, image1).flow_px
+        errors.append(
+            (flow - torch.tensor(shift, dtype=torch.float32).view(1, 2, 1, 1)).norm(dim=1)[:, 8:56, 8:56]
+        )
+    error = torch.cat([e.flatten() for e in errors])
+    return {"epe_mean": float(error.mean()), "epe_median": float(error.median()),
+            "acc_2px_pct": float((error < 2).float().mean() * 100)}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -252,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tmp", default="/tmp", help="folder for the --untrained checkpoint")
     parser.add_argument("--name", default="ablation", help="results file name")
     parser.add_argument("--timing-3d", action="store_true", help="also time the 2.5D matcher on stroke T1/T2")
+    parser.add_argument("--learnability-steps", type=int, default=0,
+                        help="also train pooled vs. patch MIND encodings this many steps on synthetic LUT pairs")  # fmt: skip
     args = parser.parse_args(argv)
     pairs = brainweb_pairs() + stroke_pairs(args.slices, args.field_std)
     if not pairs:
@@ -279,10 +353,15 @@ def main(argv: list[str] | None = None) -> int:
         weights = _untrained_checkpoint(args) if args.untrained else resolve_weights(args.weights)
         timing = timing_3d(weights, args.threads)
         lines.append(f"- 3D (2.5D matcher, stroke T1 vs T2 at 1.5 mm, true disp 0): {timing}")
+    learn = learnability(args.learnability_steps) if args.learnability_steps > 0 else None
     markdown = "\n\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:])
+    if learn:
+        columns = ["variant", "train_steps", "epe_mean", "epe_median", "acc_2px_pct", "train_s"]
+        markdown += "\n\nLearnability (synthetic random-LUT pairs, same seed, same steps):\n\n"
+        markdown += common.markdown_table(learn, columns)
     print(markdown)
     payload = {"rows": rows, "summary": summary, "notes": notes, "machine": info, "untrained": args.untrained,
-               "timing_3d": timing}  # fmt: skip
+               "timing_3d": timing, "learnability": learn}  # fmt: skip
     common.write_results(args.name, payload, markdown)
     return 0
 
