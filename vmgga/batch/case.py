@@ -21,7 +21,7 @@ from vmgga.batch.labels import dice_per_label, label_values, read_labels, warp_l
 from vmgga.batch.manifest import Case
 from vmgga.batch.state import clear_markers, utc_now, write_done, write_error
 from vmgga.errors import InputError, OutputError
-from vmgga.io.atomic import write_image_atomic
+from vmgga.io.atomic import remove_stale_partials, write_image_atomic
 
 WARPED_LABELS_NAME = "warped_labels.nii.gz"
 
@@ -123,6 +123,7 @@ def run_case(task: CaseTask, failed_predecessor: str | None = None) -> CaseOutco
     try:
         case_dir.mkdir(parents=True, exist_ok=True)
         clear_markers(case_dir)
+        remove_stale_partials(case_dir)  # temporary files of a killed earlier run
         if failed_predecessor:
             raise InputError(f"chained predecessor case {failed_predecessor!r} failed")
         metrics = _compute(task, case_dir, start)

@@ -22,17 +22,20 @@ from vmgga.qc.volumes import DisplayVolumes, display_volumes
 QC_PAGE_NAME = "qc.html"
 THUMBNAIL_NAME = "qc_thumbnail.png"
 
-#: Report sections whose scalar entries are listed in the key-numbers table.
+#: Report sections whose top-level scalar entries are listed in the key-numbers table.
 NUMBER_SECTIONS = ("jacobian", "confidence", "dice", "timings_s")
+#: Timings shown (seconds); the report has more.
+TIMING_KEYS = ("affine", "dense", "total")
 #: Selected configuration entries (dotted paths into ``report["config"]``).
 CONFIG_KEYS = ("preset", "dense.features", "device", "seed", "preprocess.working_spacing_mm")
 
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em;color:#222;max-width:1100px}
-h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}
-td.v{font-family:ui-monospace,monospace;text-align:right}.note{color:#555;font-size:.9em}
-img{max-width:100%;height:auto;display:block}.flag{color:#b00;font-weight:bold}
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.2em;color:#222}
+h1{font-size:1.4em;margin:0 0 .3em}h2{font-size:1.05em;margin:.2em 0;border-bottom:1px solid #ccc}
+.sections{display:flex;flex-wrap:wrap;gap:18px 28px;align-items:flex-start}section{max-width:100%}
+table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}
+td.v{font-family:ui-monospace,monospace;text-align:right}.note{color:#555;font-size:.85em;max-width:62em}
+section .note{max-width:30em}img{max-width:100%;height:auto;display:block}
 """
 
 
@@ -68,12 +71,16 @@ def build_qc_html(result, volumes: DisplayVolumes, title: str) -> str:
     """The whole page as a string."""
     report = getattr(result, "report", None) or {}
     sections = all_sections(volumes)
+    numbers = (
+        f'<section id="numbers"><h2>Key numbers</h2>{_numbers_table(key_numbers(report, result))}</section>'
+    )
     body = [
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="note">{html.escape(_orientation_note(volumes))}</p>',
-        "<h2>Key numbers</h2>",
-        _numbers_table(key_numbers(report, result)),
+        '<div class="sections">',
+        numbers,
         *[_section_html(s) for s in sections],
+        "</div>",
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -96,9 +103,9 @@ def _orientation_note(volumes: DisplayVolumes) -> str:
 def _section_html(section: Section) -> str:
     data = base64.b64encode(section.png).decode("ascii")
     return (
-        f'<h2 id="{section.key}">{html.escape(section.title)}</h2>'
+        f'<section id="{section.key}"><h2>{html.escape(section.title)}</h2>'
         f'<p class="note">{html.escape(section.caption)}</p>'
-        f'<img src="data:image/png;base64,{data}" alt="{html.escape(section.title)}">'
+        f'<img src="data:image/png;base64,{data}" alt="{html.escape(section.title)}"></section>'
     )
 
 
@@ -112,7 +119,8 @@ def key_numbers(report: dict, result=None) -> list[tuple[str, str]]:
     rows = []
     for section in NUMBER_SECTIONS:
         for key, value in _scalars(report.get(section)):
-            rows.append((f"{section}.{key}", _format(value)))
+            if section != "timings_s" or key in TIMING_KEYS:
+                rows.append((f"{section}.{key}", _format(value)))
     if result is not None and getattr(result, "jacobian_determinant", None) is not None:
         rows.append(("folding voxels (det J <= 0, working grid)", _folding_text(result.jacobian_determinant)))
     config = report.get("config") or {}
@@ -126,16 +134,10 @@ def key_numbers(report: dict, result=None) -> list[tuple[str, str]]:
 
 
 def _scalars(section) -> list[tuple[str, object]]:
-    """Scalar (number, bool, string) entries of a dict, flattened one level deep."""
+    """Scalar (number, bool, string) entries of a dict (nested dicts are left out)."""
     if not isinstance(section, dict):
         return []
-    rows = []
-    for key, value in section.items():
-        if isinstance(value, dict):
-            rows += [(f"{key}.{k}", v) for k, v in value.items() if _is_scalar(v)]
-        elif _is_scalar(value):
-            rows.append((str(key), value))
-    return rows
+    return [(str(key), value) for key, value in section.items() if _is_scalar(value)]
 
 
 def _is_scalar(value) -> bool:

@@ -15,8 +15,8 @@ from vmgga.qc.volumes import DisplayVolumes
 
 VIEWS = [v.value for v in View]
 ROW_TITLES = [v.capitalize() for v in VIEWS]
-#: Distance between deformation grid lines, in display pixels.
-GRID_STEP_PX = 8
+#: Number of deformation grid lines along the longer side of a view.
+GRID_LINES = 20
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,8 @@ def _grid_panel(volumes: DisplayVolumes, view: str) -> Panel:
     disp_slice = _views(volumes, disp_dhw3)[view]  # (rows, cols, 3)
     disp_rc_px = disp_slice[..., [row_axis, col_axis]]
     background = panels.grey_rgb(0.6 * _views(volumes, volumes.fixed_norm)[view])
-    return Panel(background, panels.deformation_grid_lines(disp_rc_px, GRID_STEP_PX))
+    step_px = max(2, round(max(disp_rc_px.shape[:2]) / GRID_LINES))
+    return Panel(background, panels.deformation_grid_lines(disp_rc_px, step_px))
 
 
 def thumbnail_png(volumes: DisplayVolumes) -> bytes:
