@@ -65,6 +65,17 @@ def test_unsafe_case_ids_are_refused(tmp_path, case_id):
         read_manifest(write(tmp_path / "m.json", json.dumps(rows)))
 
 
+def test_dice_labels_from_csv_text_and_json_lists(tmp_path):
+    csv_manifest = write(tmp_path / "m.csv", 'case_id,fixed,moving,dice_labels\np1,a,b,"5 1;3"\np2,a,b,\n')
+    assert [c.dice_labels for c in read_manifest(csv_manifest).cases] == [(1, 3, 5), None]
+    subject = {"subject": "S", "baseline": "b", "followups": ["f"], "dice_labels": [2, 1]}
+    json_manifest = write(tmp_path / "m.json", json.dumps({"subjects": [subject]}))
+    assert read_manifest(json_manifest).cases[0].dice_labels == (1, 2)
+    for bad in ("liver", "0 1"):
+        with pytest.raises(ConfigError, match="dice_labels"):
+            read_manifest(write(tmp_path / "bad.csv", f"case_id,fixed,moving,dice_labels\np1,a,b,{bad}\n"))
+
+
 def test_duplicate_ids_unknown_columns_and_bad_modalities_are_refused(tmp_path):
     duplicate = write(tmp_path / "d.csv", "case_id,fixed,moving\nP1,a,b\np1,c,d\n")
     with pytest.raises(ConfigError, match="repeats"):

@@ -194,6 +194,8 @@ def _write_labels(case: Case, result, case_dir: Path, outputs: dict[str, Path]) 
     if not case.fixed_labels:
         return None
     fixed_labels = warp_labels(read_labels(case.fixed_labels, "fixed"), result.fixed, sitk.Transform())
+    if case.dice_labels:
+        return dice_per_label(fixed_labels, warped, np.asarray(case.dice_labels))
     shared = np.intersect1d(label_values(fixed_labels), label_values(moving_labels))
     return dice_per_label(fixed_labels, warped, shared)
 

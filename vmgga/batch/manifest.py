@@ -1,7 +1,8 @@
 """Batch manifests: one registration case per row, as CSV or JSON, with a longitudinal shorthand.
 
 CSV: a header with ``case_id, fixed, moving`` and optionally ``fixed_modality, moving_modality,
-fixed_labels, moving_labels``. JSON: ``{"cases": [row, ...], "subjects": [...], "config": {...}}``
+fixed_labels, moving_labels, dice_labels`` (the labels to score, e.g. ``1 2 3``; default: every
+label both maps contain). JSON: ``{"cases": [row, ...], "subjects": [...], "config": {...}}``
 (or a bare list of rows). A subject expands into one case per follow-up::
 
     {"subject": "S1", "baseline": "s1/base.nii.gz", "baseline_labels": "s1/base_seg.nii.gz",
@@ -30,8 +31,8 @@ CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 #: Names used by the batch itself inside the output folder.
 RESERVED_NAMES = {"summary.csv", "summary.json", "index.html"}
 REQUIRED_COLUMNS = ("case_id", "fixed", "moving")
-OPTIONAL_COLUMNS = ("fixed_modality", "moving_modality", "fixed_labels", "moving_labels")
-SUBJECT_KEYS = {"subject", "baseline", "baseline_labels", "followups", "chain", "modality"}
+OPTIONAL_COLUMNS = ("fixed_modality", "moving_modality", "fixed_labels", "moving_labels", "dice_labels")
+SUBJECT_KEYS = {"subject", "baseline", "baseline_labels", "followups", "chain", "modality", "dice_labels"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Case:
     fixed_labels: str | None = None  # label map on (or resampled to) the fixed grid, for Dice
     moving_labels: str | None = None  # label map of the moving image, warped (nearest neighbour)
     chain_from: str | None = None  # predecessor case id: register to its moving image, compose
+    dice_labels: tuple[int, ...] | None = None  # labels to score; None: those both maps contain
 
     def as_dict(self) -> dict:
         """Plain dict (for fingerprints and summaries)."""
@@ -138,6 +140,7 @@ def case_from_row(row: dict, base: Path, where: str) -> Case:
         moving_modality=_modality(values.get("moving_modality"), where),
         fixed_labels=_optional_path(values.get("fixed_labels"), base),
         moving_labels=_optional_path(values.get("moving_labels"), base),
+        dice_labels=_label_list(values.get("dice_labels"), where),
     )
 
 
@@ -155,6 +158,7 @@ def cases_from_subject(subject: dict, base: Path) -> list[Case]:
     modality = _modality(subject.get("modality"), f"subject {name!r}")
     baseline = resolve_path(subject["baseline"], base)
     baseline_labels = _optional_path(subject.get("baseline_labels"), base)
+    dice_labels = _label_list(subject.get("dice_labels"), f"subject {name!r}")
     chain = bool(subject.get("chain", False))
     cases: list[Case] = []
     for number, entry in enumerate(followups, start=1):
@@ -169,6 +173,7 @@ def cases_from_subject(subject: dict, base: Path) -> list[Case]:
                 moving_modality=modality,
                 fixed_labels=baseline_labels,
                 moving_labels=labels,
+                dice_labels=dice_labels,
                 chain_from=previous.case_id if previous else None,
             )
         )
@@ -208,6 +213,20 @@ def resolve_path(value, base: Path) -> str:
     """An input path as an absolute string; relative paths are relative to the manifest's folder."""
     path = Path(str(value)).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _label_list(value, where: str) -> tuple[int, ...] | None:
+    """Label values to score: a JSON list or a CSV text like ``"1 2 3"`` / ``"1;2;3"``."""
+    if value in (None, "", []):
+        return None
+    items = value.replace(";", " ").replace(",", " ").split() if isinstance(value, str) else value
+    try:
+        labels = tuple(sorted({int(str(item)) for item in items}))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"manifest {where}: dice_labels must be integers, got {value!r}") from error
+    if any(label <= 0 for label in labels):
+        raise ConfigError(f"manifest {where}: dice_labels must be positive (0 is background)")
+    return labels
 
 
 def _optional_path(value, base: Path) -> str | None:
