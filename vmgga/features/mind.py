@@ -33,29 +33,52 @@ def ssc_offset_pairs(dilation: int) -> list[tuple[tuple[int, int, int], tuple[in
     return pairs
 
 
-def _shifted(padded: torch.Tensor, offset: tuple[int, int, int], pad: int, shape: tuple) -> torch.Tensor:
-    """``volume[x + offset]`` for every voxel ``x``, read from a volume padded by ``pad``."""
-    (dk, dj, di), (d, h, w) = offset, shape
-    return padded[:, :, pad + dk : pad + dk + d, pad + dj : pad + dj + h, pad + di : pad + di + w]
+def _crop(volume: torch.Tensor, start: tuple[int, int, int], size: tuple[int, int, int]) -> torch.Tensor:
+    """``volume[..., start : start + size]`` on the last three axes (k, j, i)."""
+    (k, j, i), (d, h, w) = start, size
+    return volume[..., k : k + d, j : j + h, i : i + w]
+
+
+def _unique_differences(dilation: int) -> list[tuple[int, int, int]]:
+    """The 6 offsets ``b - a`` of the SSC pairs, one of each ``+-`` couple."""
+    unique: list[tuple[int, int, int]] = []
+    for a, b in ssc_offset_pairs(dilation):
+        v = tuple(y - x for x, y in zip(a, b, strict=True))
+        if v not in unique and tuple(-c for c in v) not in unique:
+            unique.append(v)
+    return unique
 
 
 def mind_ssc(volume: torch.Tensor, radius: int = 1, dilation: int = 2) -> torch.Tensor:
-    """MIND-SSC descriptor of a ``(1, 1, D, H, W)`` volume -> ``(1, 12, D, H, W)`` in (0, 1]."""
+    """MIND-SSC descriptor of a ``(1, 1, D, H, W)`` volume -> ``(1, 12, D, H, W)`` in (0, 1].
+
+    The patch distance of pair ``(a, b)`` at ``x`` is ``B[(I(y) - I(y + v))^2]`` at ``y = x + a``,
+    ``v = b - a``, with ``B`` the box filter; a pair and the pair with ``-v`` read the same map at
+    shifted places, so only 6 squared-difference maps are filtered.
+    """
     if volume.ndim != 5 or volume.shape[:2] != (1, 1):
         raise ConfigError(f"MIND-SSC expects a (1, 1, D, H, W) volume; got {tuple(volume.shape)}")
     if radius < 0 or dilation < 1:
         raise ConfigError(f"MIND-SSC needs radius >= 0 and dilation >= 1; got {radius}, {dilation}")
     shape = tuple(volume.shape[2:])
-    padded = F.pad(volume, (dilation,) * 6, mode="replicate")
-    distances = torch.cat(
+    padded = F.pad(volume, (2 * dilation,) * 6, mode="replicate")  # grid +- 2 d
+    grown = tuple(n + 2 * dilation for n in shape)  # grid +- d, where y = x + a lives
+    unique = _unique_differences(dilation)
+    base = (dilation,) * 3
+    maps = torch.cat(
         [
-            (_shifted(padded, a, dilation, shape) - _shifted(padded, b, dilation, shape)).pow(2)
-            for a, b in ssc_offset_pairs(dilation)
+            (_crop(padded, base, grown) - _crop(padded, tuple(dilation + c for c in v), grown)).pow(2)
+            for v in unique
         ],
         dim=1,
-    )  # (1, 12, D, H, W)
-    distances = box_smooth(distances, passes=1, radius=radius) if radius > 0 else distances
-    return _normalise(distances)
+    )  # (1, 6, D + 2d, H + 2d, W + 2d)
+    maps = box_smooth(maps, passes=1, radius=radius) if radius > 0 else maps
+    channels = []
+    for a, b in ssc_offset_pairs(dilation):
+        v = tuple(y - x for x, y in zip(a, b, strict=True))
+        index, at = (unique.index(v), a) if v in unique else (unique.index(tuple(-c for c in v)), b)
+        channels.append(_crop(maps[:, index : index + 1], tuple(dilation + c for c in at), shape))
+    return _normalise(torch.cat(channels, dim=1))
 
 
 def _normalise(distances: torch.Tensor) -> torch.Tensor:
