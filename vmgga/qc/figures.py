@@ -143,8 +143,10 @@ def _to_pil(rgb: np.ndarray) -> Image.Image:
     return Image.fromarray((np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
 
 
-def png_bytes(image: Image.Image) -> bytes:
-    """PNG encoding of a Pillow image."""
+def png_bytes(image: Image.Image, palette: bool = True) -> bytes:
+    """PNG encoding of a Pillow image; by default with a 256-colour palette (a third of the size)."""
+    if palette and image.mode == "RGB":
+        image = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()
