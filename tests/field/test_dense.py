@@ -84,6 +84,8 @@ def test_rejects_mismatched_grids():
         estimate_dense_field(torch.zeros(1, 1, 4, 16, 16), torch.zeros(1, 1, 4, 16, 16), CONFIG)
     with pytest.raises(ConfigError, match="multiple of adam_feature_spacing"):
         estimate_dense_field(_texture(), _texture(), DenseConfig(adam_grid_spacing=3, adam_feature_spacing=2))
+    with pytest.raises(ConfigError, match="step sizes must be > 0"):
+        estimate_dense_field(_texture(), _texture(), DenseConfig(adam_final_learning_rate=0.0))
 
 
 def test_memory_estimate_grows_with_the_grid_and_the_window():

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from vmgga.config import DenseConfig
+from vmgga.errors import ConfigError
 from vmgga.field.integrate import integrate_velocity
 from vmgga.field.regularisers import regularisation_energy
 from vmgga.field.resize import box_smooth
@@ -87,6 +88,14 @@ def field_from_velocity(velocity_ijk: torch.Tensor, config: DenseConfig) -> tupl
     return smooth, integrate_velocity(smooth, config.integration_steps)
 
 
+def _decay_per_step(config: DenseConfig) -> float:
+    """Factor taking the step size from ``adam_learning_rate`` to ``adam_final_learning_rate``."""
+    first, last = config.adam_learning_rate, config.adam_final_learning_rate
+    if first <= 0 or last <= 0:
+        raise ConfigError(f"Adam step sizes must be > 0; got {first} and {last}")
+    return (last / first) ** (1.0 / max(1, config.adam_iterations - 1))
+
+
 def optimise_instance(
     grid: SimilarityGrid,
     init_disp_ijk: torch.Tensor,
@@ -108,10 +117,7 @@ def optimise_instance(
     velocity = init_disp_ijk.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([velocity], lr=config.adam_learning_rate)
     generator = torch.Generator().manual_seed(_SEED)
-    decay = (config.adam_final_learning_rate / config.adam_learning_rate) ** (
-        1.0 / max(1, config.adam_iterations - 1)
-    )
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=_decay_per_step(config))
     for iteration in range(config.adam_iterations):
         subset = _subset(grid.points_ijk.shape[0], config.adam_sample_fraction, generator)
         optimizer.zero_grad(set_to_none=True)
