@@ -241,8 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="training config (split, crop size, data root)")
     parser.add_argument("--output", required=True, help="folder for heldout_eval.{json,md} and figures")
     parser.add_argument("--pairs", type=int, default=None, help="number of held-out pairs (default: config)")
+    parser.add_argument("--cross-modal-only", action="store_true", help="no same-contrast pairs")
     args = parser.parse_args(argv)
     config = load_train_config(args.config)
+    if args.cross_modal_only:
+        config = replace(config, same_contrast_probability=0.0)
     n_pairs, out = args.pairs or config.eval_pairs, Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     model, sampler = VMGGANet.from_checkpoint(args.weights), heldout_sampler(config)
