@@ -55,7 +55,7 @@ class PreprocessConfig:
 class AffineConfig:
     """Multi-resolution Mattes mutual information affine stage (SimpleITK)."""
 
-    enabled: bool = True  # False: identity (images already aligned)
+    enabled: bool = True  # False: keep the initial transform, or identity (images already aligned)
     initialization: str = "moments"  # moments | geometry (centre of the image boxes)
     transform: str = "affine"  # rigid | affine
     shrink_factors: tuple[int, ...] = (2, 1)  # pyramid levels, relative to working_spacing_mm

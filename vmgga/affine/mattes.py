@@ -66,10 +66,13 @@ def estimate_affine(
     with _single_threaded_itk():
         fixed_small = _downsampled(fixed_norm, config.working_spacing_mm)
         moving_small = _downsampled(moving_norm, config.working_spacing_mm)
-        initial = _initial_affine(fixed_small, moving_small, config, initial_transform)
         if not config.enabled:
-            transform, metric = initial, float("nan")
+            start_transform = (
+                sitk.Transform(3, sitk.sitkIdentity) if initial_transform is None else initial_transform
+            )
+            transform, metric = _as_affine(start_transform), float("nan")
         else:
+            initial = _initial_affine(fixed_small, moving_small, config, initial_transform)
             transform, metric = _run_mattes(fixed_small, moving_small, initial, config, seed, progress)
         overlap = overlap_fraction(fixed_small, moving_small, transform)
     if overlap < 0.05:
