@@ -263,7 +263,11 @@ def _working_grid(fixed: Geometry, config: RegistrationConfig) -> tuple[Geometry
 
 
 def _memory_cap_bytes(config: RegistrationConfig) -> float:
-    """The user's ``max_memory_gb``, else 70% of the memory available now."""
+    """The user's ``max_memory_gb``, else 60% of the machine's total memory.
+
+    The default depends on the machine only, not on its load at the moment, so reruns and parallel
+    runs choose the same working grid.
+    """
     if config.max_memory_gb is not None:
         if config.max_memory_gb <= 0:
             raise ConfigError(f"max_memory_gb must be > 0, got {config.max_memory_gb}")
@@ -271,7 +275,7 @@ def _memory_cap_bytes(config: RegistrationConfig) -> float:
     try:
         import psutil
 
-        return 0.7 * psutil.virtual_memory().available
+        return 0.6 * psutil.virtual_memory().total
     except ImportError:  # pragma: no cover - psutil comes with dask
         return float("inf")
 

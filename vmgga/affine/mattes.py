@@ -191,7 +191,7 @@ def _foreground_mask(image: sitk.Image) -> sitk.Image:
 
 def overlap_fraction(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform) -> float:
     """Fraction of fixed foreground voxels whose mapped point lies inside the moving image."""
-    mask = sitk.GetArrayViewFromImage(_foreground_mask(fixed)) > 0
+    mask = sitk.GetArrayFromImage(_foreground_mask(fixed)) > 0  # a copy: the mask image is a temporary
     if not mask.any():
         return 0.0
     ones = sitk.Image(moving.GetSize(), sitk.sitkFloat32) + 1.0
