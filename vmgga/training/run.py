@@ -30,18 +30,28 @@ WEIGHTS_NAME = "vmgga_matcher.pt"
 
 
 def git_commit() -> str:
-    """Commit of the working tree (``unknown`` outside git), ``+dirty`` when files changed."""
+    """Commit of the working tree (``unknown`` outside git), ``+dirty`` when ``vmgga/`` has changes."""
     root = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
         )
-        return commit.stdout.strip() or "unknown"
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "vmgga"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    commit = head.stdout.strip() or "unknown"
+    return commit + ("+dirty" if status.stdout.strip() else "")
 
 
-def make_record(config: TrainConfig, trainer: Trainer, sources, seconds: float, device) -> dict[str, Any]:
+def make_record(
+    config: TrainConfig, trainer: Trainer, sources, seconds: float, device, commit: str
+) -> dict[str, Any]:
     """Provenance stored in the weights: command, seed, data + split, steps, commit, time, device."""
     return {
         "command": " ".join(sys.argv),
@@ -57,7 +67,7 @@ def make_record(config: TrainConfig, trainer: Trainer, sources, seconds: float, 
             "train_label_maps": list(config.train_label_maps),
             "heldout_label_maps": list(config.heldout_label_maps),
         },
-        "git_commit": git_commit(),
+        "git_commit": commit,  # at the start of the run (the code that was imported)
         "wall_seconds": round(seconds, 1),
         "device": str(device),
         "torch": str(torch.__version__),
@@ -83,7 +93,7 @@ def run_training(
     config = load_train_config(config, output_dir=str(output_dir) if output_dir else None)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    started, out = time.monotonic(), Path(config.output_dir)
+    started, out, commit = time.monotonic(), Path(config.output_dir), git_commit()
     device = select_device(config.device)
     sources = training_sources(config)
     trainer = Trainer(config, stage_samplers(config, sources), device=device)
@@ -91,7 +101,7 @@ def run_training(
         trainer.load(out / CHECKPOINT_NAME)
     deadline = None if config.max_wall_minutes is None else started + 60 * config.max_wall_minutes
     trainer.run(out, progress, deadline)
-    record = make_record(config, trainer, sources, time.monotonic() - started, device)
+    record = make_record(config, trainer, sources, time.monotonic() - started, device, commit)
     if config.eval_pairs > 0:
         record["heldout_eval"] = heldout_report(trainer.model, config, out)
     return save_checkpoint(trainer.model.cpu(), out / WEIGHTS_NAME, record)
