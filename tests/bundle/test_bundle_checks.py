@@ -61,3 +61,15 @@ def test_verify_net_in_out_catches_a_wrong_declaration():
             net_id="network_def", meta_file=str(METADATA), config_file=str(INFERENCE), device="cpu", n=8,
             bundle_root=str(BUNDLE), **{"_meta_#network_data_format#outputs#pred#num_channels": 2},
         )  # fmt: skip
+
+
+def test_bundle_weights_are_the_package_weights():
+    """``models/model.pt`` is a copy of the shipped weights; a stale copy would silently differ."""
+    from vmgga.models.checkpoint import SHIPPED_WEIGHTS
+
+    bundle_weights = BUNDLE / "models" / "model.pt"
+    if not (bundle_weights.is_file() and SHIPPED_WEIGHTS.is_file()):
+        pytest.skip("training-free bundle: no weights shipped")
+    assert bundle_weights.read_bytes() == SHIPPED_WEIGHTS.read_bytes(), (
+        f"copy {SHIPPED_WEIGHTS} to {bundle_weights} (the package weights changed)"
+    )
