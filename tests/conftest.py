@@ -9,6 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One torch thread per test: pytest-xdist runs a worker per core, and on a shared machine
+    spinning OpenMP threads make two threads slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CT_DICOM_DIR = DATA_DIR / "abdomen" / "ct_dicom"

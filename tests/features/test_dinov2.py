@@ -20,15 +20,6 @@ from vmgga.models.matcher2d import Matcher2D
 from vmgga.models.network import VMGGANet
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: one thread is fastest, and avoids waits on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def dinov2_dir(tmp_path_factory):
     from transformers import Dinov2Config, Dinov2Model

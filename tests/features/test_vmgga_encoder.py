@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from vmgga.config import DenseConfig
@@ -11,15 +10,6 @@ from vmgga.features.vmgga_encoder import VmggaFeatureExtractor, describe_at_full
 from vmgga.matching.slicewise import SlicewiseConfig, slices_along
 from vmgga.models.config import MatcherConfig
 from vmgga.models.network import VMGGANet
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: one thread is fastest, and avoids waits on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _model() -> VMGGANet:

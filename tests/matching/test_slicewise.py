@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from vmgga.frames import identity_grid_ijk
@@ -17,15 +16,6 @@ from vmgga.matching.slicewise import (
 )
 
 SHAPE_DHW = (6, 7, 9)
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: one thread is fastest, and avoids waits on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _coordinates_ijk() -> torch.Tensor:

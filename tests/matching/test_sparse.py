@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -16,15 +15,6 @@ from vmgga.matching.sparse import (
 )
 from vmgga.models.config import MatcherConfig
 from vmgga.models.network import VMGGANet
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: one thread is fastest, and avoids waits on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _blobs(size: int = 160) -> torch.Tensor:

@@ -15,15 +15,6 @@ from vmgga.models.config import MatcherConfig
 from vmgga.models.network import VMGGANet
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: one thread is fastest, and avoids waits on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _shifted_volumes(shift_ijk: tuple[int, int, int], shape_dhw=(6, 64, 64)):
     """moving(x) = fixed(x - shift): fixed voxel x is found at x + shift in moving."""
     gen = torch.Generator().manual_seed(0)
