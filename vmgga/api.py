@@ -22,7 +22,7 @@ from vmgga.affine.mattes import estimate_affine
 from vmgga.config import Modality, RegistrationConfig, make_config
 from vmgga.errors import ConfigError
 from vmgga.export.itk_transform import composite_transform
-from vmgga.field.dense import estimate_dense_field
+from vmgga.field.dense import estimate_dense_field, with_physical_control_grid
 from vmgga.field.jacobian import jacobian_determinant, jacobian_summary
 from vmgga.field.memory import estimate_dense_memory_bytes
 from vmgga.frames import Geometry, disp_lps_from_ijk, geometry_of, image_from_array
@@ -134,8 +134,11 @@ def register(
         fixed_work = _tensor(resample_to_grid(fixed_norm, grid))
         moving_work = _tensor(resample_to_grid(moving_norm, grid, affine.transform))
         timings["resample"] = _lap(clock, timings)
+        dense_config = with_physical_control_grid(config.dense, min(grid.spacing_mm))
+        if dense_config.adam_grid_spacing != config.dense.adam_grid_spacing:
+            grid_notes.append(f"dense.adam_grid_spacing: {dense_config.adam_grid_spacing} working voxels")
         dense = estimate_dense_field(
-            fixed_work, moving_work, config.dense, device=config.device, progress=report
+            fixed_work, moving_work, dense_config, device=config.device, progress=report
         )
         timings["dense"] = _lap(clock, timings)
 

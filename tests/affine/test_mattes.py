@@ -51,18 +51,34 @@ def _brain_points(fixed: sitk.Image, count: int = 200) -> np.ndarray:
     return np.array([fixed.TransformIndexToPhysicalPoint([int(i), int(j), int(k)]) for k, j, i in chosen])
 
 
+def _mean_error_mm(fixed: sitk.Image, transform: sitk.Transform, motion: sitk.Transform) -> float:
+    points = _brain_points(fixed)
+    return float(
+        np.mean(
+            [
+                np.linalg.norm(np.subtract(transform.TransformPoint(p), motion.TransformPoint(p)))
+                for p in points
+            ]
+        )
+    )
+
+
 def test_recovers_known_rigid_motion_t1_to_t2(pair):
+    """With a nearly unsmoothed last level the affine is precise (the 2 mm test images, across contrasts)."""
+    fixed, moving, motion = pair
+    result = estimate_affine(fixed, moving, AffineConfig(smoothing_sigmas_mm=(2.0, 1.0)), seed=0)
+    identity = _mean_error_mm(fixed, sitk.Transform(3, sitk.sitkIdentity), motion)
+    assert identity > 6.0
+    assert _mean_error_mm(fixed, result.transform, motion) < 1.5
+    assert result.overlap_fraction > 0.9
+
+
+def test_default_smoothing_recovers_the_motion_coarsely(pair):
+    """The default smooths the last level with 3 mm (robust on inter-patient abdomen CT-MR): this
+    costs precision (about 2 mm here vs 1.1 mm) that the dense stage recovers afterwards."""
     fixed, moving, motion = pair
     result = estimate_affine(fixed, moving, AffineConfig(), seed=0)
-    points = _brain_points(fixed)
-    errors = [
-        np.linalg.norm(np.subtract(result.transform.TransformPoint(p), motion.TransformPoint(p)))
-        for p in points
-    ]
-    identity = [np.linalg.norm(np.subtract(p, motion.TransformPoint(p))) for p in points]
-    assert np.mean(identity) > 6.0
-    assert np.mean(errors) < 1.5  # the 2 mm test images, across contrasts
-    assert result.overlap_fraction > 0.9
+    assert _mean_error_mm(fixed, result.transform, motion) < 2.5
 
 
 def test_same_seed_same_result(pair):
@@ -97,12 +113,8 @@ def test_disabled_affine_keeps_the_initial_transform(pair):
 
 def test_rigid_option_recovers_the_rigid_motion_with_an_orthonormal_matrix(pair):
     fixed, moving, motion = pair
-    result = estimate_affine(fixed, moving, AffineConfig(transform="rigid"), seed=0)
+    config = AffineConfig(transform="rigid", smoothing_sigmas_mm=(2.0, 1.0))
+    result = estimate_affine(fixed, moving, config, seed=0)
     matrix = np.reshape(result.transform.GetMatrix(), (3, 3))
     np.testing.assert_allclose(matrix @ matrix.T, np.eye(3), atol=1e-6)
-    points = _brain_points(fixed)
-    errors = [
-        np.linalg.norm(np.subtract(result.transform.TransformPoint(p), motion.TransformPoint(p)))
-        for p in points
-    ]
-    assert np.mean(errors) < 1.5
+    assert _mean_error_mm(fixed, result.transform, motion) < 1.5

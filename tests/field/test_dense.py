@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from vmgga.config import DenseConfig
 from vmgga.errors import ConfigError
-from vmgga.field.dense import DenseFieldResult, estimate_dense_field
+from vmgga.field.dense import DenseFieldResult, estimate_dense_field, with_physical_control_grid
 from vmgga.field.jacobian import jacobian_determinant, jacobian_summary
 from vmgga.field.memory import estimate_dense_memory_bytes
 from vmgga.field.warp import warp
@@ -94,3 +94,21 @@ def test_memory_estimate_grows_with_the_grid_and_the_window():
     wider = estimate_dense_memory_bytes((64, 64, 64), DenseConfig(search_radius=5))
     assert small >= 3 * 12 * 64**3 * 4  # at least the full-resolution features
     assert 7 * small < large < 9 * small and wider > small
+
+
+@pytest.mark.parametrize(("spacing_mm", "expected"), [(1.5, 4), (1.0, 6), (3.0, 2), (2.0, 3), (12.0, 1)])
+def test_control_grid_keeps_its_physical_spacing(spacing_mm, expected):
+    """6 mm control grid -> the nearest voxel count at the working spacing (at least one voxel)."""
+    config = with_physical_control_grid(DenseConfig(adam_grid_spacing_mm=6.0), spacing_mm)
+    assert config.adam_grid_spacing == expected
+
+
+def test_control_grid_counts_are_multiples_of_the_feature_spacing():
+    config = DenseConfig(adam_grid_spacing_mm=6.0, adam_feature_spacing=2)
+    assert with_physical_control_grid(config, 1.0).adam_grid_spacing == 6
+    assert with_physical_control_grid(config, 3.0).adam_grid_spacing == 2  # 2 voxels, not 0
+
+
+def test_control_grid_in_voxels_when_no_mm_spacing_is_given():
+    config = DenseConfig(adam_grid_spacing=5, adam_grid_spacing_mm=0.0)
+    assert with_physical_control_grid(config, 3.0) is config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,22 @@ def _check_inputs(fixed_work: torch.Tensor, moving_work: torch.Tensor) -> None:
         raise ConfigError(f"fixed_work {tuple(fixed_work.shape)} and moving_work {tuple(moving_work.shape)}")
     if min(fixed_work.shape[2:]) < 8:
         raise ConfigError(f"the working grid is too small for the dense stage: {tuple(fixed_work.shape)}")
+
+
+def with_physical_control_grid(config: DenseConfig, spacing_mm: float) -> DenseConfig:
+    """``config`` with ``adam_grid_spacing`` set from ``adam_grid_spacing_mm`` at ``spacing_mm``.
+
+    The count is the nearest multiple of ``adam_feature_spacing`` (at least one), so the control
+    grid keeps its physical size when the working grid is coarser than the preset's (3 mm inputs).
+    ``adam_grid_spacing_mm <= 0`` returns ``config`` unchanged.
+    """
+    if config.adam_grid_spacing_mm <= 0:
+        return config
+    if spacing_mm <= 0:
+        raise ConfigError(f"spacing_mm must be positive; got {spacing_mm}")
+    step = config.adam_feature_spacing
+    voxels = step * max(1, round(config.adam_grid_spacing_mm / (spacing_mm * step)))
+    return dataclasses.replace(config, adam_grid_spacing=voxels)
 
 
 def similarity_grid(
