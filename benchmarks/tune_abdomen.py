@@ -61,6 +61,7 @@ def run_case(case, preset: str, threads: int, overrides: dict) -> dict:
         "affine": dice_mean(case, affine_only),
         "ours": dice_mean(case, result.transform),
         "seconds": seconds,
+        "neg_j_pct": 100.0 * result.report["jacobian"]["negative_fraction"],
     }
 
 
@@ -80,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         for d in args.directions
     ]
     for row in rows:
-        print(f"{row['case']}: affine {row['affine']:.3f} ours {row['ours']:.3f} ({row['seconds']:.1f} s)")
+        print(
+            f"{row['case']}: affine {row['affine']:.3f} ours {row['ours']:.3f} "
+            f"neg J {row['neg_j_pct']:.3f} % ({row['seconds']:.1f} s)"
+        )
     print(f"mean ours {np.mean([r['ours'] for r in rows]):.3f}  set {' '.join(args.set)}", flush=True)
     return 0
 
