@@ -153,3 +153,12 @@ def test_devices_accepted(device):
 def test_unknown_device_is_refused():
     with pytest.raises(ConfigError, match="device='gpu' is not allowed"):
         make_config(device="gpu")
+
+
+def test_inter_patient_preset_weakens_only_the_smoothness_penalty():
+    fast, inter = make_config("fast"), make_config("inter_patient")
+    assert inter.dense.regularisation_weight < fast.dense.regularisation_weight
+    assert (
+        dataclasses.replace(inter.dense, regularisation_weight=fast.dense.regularisation_weight) == fast.dense
+    )
+    assert inter.preprocess == fast.preprocess and inter.affine == fast.affine

@@ -29,6 +29,7 @@ class Preset(str, Enum):
 
     FAST = "fast"
     ACCURATE = "accurate"
+    INTER_PATIENT = "inter_patient"  # fast, with a weaker smoothness penalty for larger deformations
 
 
 class FeatureBackend(str, Enum):
@@ -135,6 +136,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dense.adam_grid_spacing": 6,
         "dense.adam_iterations": 60,
         "dense.adam_sample_fraction": 0.05,
+    },
+    # different patients (e.g. the abdominal CT-MR pair): a third of the smoothness penalty; on that
+    # pair mean organ Dice 0.49 vs 0.46 with `fast`, but stroke TRE 0.56 vs 0.51 mm (tuned on one pair)
+    Preset.INTER_PATIENT.value: {
+        "preprocess.working_spacing_mm": 1.5,
+        "dense.regularisation_weight": 1.0,
     },
 }
 
