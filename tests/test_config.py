@@ -89,7 +89,7 @@ def test_configs_are_frozen():
 
 def test_unknown_preset_names_the_allowed_ones():
     with pytest.raises(
-        ConfigError, match=r"preset='quick' is not allowed; expected one of \['fast', 'accurate'\]"
+        ConfigError, match=r"preset='quick' is not allowed; expected one of \['fast', 'accurate', 'inter_patient'\]"
     ):
         make_config("quick")
 
