@@ -89,7 +89,8 @@ def test_configs_are_frozen():
 
 def test_unknown_preset_names_the_allowed_ones():
     with pytest.raises(
-        ConfigError, match=r"preset='quick' is not allowed; expected one of \['fast', 'accurate', 'inter_patient'\]"
+        ConfigError,
+        match=r"preset='quick' is not allowed; expected one of \['fast', 'accurate', 'inter_patient'\]",
     ):
         make_config("quick")
 
