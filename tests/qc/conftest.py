@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from vmgga.api import RegistrationResult
 from vmgga.frames import array_from_image, disp_ijk_from_lps, geometry_of, image_from_array
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 STROKE = DATA / "stroke"
-
-
-@dataclass
-class HandMadeResult:
-    """Duck-typed stand-in with the fields of ``vmgga.api.RegistrationResult`` that QC reads."""
-
-    transform: sitk.Transform
-    fixed: sitk.Image
-    moving: sitk.Image
-    warped: sitk.Image
-    moving_affine: sitk.Image
-    confidence: sitk.Image
-    jacobian_determinant: sitk.Image
-    displacement_lps_mm: sitk.Image
-    report: dict
 
 
 def working_grid(fixed: sitk.Image, spacing_mm: float = 4.0) -> sitk.Image:
@@ -54,7 +39,7 @@ def bump_displacement_lps_mm(grid: sitk.Image, amplitude_mm: float, sigma_mm: fl
     return image_from_array(vectors, geometry, is_vector=True)
 
 
-def make_result(fixed_path: Path, moving_path: Path, amplitude_mm: float = 6.0) -> HandMadeResult:
+def make_result(fixed_path: Path, moving_path: Path, amplitude_mm: float = 6.0) -> RegistrationResult:
     """Fixed/moving read from disk; transform = small translation, then a known bump field."""
     fixed = sitk.Cast(sitk.ReadImage(str(fixed_path)), sitk.sitkFloat32)
     moving = sitk.Cast(sitk.ReadImage(str(moving_path)), sitk.sitkFloat32)
@@ -64,7 +49,7 @@ def make_result(fixed_path: Path, moving_path: Path, amplitude_mm: float = 6.0) 
     transform = sitk.CompositeTransform([affine, field])
     jacobian = jacobian_determinant_of(displacement)
     confidence = _confidence_like(fixed)
-    return HandMadeResult(
+    return RegistrationResult(
         transform=transform,
         fixed=fixed,
         moving=moving,
@@ -101,6 +86,6 @@ def _confidence_like(fixed: sitk.Image) -> sitk.Image:
 
 
 @pytest.fixture(scope="session")
-def stroke_result() -> HandMadeResult:
+def stroke_result() -> RegistrationResult:
     """Stroke T2 (moving) onto T1 (fixed), 2 mm test data, with the known bump field."""
     return make_result(STROKE / "T1.nii.gz", STROKE / "T2.nii.gz")
