@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import SimpleITK as sitk
 import torch
 from bundle_helpers import BUNDLE, CONFIGS
-from scipy import ndimage
 
+from tests.training.conftest import TINY_MATCHER, make_tiny_data_root
 from vmgga.models.network import VMGGANet
 
 #: A matcher and a run small enough for a CPU test.
@@ -25,37 +23,14 @@ TINY_SETTINGS = {
     "contrastive_points": 16,
     "hardest_negatives": 4,
     "eval_pairs": 0,
-    "matcher": {
-        "encoder_channels": [8, 12, 16],
-        "coarse_dim": 16,
-        "fine_dim": 8,
-        "attention_layers": 1,
-        "attention_heads": 2,
-        "confidence_hidden": 4,
-        "fine_window": 5,
-    },
+    "matcher": TINY_MATCHER,
 }
-
-
-def _blob_labels(seed: int, shape=(30, 30, 30), n_labels: int = 6) -> np.ndarray:
-    """Smooth random label volume (0 = background)."""
-    noise = np.random.default_rng(seed).normal(size=(n_labels, *shape))
-    return ndimage.gaussian_filter(noise, (0, 2, 2, 2)).argmax(0).astype(np.int16)
 
 
 @pytest.fixture
 def data_root(tmp_path):
     """A folder shaped like ``../shared/data``: SynthSeg-style label maps 1-3 and one scan."""
-    maps = tmp_path / "data" / "brain-label-maps-synthseg"
-    maps.mkdir(parents=True)
-    for i in (1, 2, 3):
-        sitk.WriteImage(
-            sitk.GetImageFromArray(_blob_labels(i) * 2), str(maps / f"training_seg_{i:02d}.nii.gz")
-        )
-    scan = ndimage.gaussian_filter(np.random.default_rng(9).random((30, 30, 30)), 2).astype(np.float32)
-    (tmp_path / "data" / "scan").mkdir()
-    sitk.WriteImage(sitk.GetImageFromArray(scan * 100), str(tmp_path / "data" / "scan" / "scan.nii.gz"))
-    return tmp_path / "data"
+    return make_tiny_data_root(tmp_path / "data")
 
 
 @pytest.mark.slow  # two training steps of a tiny matcher: ~20 s of CPU

@@ -32,15 +32,20 @@ def label_sources() -> list[SourceVolume]:
     return [SourceVolume(f"blobs{i}", SourceKind.LABELS, blob_labels(i)) for i in range(2)]
 
 
-@pytest.fixture
-def data_root(tmp_path):
-    """A folder shaped like ../shared/data: label maps 1-3 and one intensity scan."""
-    maps = tmp_path / "brain-label-maps-synthseg"
-    maps.mkdir()
+def make_tiny_data_root(folder):
+    """Fill ``folder`` like ../shared/data: SynthSeg-style label maps 1-3 and one intensity scan."""
+    maps = folder / "brain-label-maps-synthseg"
+    maps.mkdir(parents=True)
     for i in (1, 2, 3):
         labels = blob_labels(i, (30, 30, 30)).astype(np.int16) * 2  # even FreeSurfer-like values
         sitk.WriteImage(sitk.GetImageFromArray(labels), str(maps / f"training_seg_{i:02d}.nii.gz"))
     scan = ndimage.gaussian_filter(np.random.default_rng(9).random((30, 30, 30)), 2).astype(np.float32)
-    (tmp_path / "scan").mkdir()
-    sitk.WriteImage(sitk.GetImageFromArray(scan * 100), str(tmp_path / "scan" / "scan.nii.gz"))
-    return tmp_path
+    (folder / "scan").mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(scan * 100), str(folder / "scan" / "scan.nii.gz"))
+    return folder
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    """A folder shaped like ../shared/data: label maps 1-3 and one intensity scan."""
+    return make_tiny_data_root(tmp_path)
