@@ -25,7 +25,7 @@ from vmgga.models import head
 from vmgga.models.checkpoint import resolve_weights
 from vmgga.models.config import EncoderBackend, MatcherConfig
 from vmgga.models.mind2d import mind_ssc_2d
-from vmgga.models.network import VMGGANet, pad_to_multiple, upsample_to
+from vmgga.models.network import VMGGANet, match_descriptors, pad_to_multiple
 from vmgga.models.types import MatchResult
 
 #: ``padded image (B, 1, H, W)`` -> (coarse ``(B, C, H/c, W/c)``, fine ``(B, C', H/f, W/f)``).
@@ -72,20 +72,9 @@ def training_free_match(
     hw = (image0.shape[-2], image0.shape[-1])
     image0, image1 = (pad_to_multiple(im, config.coarse_stride) for im in (image0, image1))
     (coarse0, fine0), (coarse1, fine1) = describe(image0), describe(image1)
-    prob, coarse_flow, coarse_max = head.coarse_match(coarse0, coarse1, config)
-    flow, fine_offset, peak, mass = head.fine_match(fine0, fine1, coarse_flow, config)
-    coarse_max = head.repeat_cells(coarse_max, config.coarse_stride // config.fine_stride)
-    confidence = head.ConfidenceHead(1).to(image0.device)(coarse_max, peak, mass)
-    return MatchResult(
-        flow_px=upsample_to(flow, hw, config.fine_stride),
-        confidence=upsample_to(confidence, hw, config.fine_stride),
-        coarse_prob=prob,
-        coarse_flow_px=coarse_flow,
-        fine_offset_px=fine_offset,
-        coarse_stride=config.coarse_stride,
-        fine_stride=config.fine_stride,
-        features0=[fine0, coarse0],
-        features1=[fine1, coarse1],
+    confidence_head = head.ConfidenceHead(1).to(image0.device)
+    return match_descriptors(
+        (coarse0, fine0), (coarse1, fine1), config, confidence_head, hw, ([fine0, coarse0], [fine1, coarse1])
     )
 
 

@@ -41,6 +41,43 @@ def upsample_to(field: Tensor, size_hw: tuple[int, int], stride: int) -> Tensor:
     return full[..., : size_hw[0], : size_hw[1]]
 
 
+def match_descriptors(
+    descriptors0: tuple[Tensor, Tensor],
+    descriptors1: tuple[Tensor, Tensor],
+    config: MatcherConfig,
+    confidence_head: nn.Module,
+    size_hw: tuple[int, int],
+    features: tuple[list[Tensor], list[Tensor]],
+) -> MatchResult:
+    """The matching head: coarse dual-softmax, fine window refinement and confidence.
+
+    Args:
+        descriptors0, descriptors1: ``(coarse (B, C, h, w), fine (B, C', h', w'))`` of each image.
+        config: strides, search limit and window of the head.
+        confidence_head: maps (coarse max, fine peak, local mass) to a confidence.
+        size_hw: image0's unpadded size; flow and confidence are upsampled to it.
+        features: the feature pyramids of image0 and image1, stored in the result.
+    """
+    (coarse0, fine0), (coarse1, fine1) = descriptors0, descriptors1
+    prob, coarse_flow_px, coarse_max = head.coarse_match(coarse0, coarse1, config)
+    fine_flow_px, fine_offset_px, peak_prob, local_mass = head.fine_match(
+        fine0, fine1, coarse_flow_px, config
+    )
+    coarse_max = head.repeat_cells(coarse_max, config.coarse_stride // config.fine_stride)
+    confidence = confidence_head(coarse_max, peak_prob, local_mass)
+    return MatchResult(
+        flow_px=upsample_to(fine_flow_px, size_hw, config.fine_stride),
+        confidence=upsample_to(confidence, size_hw, config.fine_stride),
+        coarse_prob=prob,
+        coarse_flow_px=coarse_flow_px,
+        fine_offset_px=fine_offset_px,
+        coarse_stride=config.coarse_stride,
+        fine_stride=config.fine_stride,
+        features0=features[0],
+        features1=features[1],
+    )
+
+
 class VMGGANet(nn.Module):
     """Visual-model-guided gated-attention dense matcher (2D)."""
 
@@ -145,21 +182,8 @@ class VMGGANet(nn.Module):
         pyramid0, coarse0, fine0 = self._descriptors(image0, mind0)
         pyramid1, coarse1, fine1 = self._descriptors(image1, mind1)
         coarse0, coarse1 = self._attend(coarse0, coarse1)
-        prob, coarse_flow_px, coarse_max = head.coarse_match(coarse0, coarse1, cfg)
-        fine = head.fine_match(fine0, fine1, coarse_flow_px, cfg)
-        fine_flow_px, fine_offset_px, peak_prob, local_mass = fine
-        coarse_max = head.repeat_cells(coarse_max, cfg.coarse_stride // cfg.fine_stride)
-        confidence = self.confidence_head(coarse_max, peak_prob, local_mass)
-        return MatchResult(
-            flow_px=upsample_to(fine_flow_px, hw, cfg.fine_stride),
-            confidence=upsample_to(confidence, hw, cfg.fine_stride),
-            coarse_prob=prob,
-            coarse_flow_px=coarse_flow_px,
-            fine_offset_px=fine_offset_px,
-            coarse_stride=cfg.coarse_stride,
-            fine_stride=cfg.fine_stride,
-            features0=pyramid0,
-            features1=pyramid1,
+        return match_descriptors(
+            (coarse0, fine0), (coarse1, fine1), cfg, self.confidence_head, hw, (pyramid0, pyramid1)
         )
 
     def forward(self, pair: Tensor) -> Tensor:
