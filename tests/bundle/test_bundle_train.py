@@ -6,25 +6,8 @@ import pytest
 import torch
 from bundle_helpers import BUNDLE, CONFIGS
 
-from tests.training.conftest import TINY_MATCHER, make_tiny_data_root
+from tests.training.conftest import TINY_RUN, make_tiny_data_root
 from vmgga.models.network import VMGGANet
-
-#: A matcher and a run small enough for a CPU test.
-TINY_SETTINGS = {
-    "num_threads": 1,
-    "train_label_maps": [1, 2],
-    "heldout_label_maps": [3],
-    "cluster_volumes": ["scan/scan.nii.gz"],
-    "intensity_volumes": ["scan/scan.nii.gz"],
-    "crop_size": 32,
-    "batch_size": 2,
-    "pretrain_steps": 1,
-    "finetune_steps": 1,
-    "contrastive_points": 16,
-    "hardest_negatives": 4,
-    "eval_pairs": 0,
-    "matcher": TINY_MATCHER,
-}
 
 
 @pytest.fixture
@@ -40,7 +23,7 @@ def test_train_config_trains_and_installs_weights(data_root, tmp_path):
     model_path = tmp_path / "bundle_models" / "model.pt"
     run(
         config_file=str(CONFIGS / "train.json"), bundle_root=str(BUNDLE), data_root=str(data_root),
-        output_dir=str(tmp_path / "run"), device="cpu", seed=3, train_settings=TINY_SETTINGS,
+        output_dir=str(tmp_path / "run"), device="cpu", seed=3, train_settings=TINY_RUN,
         model_path=str(model_path),
     )  # fmt: skip
     model = VMGGANet.from_checkpoint(model_path)

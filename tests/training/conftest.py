@@ -21,6 +21,24 @@ TINY_MATCHER = {
 }
 
 
+#: A training run on :func:`make_tiny_data_root`'s folder, small enough for a CPU test.
+TINY_RUN = {
+    "num_threads": 1,
+    "train_label_maps": [1, 2],
+    "heldout_label_maps": [3],
+    "cluster_volumes": ["scan/scan.nii.gz"],
+    "intensity_volumes": ["scan/scan.nii.gz"],
+    "crop_size": 32,
+    "batch_size": 2,
+    "pretrain_steps": 1,
+    "finetune_steps": 1,
+    "contrastive_points": 16,
+    "hardest_negatives": 4,
+    "eval_pairs": 0,
+    "matcher": TINY_MATCHER,
+}
+
+
 def blob_labels(seed: int, shape=(24, 32, 32), n_labels: int = 6) -> np.ndarray:
     """Smooth random label volume with ``n_labels`` labels (0 = background)."""
     noise = np.random.default_rng(seed).normal(size=(n_labels, *shape))

@@ -8,29 +8,14 @@ import pytest
 import torch
 import yaml
 
-from tests.training.conftest import TINY_MATCHER
+from tests.training.conftest import TINY_RUN
 from vmgga.cli.main import main
 from vmgga.models.network import VMGGANet
 
 
 @pytest.mark.slow
 def test_cli_train_writes_weights_with_record_and_curves(data_root, tmp_path):
-    config = {
-        "data_root": str(data_root),
-        "train_label_maps": [1, 2],
-        "heldout_label_maps": [3],
-        "cluster_volumes": ["scan/scan.nii.gz"],
-        "intensity_volumes": ["scan/scan.nii.gz"],
-        "crop_size": 32,
-        "batch_size": 2,
-        "pretrain_steps": 1,
-        "finetune_steps": 2,
-        "contrastive_points": 16,
-        "hardest_negatives": 4,
-        "eval_pairs": 2,
-        "matcher": TINY_MATCHER,
-        "num_threads": 1,
-    }
+    config = {**TINY_RUN, "data_root": str(data_root), "finetune_steps": 2, "eval_pairs": 2}
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "run"
