@@ -54,8 +54,8 @@ ORGANS = [
     "adrenal_r",
     "adrenal_l",
 ]
-ALL_METHODS = "identity,affine,vmgga-mind,vmgga-vmgga,ants,elastix,convexadam"
-OURS = [peers.Method.VMGGA_MIND.value, peers.Method.VMGGA_VMGGA.value]
+ALL_METHODS = "identity,affine,vmgga-mind,vmgga-learned,ants,elastix,convexadam"
+OURS = list(peers.VMGGA_VARIANTS)
 AFFINE = "affine"
 
 
@@ -155,7 +155,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--directions", nargs="+", default=["mr2ct"], choices=["mr2ct", "ct2mr"])
     parser.add_argument("--preset", default="fast", help="our preset (fast | accurate)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for every method")
-    parser.add_argument("--weights", default=None, help="VMGGA checkpoint for vmgga-vmgga (default: shipped)")
+    parser.add_argument(
+        "--weights", default=None, help="VMGGA checkpoint of the learned vmgga-* methods (default: shipped)"
+    )
     parser.add_argument("--name", default="abdomen_ct_mr", help="results file name")
     return parser.parse_args(argv)
 

@@ -38,8 +38,10 @@ class Method(str, Enum):
     """Methods the benchmarks know."""
 
     IDENTITY = "identity"
-    VMGGA_MIND = "vmgga-mind"  # ours, MIND-SSC features (training-free path)
-    VMGGA_VMGGA = "vmgga-vmgga"  # ours, learned VMGGA features (needs shipped weights)
+    VMGGA_MIND = "vmgga-mind"  # ours, training-free: MIND cost volume + convex, Adam on MIND
+    VMGGA_LEARNED = "vmgga-learned"  # ours, learned VMGGA matcher, then Adam on MIND (needs weights)
+    VMGGA_HYBRID = "vmgga-hybrid"  # ours, learned VMGGA matcher, then Adam on MIND + learned features
+    VMGGA_VMGGA = "vmgga-vmgga"  # ours, learned VMGGA matcher, then Adam on learned features only
     ANTS = "ants"  # ANTs SyNOnly, Mattes MI
     ELASTIX = "elastix"  # elastix default B-spline map, Mattes MI + bending energy
     CONVEXADAM = "convexadam"  # ConvexAdam MIND-SSC, default settings, fp32 CPU
@@ -52,7 +54,7 @@ class PeerOptions:
     threads: int = 2  # CPU threads for every method
     preset: str = "fast"  # our preset (vmgga-* methods)
     ants_iterations: tuple[int, ...] = (100, 70, 50, 20)  # SyN iterations per level
-    matcher_weights: str | None = None  # VMGGA checkpoint for vmgga-vmgga; None = the shipped one
+    matcher_weights: str | None = None  # VMGGA checkpoint of the learned vmgga-* methods; None = shipped
     elastix_iterations: int | None = None  # None: the default map's 256 per level (tests lower it)
 
 
@@ -167,18 +169,32 @@ def run_convexadam(fixed_path: Path, moving_path: Path, out_dir: Path, options: 
 # --- ours -------------------------------------------------------------------------------------
 
 
-def run_vmgga(features: str) -> PeerFn:
-    """Adapter for ``vmgga.register`` with ``dense.features = features`` (mind | vmgga)."""
+#: Dense-stage settings of each of our methods (on top of the preset).
+VMGGA_VARIANTS: dict[str, dict[str, str]] = {
+    Method.VMGGA_MIND.value: {"dense.features": "mind", "dense.matcher": "cost_volume"},
+    Method.VMGGA_LEARNED.value: {"dense.features": "mind", "dense.matcher": "vmgga"},
+    Method.VMGGA_HYBRID.value: {"dense.features": "mind+vmgga", "dense.matcher": "vmgga"},
+    Method.VMGGA_VMGGA.value: {"dense.features": "vmgga", "dense.matcher": "vmgga"},
+}
+
+
+def uses_matcher_weights(method: str) -> bool:
+    """Whether ``method`` needs a VMGGA checkpoint (the learned matcher or features)."""
+    return VMGGA_VARIANTS.get(method, {}).get("dense.matcher") == "vmgga"
+
+
+def run_vmgga(method: str) -> PeerFn:
+    """Adapter for ``vmgga.register`` with the dense settings :data:`VMGGA_VARIANTS` gives ``method``."""
 
     def run(fixed_path: Path, moving_path: Path, out_dir: Path, options: PeerOptions) -> PeerResult:
         register, write_outputs, make_config = _vmgga_api()
-        overrides = {"dense.features": features}
-        if features == "vmgga" and options.matcher_weights:
+        overrides = dict(VMGGA_VARIANTS[method])
+        if uses_matcher_weights(method) and options.matcher_weights:
             overrides["dense.matcher_weights"] = options.matcher_weights
         config = make_config(options.preset, num_threads=options.threads, **overrides)
         start = time.perf_counter()
         result = register(str(fixed_path), str(moving_path), config, progress=False)
-        paths = write_outputs(result, out_dir / f"vmgga_{features}")
+        paths = write_outputs(result, out_dir / method.replace("-", "_"))
         seconds = time.perf_counter() - start
         path = Path(paths["transform"])
         notes = {"timings_s": result.report.get("timings_s", result.report.get("timings"))}
@@ -206,8 +222,7 @@ def _vmgga_api():
 
 PEERS: dict[str, PeerFn] = {
     Method.IDENTITY.value: run_identity,
-    Method.VMGGA_MIND.value: run_vmgga("mind"),
-    Method.VMGGA_VMGGA.value: run_vmgga("vmgga"),
+    **{method: run_vmgga(method) for method in VMGGA_VARIANTS},
     Method.ANTS.value: run_ants,
     Method.ELASTIX.value: run_elastix,
     Method.CONVEXADAM.value: run_convexadam,
@@ -233,7 +248,7 @@ def preload(methods: list[str], options: PeerOptions | None = None) -> dict[str,
                 importlib.import_module(module)
             if method.startswith("vmgga-"):
                 _vmgga_api()
-            if method == Method.VMGGA_VMGGA.value:
+            if uses_matcher_weights(method):
                 _check_matcher_weights(options.matcher_weights if options else None)
         except (ImportError, PeerUnavailable) as error:
             unavailable[method] = str(error)

@@ -7,7 +7,7 @@ files (fixed and moving written to a temporary folder) and returns a fixed -> mo
 TRE at each brain voxel ``x`` of the fixed grid (``fixed > 0``) is ``|T_est(x) - phi(x)|`` in mm.
 
     python benchmarks/stroke_known_deformation.py --threads 2 --seeds 0 1 \\
-        --methods identity,vmgga-mind,vmgga-vmgga,ants,elastix,convexadam
+        --methods identity,vmgga-mind,vmgga-learned,ants,elastix,convexadam
 
 Prints a markdown table plus the ratios of ours vs each peer and writes
 ``benchmarks/results/<name>.json`` and ``.md``. Exits 0 with ``skipped: ...`` without the data.
@@ -33,8 +33,8 @@ from benchmarks import common, peers
 
 DATASET = "mr-stroke-t1-t2-flair"
 MOVING_CHOICES = ("T2", "FLAIR")
-ALL_METHODS = "identity,vmgga-mind,vmgga-vmgga,ants,elastix,convexadam"
-OURS = [peers.Method.VMGGA_MIND.value, peers.Method.VMGGA_VMGGA.value]
+ALL_METHODS = "identity,vmgga-mind,vmgga-learned,ants,elastix,convexadam"
+OURS = list(peers.VMGGA_VARIANTS)
 COLUMNS = ["method", "pairs", "seconds", "tre_mean_mm", "tre_p95_mm", "fold_pct_grid", "fold_pct_brain"]
 
 
@@ -154,7 +154,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pairs", type=int, default=None, help="use only the first N pairs")
     parser.add_argument("--preset", default="fast", help="our preset (fast | accurate)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for every method")
-    parser.add_argument("--weights", default=None, help="VMGGA checkpoint for vmgga-vmgga (default: shipped)")
+    parser.add_argument(
+        "--weights", default=None, help="VMGGA checkpoint of the learned vmgga-* methods (default: shipped)"
+    )
     parser.add_argument("--shrink", type=int, default=1, help="subsample the inputs (quick checks only)")
     parser.add_argument("--name", default=None, help="results file name (default: from the methods)")
     return parser.parse_args(argv)

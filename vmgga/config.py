@@ -38,6 +38,7 @@ class FeatureBackend(str, Enum):
     MIND = "mind"  # MIND-SSC, training-free
     VMGGA = "vmgga"  # the project's own encoder + gated-attention matcher
     DINOV2 = "dinov2"  # DINOv2 from a local directory
+    HYBRID = "mind+vmgga"  # MIND-SSC and the learned VMGGA features, concatenated (weighted)
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,13 @@ class AffineConfig:
 class DenseConfig:
     """Dense deformable stage: features, discrete matching, convex coupling, Adam refinement."""
 
-    features: str = "mind"  # mind | vmgga | dinov2
+    features: str = "mind"  # mind | vmgga | dinov2 | mind+vmgga
     matcher: str = "auto"  # auto (vmgga features -> vmgga matcher, else cost_volume) | cost_volume | vmgga
     matcher_weights: str | None = None  # path to a VMGGA checkpoint; None = the shipped one
     dinov2_path: str | None = None  # local directory of a DINOv2 model (features=dinov2)
+    # mind+vmgga: weight of the learned features' squared distance against MIND's (SSD = MIND + w * learned)
+    learned_feature_weight: float = 0.3
+    slice_step: int = 4  # vmgga/dinov2 (2.5D): run the 2D network on every n-th slice, interpolate between
     mind_radius: int = 1  # MIND-SSC patch radius (working voxels)
     mind_dilation: int = 2  # MIND-SSC neighbourhood dilation (working voxels)
     grid_spacing: int = 4  # coarse grid of the discrete search = its step, in working voxels
@@ -88,6 +92,9 @@ class DenseConfig:
     convex_coupling_last: float = 1.0  # coupling weight of the last convex step (cost per step^2)
     inverse_consistent: bool = False  # symmetrise the coarse field with the backward one (+~20% time)
     confidence_temperature: float = 0.1  # softmin temperature, relative to the mean cost contrast
+    # start of the Adam stage from the matches: -1 plain block means; >= 0 confidence-weighted
+    # block means plus this many box filters on the control grid (vmgga.field.fitting)
+    fit_smoothing_passes: int = 0
     adam_iterations: int = 40  # instance optimisation steps
     adam_learning_rate: float = 0.5  # Adam step size (control-grid voxels) of the first step
     adam_final_learning_rate: float = 0.1  # step size of the last step (geometric decay in between)

@@ -102,3 +102,20 @@ def test_abdomen_harness_identity_dice(tmp_path, monkeypatch):
     assert row["dice_liver"] == pytest.approx(2 * 48 / (96 + 72))
     assert row["dice_stomach"] != row["dice_stomach"]  # NaN: absent from both maps
     assert row["dice_mean"] == pytest.approx(np.mean([2 * 48 / 192, 2 * 48 / 168]))
+
+
+def test_our_benchmark_variants_are_valid_configs_with_the_named_matcher():
+    from vmgga.config import make_config
+    from vmgga.matching.base import resolve_matcher_name
+
+    expected = {
+        "vmgga-mind": "cost_volume",
+        "vmgga-learned": "vmgga",
+        "vmgga-hybrid": "vmgga",
+        "vmgga-vmgga": "vmgga",
+    }
+    for method, matcher in expected.items():
+        config = make_config("fast", **peers.VMGGA_VARIANTS[method])
+        assert resolve_matcher_name(config.dense) == matcher
+        assert peers.uses_matcher_weights(method) == (matcher == "vmgga")
+        assert method in peers.PEERS

@@ -124,3 +124,19 @@ def test_apply_with_a_foreign_transform_file(tmp_path, capsys):
     assert status == 2
     assert "not a readable ITK transform" in capsys.readouterr().err
     assert not (tmp_path / "w.nii.gz").exists()
+
+
+def test_matcher_and_features_options_reach_the_config():
+    import argparse
+
+    from vmgga.cli.register import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        ["f.nii", "m.nii", "-o", "out", "--matcher", "vmgga", "--features", "mind+vmgga"]
+    )
+    dense = config_from_args(args).dense
+    assert (dense.matcher, dense.features) == ("vmgga", "mind+vmgga")
+    default = config_from_args(parser.parse_args(["f.nii", "m.nii", "-o", "out"])).dense
+    assert (default.matcher, default.features) == ("auto", "mind")

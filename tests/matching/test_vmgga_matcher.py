@@ -58,3 +58,11 @@ def test_missing_weights_are_a_clear_error(tmp_path, monkeypatch):
         VmggaMatcher(DenseConfig())
     with pytest.raises(InputError, match="do not exist"):
         VmggaMatcher(DenseConfig(matcher_weights=str(tmp_path / "nope.pt")))
+
+
+def test_slice_step_comes_from_the_dense_config():
+    from vmgga.features.vmgga_encoder import VmggaFeatureExtractor
+
+    model = VMGGANet(MatcherConfig()).eval()
+    assert VmggaMatcher(DenseConfig(slice_step=2), model=model).slicewise.slice_step == 2
+    assert VmggaFeatureExtractor(DenseConfig(slice_step=3), model=model).slicewise.slice_step == 3

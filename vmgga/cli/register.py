@@ -12,6 +12,7 @@ from vmgga.config import FeatureBackend, Modality, Preset, make_config
 from vmgga.errors import VmggaError
 from vmgga.export.outputs import OUTPUT_FILES, QC_FILE
 from vmgga.io.atomic import OutputFolderLock, check_not_an_input, remove_stale_partials
+from vmgga.matching.base import MatcherName
 from vmgga.progress import JsonLinesProgress, TqdmProgress, silent
 
 HELP = "register a moving image to a fixed image (NIfTI/NRRD/MHA files or DICOM series folders)"
@@ -31,7 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=[f.value for f in FeatureBackend],
         help="feature backend of the dense stage (default: the preset's)",
     )
-    parser.add_argument("--weights", default=None, help="VMGGA matcher checkpoint (features=vmgga)")
+    parser.add_argument(
+        "--matcher",
+        default=None,
+        choices=[m.value for m in MatcherName],
+        help="dense matcher: cost_volume (training-free) or vmgga (learned); default: the preset's",
+    )
+    parser.add_argument("--weights", default=None, help="VMGGA matcher checkpoint (matcher/features vmgga)")
     parser.add_argument("--dinov2-path", default=None, help="local DINOv2 model folder (features=dinov2)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument(
@@ -69,6 +76,7 @@ def config_from_args(args: argparse.Namespace):
     }
     optional = {
         "dense.features": args.features,
+        "dense.matcher": args.matcher,
         "dense.matcher_weights": args.weights,
         "dense.dinov2_path": args.dinov2_path,
     }

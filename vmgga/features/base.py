@@ -26,11 +26,12 @@ class FeatureExtractor(Protocol):
 _LAZY_BACKENDS = {
     FeatureBackend.VMGGA.value: ("vmgga.features.vmgga_encoder", "VmggaFeatureExtractor"),
     FeatureBackend.DINOV2.value: ("vmgga.features.dinov2", "Dinov2FeatureExtractor"),
+    FeatureBackend.HYBRID.value: ("vmgga.features.hybrid", "HybridFeatureExtractor"),
 }
 
 
 def get_feature_extractor(config: DenseConfig, device: str | torch.device = "cpu") -> FeatureExtractor:
-    """The extractor named by ``config.features`` (``mind``, ``vmgga`` or ``dinov2``).
+    """The extractor named by ``config.features`` (``mind``, ``vmgga``, ``dinov2`` or ``mind+vmgga``).
 
     Raises:
         ConfigError: for an unknown name or a backend whose module is not available.

@@ -97,7 +97,7 @@ class Dinov2FeatureExtractor:
         self.scale = 14.0 / 8.0  # patch grid ~ 8 working voxels
         hidden = int(self.model.config.hidden_size)
         self.projection = random_projection(hidden, min(DINOV2_FEATURE_CHANNELS, hidden)).to(self.device)
-        self.slicewise = slicewise or SlicewiseConfig()
+        self.slicewise = slicewise or SlicewiseConfig(slice_step=config.slice_step)
 
     def _slice_features(self, slices: Tensor) -> Tensor:
         """``(N, 1, r, c)`` -> ``(N, channels, r, c)``."""

@@ -48,7 +48,7 @@ class VmggaFeatureExtractor:
             model = load_matcher_model(config, device)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.slicewise = slicewise or SlicewiseConfig()
+        self.slicewise = slicewise or SlicewiseConfig(slice_step=config.slice_step)
 
     @property
     def channels(self) -> int:

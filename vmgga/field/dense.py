@@ -14,6 +14,7 @@ from vmgga.errors import ConfigError
 from vmgga.features.base import get_feature_extractor
 from vmgga.field import resize
 from vmgga.field.compress import compress_pair
+from vmgga.field.fitting import fit_control_field
 from vmgga.field.instance import (
     SimilarityGrid,
     foreground_indices,
@@ -103,7 +104,11 @@ def refine_field(
     shape = tuple(fixed_feat.shape[2:])
     grid = similarity_grid(fixed_work, fixed_feat, moving_feat, config)
     padded = resize.padded_shape(shape, spacing)
-    init = resize.downsample_disp(resize.pad_to(match.disp_ijk, padded), spacing)
+    if config.fit_smoothing_passes < 0:
+        init = resize.downsample_disp(resize.pad_to(match.disp_ijk, padded), spacing)
+    else:
+        disp, confidence = (resize.pad_to(v, padded) for v in (match.disp_ijk, match.confidence))
+        init = fit_control_field(disp, confidence, spacing, config.fit_smoothing_passes)
     disp_control = optimise_instance(grid, init, config, progress)
     return resize.crop_to(resize.upsample_disp(disp_control, spacing), shape).contiguous()
 

@@ -64,7 +64,7 @@ class VmggaMatcher:
     ) -> None:
         self.config, self.device = config, torch.device(device)
         self.model = (model or load_matcher_model(config, self.device)).to(self.device).eval()
-        self.slicewise = slicewise or SlicewiseConfig()
+        self.slicewise = slicewise or SlicewiseConfig(slice_step=config.slice_step)
 
     def match(
         self, fixed_work: Tensor, moving_work: Tensor, fixed_feat: Tensor, moving_feat: Tensor
