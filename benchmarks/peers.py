@@ -40,6 +40,7 @@ class Method(str, Enum):
     IDENTITY = "identity"
     VMGGA_MIND = "vmgga-mind"  # ours, training-free: MIND cost volume + convex, Adam on MIND
     VMGGA_LEARNED = "vmgga-learned"  # ours, learned VMGGA matcher, then Adam on MIND (needs weights)
+    VMGGA_FUSED = "vmgga-fused"  # ours, learned matcher and MIND cost volume fused, then Adam on MIND
     VMGGA_HYBRID = "vmgga-hybrid"  # ours, learned VMGGA matcher, then Adam on MIND + learned features
     VMGGA_VMGGA = "vmgga-vmgga"  # ours, learned VMGGA matcher, then Adam on learned features only
     ANTS = "ants"  # ANTs SyNOnly, Mattes MI
@@ -173,6 +174,7 @@ def run_convexadam(fixed_path: Path, moving_path: Path, out_dir: Path, options: 
 VMGGA_VARIANTS: dict[str, dict[str, str]] = {
     Method.VMGGA_MIND.value: {"dense.features": "mind", "dense.matcher": "cost_volume"},
     Method.VMGGA_LEARNED.value: {"dense.features": "mind", "dense.matcher": "vmgga"},
+    Method.VMGGA_FUSED.value: {"dense.features": "mind", "dense.matcher": "fused"},
     Method.VMGGA_HYBRID.value: {"dense.features": "mind+vmgga", "dense.matcher": "vmgga"},
     Method.VMGGA_VMGGA.value: {"dense.features": "vmgga", "dense.matcher": "vmgga"},
 }
@@ -180,7 +182,8 @@ VMGGA_VARIANTS: dict[str, dict[str, str]] = {
 
 def uses_matcher_weights(method: str) -> bool:
     """Whether ``method`` needs a VMGGA checkpoint (the learned matcher or features)."""
-    return VMGGA_VARIANTS.get(method, {}).get("dense.matcher") == "vmgga"
+    dense = VMGGA_VARIANTS.get(method, {})
+    return dense.get("dense.matcher") in ("vmgga", "fused") or "vmgga" in dense.get("dense.features", "")
 
 
 def run_vmgga(method: str) -> PeerFn:

@@ -77,7 +77,7 @@ class DenseConfig:
     """Dense deformable stage: features, discrete matching, convex coupling, Adam refinement."""
 
     features: str = "mind"  # mind | vmgga | dinov2 | mind+vmgga
-    matcher: str = "auto"  # auto (vmgga features -> vmgga matcher, else cost_volume) | cost_volume | vmgga
+    matcher: str = "auto"  # auto (vmgga features -> vmgga matcher, else cost_volume) | cost_volume | vmgga | fused (both, by confidence)
     matcher_weights: str | None = None  # path to a VMGGA checkpoint; None = the shipped one
     dinov2_path: str | None = None  # local directory of a DINOv2 model (features=dinov2)
     # mind+vmgga: weight of the learned features' squared distance against MIND's (SSD = MIND + w * learned)
@@ -192,7 +192,7 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "affine.initialization": ("moments", "geometry"),
     "affine.transform": ("rigid", "affine"),
     "dense.features": tuple(f.value for f in FeatureBackend),
-    "dense.matcher": ("auto", "cost_volume", "vmgga"),
+    "dense.matcher": ("auto", "cost_volume", "vmgga", "fused"),
     "dense.regularisation": ("diffusion", "bending"),
 }
 

@@ -111,11 +111,12 @@ def test_our_benchmark_variants_are_valid_configs_with_the_named_matcher():
     expected = {
         "vmgga-mind": "cost_volume",
         "vmgga-learned": "vmgga",
+        "vmgga-fused": "fused",
         "vmgga-hybrid": "vmgga",
         "vmgga-vmgga": "vmgga",
     }
     for method, matcher in expected.items():
         config = make_config("fast", **peers.VMGGA_VARIANTS[method])
         assert resolve_matcher_name(config.dense) == matcher
-        assert peers.uses_matcher_weights(method) == (matcher == "vmgga")
+        assert peers.uses_matcher_weights(method) == (method != "vmgga-mind")
         assert method in peers.PEERS

@@ -48,6 +48,7 @@ class MatcherName(str, Enum):
     AUTO = "auto"  # vmgga features -> vmgga matcher, otherwise the cost volume
     COST_VOLUME = "cost_volume"  # discrete search + coupled convex optimisation (training-free)
     VMGGA = "vmgga"  # the learned gated-attention matcher
+    FUSED = "fused"  # both, fused by confidence (vmgga.matching.fused)
 
 
 def resolve_matcher_name(config: DenseConfig) -> str:
@@ -71,4 +72,6 @@ def get_matcher(config: DenseConfig, device: str | torch.device = "cpu") -> Matc
         from vmgga.matching.cost_volume import CostVolumeMatcher
 
         return CostVolumeMatcher(config, device)
+    if name == MatcherName.FUSED.value:
+        return load_backend("vmgga.matching.fused", "FusedMatcher", name)(config, device)
     return load_backend("vmgga.matching.vmgga_matcher", "VmggaMatcher", name)(config, device)
