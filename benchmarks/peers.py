@@ -41,6 +41,8 @@ class Method(str, Enum):
     VMGGA_MIND = "vmgga-mind"  # ours, training-free: MIND cost volume + convex, Adam on MIND
     VMGGA_LEARNED = "vmgga-learned"  # ours, learned VMGGA matcher, then Adam on MIND (needs weights)
     VMGGA_FUSED = "vmgga-fused"  # ours, learned matcher and MIND cost volume fused, then Adam on MIND
+    VMGGA_MIND_MATCHES = "vmgga-mind-matches"  # diagnostic: MIND cost volume fitted, no Adam
+    VMGGA_LEARNED_MATCHES = "vmgga-learned-matches"  # diagnostic: learned matches fitted, no Adam
     VMGGA_HYBRID = "vmgga-hybrid"  # ours, learned VMGGA matcher, then Adam on MIND + learned features
     VMGGA_VMGGA = "vmgga-vmgga"  # ours, learned VMGGA matcher, then Adam on learned features only
     ANTS = "ants"  # ANTs SyNOnly, Mattes MI
@@ -171,11 +173,13 @@ def run_convexadam(fixed_path: Path, moving_path: Path, out_dir: Path, options: 
 
 
 #: Dense-stage settings of each of our methods (on top of the preset).
-VMGGA_VARIANTS: dict[str, dict[str, str]] = {
+VMGGA_VARIANTS: dict[str, dict[str, Any]] = {
     Method.VMGGA_MIND.value: {"dense.features": "mind", "dense.matcher": "cost_volume"},
     Method.VMGGA_LEARNED.value: {"dense.features": "mind", "dense.matcher": "vmgga"},
     Method.VMGGA_FUSED.value: {"dense.features": "mind", "dense.matcher": "fused"},
     Method.VMGGA_HYBRID.value: {"dense.features": "mind+vmgga", "dense.matcher": "vmgga"},
+    Method.VMGGA_MIND_MATCHES.value: {"dense.matcher": "cost_volume", "dense.adam_iterations": 0},
+    Method.VMGGA_LEARNED_MATCHES.value: {"dense.matcher": "vmgga", "dense.adam_iterations": 0},
     Method.VMGGA_VMGGA.value: {"dense.features": "vmgga", "dense.matcher": "vmgga"},
 }
 

@@ -95,7 +95,9 @@ class DenseConfig:
     # start of the Adam stage from the matches: -1 plain block means; >= 0 confidence-weighted
     # block means plus this many box filters on the control grid (vmgga.field.fitting)
     fit_smoothing_passes: int = 0
-    adam_iterations: int = 40  # instance optimisation steps
+    adam_iterations: int = (
+        40  # instance optimisation steps (0: the fitted matches only, smoothed and integrated)
+    )
     adam_learning_rate: float = 0.5  # Adam step size (control-grid voxels) of the first step
     adam_final_learning_rate: float = 0.1  # step size of the last step (geometric decay in between)
     adam_grid_spacing: int = 4  # control grid of the optimised velocity, in working voxels

@@ -113,10 +113,12 @@ def test_our_benchmark_variants_are_valid_configs_with_the_named_matcher():
         "vmgga-learned": "vmgga",
         "vmgga-fused": "fused",
         "vmgga-hybrid": "vmgga",
+        "vmgga-mind-matches": "cost_volume",
+        "vmgga-learned-matches": "vmgga",
         "vmgga-vmgga": "vmgga",
     }
     for method, matcher in expected.items():
         config = make_config("fast", **peers.VMGGA_VARIANTS[method])
         assert resolve_matcher_name(config.dense) == matcher
-        assert peers.uses_matcher_weights(method) == (method != "vmgga-mind")
+        assert peers.uses_matcher_weights(method) == (matcher != "cost_volume")
         assert method in peers.PEERS

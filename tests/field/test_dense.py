@@ -112,3 +112,18 @@ def test_control_grid_counts_are_multiples_of_the_feature_spacing():
 def test_control_grid_in_voxels_when_no_mm_spacing_is_given():
     config = DenseConfig(adam_grid_spacing=5, adam_grid_spacing_mm=0.0)
     assert with_physical_control_grid(config, 3.0) is config
+
+
+def test_zero_adam_iterations_return_the_fitted_matches():
+    """A matcher's constant shift survives fitting, smoothing and integration exactly."""
+    from vmgga.field.dense import refine_field
+    from vmgga.matching.base import DenseMatch
+
+    config = DenseConfig(adam_iterations=0, adam_grid_spacing=4)
+    shift = torch.tensor([1.5, -0.75, 2.0]).view(1, 3, 1, 1, 1)
+    match = DenseMatch(
+        disp_ijk=shift.expand(1, 3, 10, 12, 14).clone(), confidence=torch.rand(1, 1, 10, 12, 14)
+    )
+    volume = torch.rand(1, 1, 10, 12, 14)
+    disp = refine_field(volume, volume, volume, match, config)
+    torch.testing.assert_close(disp, match.disp_ijk, atol=1e-5, rtol=0)

@@ -17,6 +17,7 @@ from vmgga.field.compress import compress_pair
 from vmgga.field.fitting import fit_control_field
 from vmgga.field.instance import (
     SimilarityGrid,
+    field_from_velocity,
     foreground_indices,
     make_similarity_grid,
     optimise_instance,
@@ -94,7 +95,11 @@ def refine_field(
     config: DenseConfig,
     progress: Callable[[float], None] | None = None,
 ) -> torch.Tensor:
-    """Adam refinement of ``match`` on the control grid; ``(1, 3, D, H, W)`` in working voxels."""
+    """Fit ``match`` on the control grid, then refine it by Adam; ``(1, 3, D, H, W)`` in working voxels.
+
+    ``adam_iterations == 0`` returns the fitted field itself (smoothed and integrated like the
+    optimised one), which shows what the matcher alone achieves.
+    """
     if config.adam_feature_spacing < 1 or config.adam_grid_spacing % config.adam_feature_spacing:
         raise ConfigError(
             f"adam_grid_spacing ({config.adam_grid_spacing}) must be a multiple of "
@@ -102,14 +107,17 @@ def refine_field(
         )
     spacing = config.adam_grid_spacing
     shape = tuple(fixed_feat.shape[2:])
-    grid = similarity_grid(fixed_work, fixed_feat, moving_feat, config)
     padded = resize.padded_shape(shape, spacing)
     if config.fit_smoothing_passes < 0:
         init = resize.downsample_disp(resize.pad_to(match.disp_ijk, padded), spacing)
     else:
         disp, confidence = (resize.pad_to(v, padded) for v in (match.disp_ijk, match.confidence))
         init = fit_control_field(disp, confidence, spacing, config.fit_smoothing_passes)
-    disp_control = optimise_instance(grid, init, config, progress)
+    if config.adam_iterations == 0:  # the fitted field itself: smoothed and integrated, not optimised
+        disp_control = field_from_velocity(init, config)[1]
+    else:
+        grid = similarity_grid(fixed_work, fixed_feat, moving_feat, config)
+        disp_control = optimise_instance(grid, init, config, progress)
     return resize.crop_to(resize.upsample_disp(disp_control, spacing), shape).contiguous()
 
 
@@ -150,10 +158,8 @@ def estimate_dense_field(
     timings["matching"] = time.perf_counter() - start - timings["features"]
 
     report(_STAGE, 0.3, "instance optimisation")
-    disp_ijk = match.disp_ijk
-    if config.adam_iterations > 0:
-        step = lambda fraction: report(_STAGE, 0.3 + 0.7 * fraction, "instance optimisation")  # noqa: E731
-        disp_ijk = refine_field(fixed_work, fixed_feat, moving_feat, match, config, step)
+    step = lambda fraction: report(_STAGE, 0.3 + 0.7 * fraction, "instance optimisation")  # noqa: E731
+    disp_ijk = refine_field(fixed_work, fixed_feat, moving_feat, match, config, step)
     timings["instance"] = time.perf_counter() - start - timings["features"] - timings["matching"]
     timings["total"] = time.perf_counter() - start
     report(_STAGE, 1.0, f"dense field in {timings['total']:.1f} s")
