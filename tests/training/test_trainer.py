@@ -105,3 +105,16 @@ def test_init_weights_start_from_a_checkpoint(label_sources, tmp_path):
     for key, value in source.state_dict().items():
         assert torch.equal(value, trainer.model.state_dict()[key]), key
     assert trainer.model.training
+
+
+def test_no_visual_guidance_refuses_pretraining_and_fine_tunes(label_sources):
+    """The MIND-only encoder has no parameters: stage 1 is refused clearly; stage 2 still learns."""
+    matcher = {**TINY_MATCHER, "use_visual_guidance": False}
+    samplers = stage_samplers(_tiny_config(), label_sources)
+    with pytest.raises(ConfigError, match="set pretrain_steps: 0"):
+        Trainer(_tiny_config(matcher=matcher), samplers)
+    trainer = Trainer(_tiny_config(matcher=matcher, pretrain_steps=0), samplers)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    row = trainer.train_step()
+    assert row["stage"] == "finetune"
+    assert any(not torch.equal(b, p) for b, p in zip(before, trainer.model.parameters(), strict=True))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vmgga.errors import ConfigError
 from vmgga.models.config import matcher_config_from_dict
 from vmgga.models.network import VMGGANet
 from vmgga.synth.pairs import PairSampler
@@ -60,6 +61,21 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     return 0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def check_pretraining_has_parameters(model: VMGGANet, config: TrainConfig) -> None:
+    """Stage 1 trains the encoder only: refuse it for an encoder without trainable parameters.
+
+    Raises:
+        ConfigError: ``pretrain_steps > 0`` with a parameter-free encoder (``use_visual_guidance:
+            false`` or ``backend: mind``), which would have nothing to learn.
+    """
+    trainable = any(p.requires_grad for p in model.encoder.parameters())
+    if config.pretrain_steps > 0 and not trainable:
+        raise ConfigError(
+            f"pretrain_steps={config.pretrain_steps}, but this encoder ({type(model.encoder).__name__}: "
+            "use_visual_guidance false or backend mind) has no trainable parameters; set pretrain_steps: 0"
+        )
+
+
 @dataclass
 class Trainer:
     """Holds everything that changes during training; :meth:`step` advances it by one step."""
@@ -73,6 +89,7 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.model = (self.model or build_model(self.config)).to(self.device)
+        check_pretraining_has_parameters(self.model, self.config)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             params, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
