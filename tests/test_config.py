@@ -25,12 +25,12 @@ def value_at(config: RegistrationConfig, dotted: str):
     return config
 
 
-def test_fast_is_the_defaults():
+def test_fast_is_the_defaults_with_the_fused_matcher():
     config = make_config()
     assert config.preset == "fast"
     assert config.preprocess == PreprocessConfig()
     assert config.affine == AffineConfig()
-    assert config.dense == DenseConfig()
+    assert config.dense == DenseConfig(matcher="fused")
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -52,7 +52,10 @@ def test_accurate_differs_from_fast():
 def test_override_forms_are_equivalent():
     dotted = make_config(**{"dense.adam_iterations": 7, "affine.enabled": False})
     nested = make_config(dense={"adam_iterations": 7}, affine={"enabled": False})
-    as_dataclass = make_config(dense=DenseConfig(adam_iterations=7), affine=AffineConfig(enabled=False))
+    # a whole section replaces the preset's section, so it names the preset's matcher itself
+    as_dataclass = make_config(
+        dense=DenseConfig(adam_iterations=7, matcher="fused"), affine=AffineConfig(enabled=False)
+    )
     assert dotted == nested == as_dataclass
     assert dotted.dense.adam_iterations == 7 and dotted.affine.enabled is False
 

@@ -122,6 +122,7 @@ def registration_config(
     matcher_weights: str | None = None,
     seed: int | None = None,
     overrides: dict[str, Any] | None = None,
+    matcher: str | None = None,
 ) -> RegistrationConfig:
     """The :class:`RegistrationConfig` of a bundle run (the same one ``vmgga register`` would build).
 
@@ -129,8 +130,10 @@ def registration_config(
         preset: ``fast`` or ``accurate``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (see :func:`resolve_device`).
         features: ``mind`` (training-free), ``vmgga`` or ``dinov2``; None keeps the preset's.
-        matcher_weights: VMGGA checkpoint for ``features=vmgga``; None keeps the package default.
+        matcher_weights: VMGGA checkpoint, used (and recorded) only when the configuration runs the
+            network (learned matcher or features); None keeps the package's weights.
         seed: Random seed; None keeps the default.
+        matcher: ``fused`` (the presets'), ``vmgga`` or ``cost_volume`` (training-free); None keeps the preset's.
         overrides: More :func:`vmgga.make_config` overrides, dotted (``{"dense.adam_iterations": 20}``)
             or nested (``{"dense": {...}}``).
     """
@@ -138,14 +141,20 @@ def registration_config(
     values["device"] = resolve_device(device)
     if features is not None:
         values["dense.features"] = features
-    if matcher_weights is not None:
-        values["dense.matcher_weights"] = str(matcher_weights)
+    if matcher is not None:
+        values["dense.matcher"] = matcher
     if seed is not None:
         values["seed"] = int(seed)
     top = {k: v for k, v in values.items() if "." not in k and not isinstance(v, dict)}
     sections = {k: v for k, v in values.items() if k not in top}
     config = make_config(preset, **sections)
     _check_top_level_fields(top)
+    from vmgga.matching.base import needs_matcher_network
+
+    if matcher_weights is not None and needs_matcher_network(config.dense):
+        config = dataclasses.replace(
+            config, dense=dataclasses.replace(config.dense, matcher_weights=str(matcher_weights))
+        )
     return dataclasses.replace(config, **top)
 
 

@@ -133,9 +133,14 @@ class RegistrationConfig:
 
 #: Overrides that define each preset, applied on top of the defaults.
 PRESETS: dict[str, dict[str, Any]] = {
+    # `fast` matches with the learned VMGGA matcher and the MIND cost volume fused by confidence
+    # (benchmarks/results/stroke_known_deformation_final.md: 0.528 mm vs 0.541 mm for the cost volume
+    # alone, 1.2x its time). `accurate` and `inter_patient` keep the training-free cost volume: there
+    # the fused matcher tied (0.384 vs 0.382 mm at 1.3x the time; abdomen Dice -0.002 / +0.002).
     # about 0.5 mm TRE on the stroke T1/T2/FLAIR benchmark; dense stage ~5 s of one CPU core
     Preset.FAST.value: {
         "preprocess.working_spacing_mm": 1.5,
+        "dense.matcher": "fused",
     },
     # about 0.4 mm TRE on the same benchmark; dense stage ~15 s of one CPU core
     Preset.ACCURATE.value: {

@@ -178,3 +178,12 @@ def test_flags_from_the_command_line_parse_as_booleans(value, expected):
 def test_unclear_flags_are_refused():
     with pytest.raises(ConfigError, match="stop_on_error='maybe'"):
         bs.as_bool("maybe", "stop_on_error")
+
+
+def test_bundle_weights_are_used_only_when_the_network_runs(tmp_path):
+    weights = str(tmp_path / "model.pt")
+    learned = bs.registration_config(device="cpu", matcher_weights=weights)  # the preset's fused matcher
+    assert (learned.dense.matcher, learned.dense.matcher_weights) == ("fused", weights)
+    free = bs.registration_config(device="cpu", matcher="cost_volume", matcher_weights=weights)
+    assert (free.dense.matcher, free.dense.matcher_weights) == ("cost_volume", None)
+    assert free == dataclasses.replace(vmgga.make_config(**{"dense.matcher": "cost_volume"}), device="cpu")

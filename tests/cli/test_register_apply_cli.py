@@ -139,4 +139,4 @@ def test_matcher_and_features_options_reach_the_config():
     dense = config_from_args(args).dense
     assert (dense.matcher, dense.features) == ("vmgga", "mind+vmgga")
     default = config_from_args(parser.parse_args(["f.nii", "m.nii", "-o", "out"])).dense
-    assert (default.matcher, default.features) == ("auto", "mind")
+    assert (default.matcher, default.features) == ("fused", "mind")  # the preset's

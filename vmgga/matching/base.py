@@ -61,6 +61,18 @@ def resolve_matcher_name(config: DenseConfig) -> str:
     return MatcherName.VMGGA.value if vmgga else MatcherName.COST_VOLUME.value
 
 
+def needs_matcher_network(config: DenseConfig) -> bool:
+    """Whether ``config`` loads the VMGGA network (learned matcher or learned features)."""
+    learned_features = look_up_option(config.features, FeatureBackend, "dense.features") in (
+        FeatureBackend.VMGGA.value,
+        FeatureBackend.HYBRID.value,
+    )
+    return learned_features or resolve_matcher_name(config) in (
+        MatcherName.VMGGA.value,
+        MatcherName.FUSED.value,
+    )
+
+
 def get_matcher(config: DenseConfig, device: str | torch.device = "cpu") -> Matcher:
     """The matcher for ``config``: the cost volume by default, the VMGGA matcher for vmgga features.
 
