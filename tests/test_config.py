@@ -160,10 +160,12 @@ def test_unknown_device_is_refused():
         make_config(device="gpu")
 
 
-def test_inter_patient_preset_weakens_only_the_smoothness_penalty():
+def test_inter_patient_preset_weakens_the_smoothness_penalty_and_keeps_the_cost_volume():
     fast, inter = make_config("fast"), make_config("inter_patient")
     assert inter.dense.regularisation_weight < fast.dense.regularisation_weight
-    assert (
-        dataclasses.replace(inter.dense, regularisation_weight=fast.dense.regularisation_weight) == fast.dense
+    assert (fast.dense.matcher, inter.dense.matcher) == ("fused", "auto")  # auto + mind = cost volume
+    same = dataclasses.replace(
+        inter.dense, regularisation_weight=fast.dense.regularisation_weight, matcher="fused"
     )
+    assert same == fast.dense
     assert inter.preprocess == fast.preprocess and inter.affine == fast.affine
