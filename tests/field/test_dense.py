@@ -127,3 +127,19 @@ def test_zero_adam_iterations_return_the_fitted_matches():
     volume = torch.rand(1, 1, 10, 12, 14)
     disp = refine_field(volume, volume, volume, match, config)
     torch.testing.assert_close(disp, match.disp_ijk, atol=1e-5, rtol=0)
+
+
+def test_memory_estimate_counts_the_learned_matcher_and_its_attention():
+    """The fused matcher adds at least its 13 full-resolution floats per voxel, and the attention
+    term makes it grow faster than the volume when slices get wider."""
+    shape = (64, 64, 64)
+    plain = estimate_dense_memory_bytes(shape, DenseConfig(matcher="cost_volume"))
+    fused = estimate_dense_memory_bytes(shape, DenseConfig(matcher="fused"))
+    assert fused - plain >= 13 * 64**3 * 4
+    thin, wide = (64, 64, 64), (16, 128, 128)  # same voxel count, 4x larger slices
+    extra = [
+        estimate_dense_memory_bytes(s, DenseConfig(matcher="fused"))
+        - estimate_dense_memory_bytes(s, DenseConfig(matcher="cost_volume"))
+        for s in (thin, wide)
+    ]
+    assert extra[1] > extra[0]

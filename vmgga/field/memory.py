@@ -8,7 +8,13 @@ from vmgga.config import DenseConfig
 from vmgga.field.resize import padded_shape
 
 _FLOAT_BYTES = 4
-_FEATURE_CHANNELS = {"mind": 12, "vmgga": 64, "dinov2": 384}
+_FEATURE_CHANNELS = {"mind": 12, "vmgga": 64, "dinov2": 384, "mind+vmgga": 44}
+#: The 2.5D learned matcher: full-resolution floats it keeps (per-axis flows and confidences,
+#: interpolated, and the fused result), slices per network call, attention heads, floats per
+#: slice pixel of encoder activations and fine correlation windows, and a margin for the rest
+#: (measured: 1.45 GB above the process baseline on a 192^3 grid with 2 threads; this gives 1.46 GB).
+_MATCHER_FULL_FLOATS = 13
+_MATCHER_BATCH, _MATCHER_HEADS, _MATCHER_PIXEL_FLOATS, _MATCHER_MARGIN = 32, 4, 40, 1.75
 #: Live floats per sampled voxel in one Adam step (positions, displacement, moving and fixed
 #: features, their difference and the gradients kept for the backward pass), per feature channel
 #: and fixed.
@@ -43,4 +49,26 @@ def estimate_dense_memory_bytes(shape_dhw: tuple[int, int, int], config: DenseCo
     control_copies = _CONTROL_COPIES_BASE + 2 * config.integration_steps + 2 * config.adam_smoothing_passes
     adam += 3 * control_copies * _voxels(shape_dhw, config.adam_grid_spacing)
     outputs = 8 * full
-    return int((features + cost + adam + outputs) * _FLOAT_BYTES)
+    matcher = _learned_matcher_floats(shape_dhw) if _runs_learned_matcher(config) else 0
+    return int((features + cost + adam + outputs + matcher) * _FLOAT_BYTES)
+
+
+def _runs_learned_matcher(config: DenseConfig) -> bool:
+    """Whether the dense stage runs the slice-wise VMGGA matcher (``vmgga`` or ``fused``)."""
+    from vmgga.matching.base import MatcherName, resolve_matcher_name
+
+    return resolve_matcher_name(config) in (MatcherName.VMGGA.value, MatcherName.FUSED.value)
+
+
+def _learned_matcher_floats(shape_dhw: tuple[int, int, int]) -> int:
+    """Peak floats of the 2.5D matcher: its full-resolution volumes plus one batch of the largest slices.
+
+    A batch holds encoder activations and correlation windows per pixel and, for every slice, the
+    (coarse tokens)^2 attention map of each head (with its softmax copy).
+    """
+    full = math.prod(shape_dhw)
+    d, h, w = shape_dhw
+    plane = max(h * w, d * w, d * h)
+    tokens = plane // 64  # coarse stride 8
+    batch = _MATCHER_BATCH * (_MATCHER_PIXEL_FLOATS * plane + 2 * _MATCHER_HEADS * tokens**2)
+    return int(_MATCHER_MARGIN * (_MATCHER_FULL_FLOATS * full + batch))
