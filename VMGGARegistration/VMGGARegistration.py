@@ -41,6 +41,7 @@ from slicer.util import VTKObservationMixin
 from VMGGARegistrationLib import dependencies, review, similarity
 from VMGGARegistrationLib.command import (
     Device,
+    Matcher,
     Modality,
     Preset,
     RegisterRequest,
@@ -108,7 +109,7 @@ class VMGGARegistrationParameterNode:
     initialTransform - optional rough alignment, as one would apply it to the moving volume.
     outputTransform, outputVolume - where the transform and the warped volume go (None: new nodes).
     confidenceVolume - the confidence map of the last run (set by the Logic).
-    preset, fixedModality, movingModality, device - options of ``vmgga register``.
+    preset, matcher, fixedModality, movingModality, device - options of ``vmgga register``.
     keepTemporaryFiles - keep the exported inputs and the core's outputs on disk.
     foregroundOpacity - opacity of the warped volume over the fixed one in the slice views.
     """
@@ -120,6 +121,7 @@ class VMGGARegistrationParameterNode:
     outputVolume: vtkMRMLScalarVolumeNode
     confidenceVolume: vtkMRMLScalarVolumeNode
     preset: Annotated[str, Choice([p.value for p in Preset])] = Preset.FAST.value
+    matcher: Annotated[str, Choice([m.value for m in Matcher])] = Matcher.PRESET.value
     fixedModality: Annotated[str, Choice([m.value for m in Modality])] = Modality.AUTO.value
     movingModality: Annotated[str, Choice([m.value for m in Modality])] = Modality.AUTO.value
     device: Annotated[str, Choice([d.value for d in Device])] = Device.AUTO.value
@@ -252,6 +254,7 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 fixed=p.fixedVolume,
                 moving=p.movingVolume,
                 preset=p.preset,
+                matcher=p.matcher,
                 fixed_modality=p.fixedModality,
                 moving_modality=p.movingModality,
                 device=p.device,
@@ -479,6 +482,7 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
         moving_modality: str = Modality.AUTO.value,
         device: str = Device.AUTO.value,
         initial_transform: vtkMRMLTransformNode | None = None,
+        matcher: str = Matcher.PRESET.value,
         output_transform: vtkMRMLTransformNode | None = None,
         output_volume: vtkMRMLScalarVolumeNode | None = None,
         keep_temporary_files: bool = False,
@@ -510,6 +514,7 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
                 moving_path=self._writeVolume(moving, workDir / "moving.nrrd", on_log),
                 output_dir=workDir / "output",
                 preset=preset,
+                matcher=matcher,
                 fixed_modality=fixed_modality,
                 moving_modality=moving_modality,
                 # an explicit "cuda" is passed on as it is (the core reports a missing GPU itself)

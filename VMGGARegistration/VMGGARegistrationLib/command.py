@@ -15,6 +15,16 @@ class Preset(str, Enum):
 
     FAST = "fast"
     ACCURATE = "accurate"
+    INTER_PATIENT = "inter_patient"
+
+
+class Matcher(str, Enum):
+    """``--matcher`` values of ``vmgga register``; ``preset`` leaves the option out (the preset's)."""
+
+    PRESET = "preset"  # fast: fused; accurate and inter_patient: cost_volume
+    FUSED = "fused"  # the learned VMGGA matcher and the MIND cost volume, fused by confidence
+    VMGGA = "vmgga"  # the learned matcher alone
+    COST_VOLUME = "cost_volume"  # training-free MIND-SSC search, needs no weights
 
 
 class Modality(str, Enum):
@@ -44,7 +54,8 @@ class RegisterRequest:
     fixed_path: Path  # fixed image file (NRRD/NIfTI), LPS as every ITK file
     moving_path: Path  # moving image file
     output_dir: Path  # the core writes transform.h5, warped.nii.gz, confidence.nii.gz, report.json here
-    preset: str = Preset.FAST.value  # fast | accurate
+    preset: str = Preset.FAST.value  # fast | accurate | inter_patient
+    matcher: str = Matcher.PRESET.value  # preset (the preset's) | fused | vmgga | cost_volume
     fixed_modality: str = Modality.AUTO.value  # auto | ct | mr
     moving_modality: str = Modality.AUTO.value  # auto | ct | mr
     device: str = Device.CPU.value  # cpu | cuda (resolve "auto" with resolve_device first)
@@ -91,6 +102,8 @@ def build_register_command(python: str, request: RegisterRequest) -> list[str]:
     command = [python, "-m", "vmgga", "register", str(request.fixed_path), str(request.moving_path)]
     command += ["-o", str(request.output_dir)]
     command += ["--preset", _check_option(request.preset, Preset, "preset")]
+    if _check_option(request.matcher, Matcher, "matcher") != Matcher.PRESET.value:
+        command += ["--matcher", request.matcher]
     command += ["--fixed-modality", _check_option(request.fixed_modality, Modality, "fixed_modality")]
     command += ["--moving-modality", _check_option(request.moving_modality, Modality, "moving_modality")]
     command += ["--device", request.device]

@@ -38,6 +38,7 @@ def test_command_follows_the_cli_contract():
     assert command[-1] == "--progress-json"
     assert "--initial-transform" not in command
     assert "--threads" not in command
+    assert "--matcher" not in command  # the preset's matcher
 
 
 def test_command_passes_modalities_and_initial_transform():
@@ -70,10 +71,29 @@ def test_command_is_accepted_by_the_core_parser():
     assert vars(args)["device"] == "cpu"
 
 
+@pytest.mark.parametrize("matcher", ["fused", "vmgga", "cost_volume"])
+def test_presets_and_matchers_match_the_core_parser(matcher):
+    """Every preset and every explicit matcher the module offers is one the core accepts."""
+    register = pytest.importorskip("vmgga.cli.register", reason="vmgga register not built yet")
+    import argparse
+
+    from VMGGARegistrationLib.command import Matcher, Preset
+
+    parser = argparse.ArgumentParser()
+    register.add_arguments(parser)
+    for preset in Preset:
+        args = parser.parse_args(
+            build_register_command("py", _request(preset=preset.value, matcher=matcher))[4:]
+        )
+        assert (args.preset, args.matcher) == (preset.value, matcher)
+    assert {m.value for m in Matcher} - {"preset"} == {"fused", "vmgga", "cost_volume"}
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
         ("preset", "medium", "preset='medium' is not allowed"),
+        ("matcher", "sift", "matcher='sift' is not allowed"),
         ("fixed_modality", "pet", "fixed_modality='pet'"),
         ("moving_modality", "CT", "moving_modality='CT'"),
         ("device", "tpu", "device='tpu'"),

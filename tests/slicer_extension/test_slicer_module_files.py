@@ -189,7 +189,7 @@ def test_required_gui_elements_exist():
     bound = _parameter_names_in_ui()
     for parameter in ("fixedVolume", "movingVolume", "initialTransform", "outputTransform", "outputVolume"):
         assert bound[parameter].get("class") == "qMRMLNodeComboBox", parameter
-    for parameter in ("preset", "fixedModality", "movingModality", "device"):
+    for parameter in ("preset", "matcher", "fixedModality", "movingModality", "device"):
         assert bound[parameter].get("class") == "QComboBox", parameter
     assert classes["applyButton"] == classes["cancelButton"] == "QPushButton"
     assert classes["progressBar"] == "QProgressBar"
@@ -271,7 +271,15 @@ def test_logic_run_takes_keyword_arguments():
     methods = [f for f in _class("VMGGARegistrationLogic").body if isinstance(f, ast.FunctionDef)]
     names = [a.arg for a in next(f for f in methods if f.name == "run").args.args]
     assert names[:3] == ["self", "fixed", "moving"]
-    expected = {"preset", "device", "initial_transform", "output_transform", "output_volume", "wait"}
+    expected = {
+        "preset",
+        "matcher",
+        "device",
+        "initial_transform",
+        "output_transform",
+        "output_volume",
+        "wait",
+    }
     assert expected <= set(names)
 
 
