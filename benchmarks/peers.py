@@ -186,8 +186,12 @@ VMGGA_VARIANTS: dict[str, dict[str, Any]] = {
 
 def uses_matcher_weights(method: str) -> bool:
     """Whether ``method`` needs a VMGGA checkpoint (the learned matcher or features)."""
-    dense = VMGGA_VARIANTS.get(method, {})
-    return dense.get("dense.matcher") in ("vmgga", "fused") or "vmgga" in dense.get("dense.features", "")
+    if method not in VMGGA_VARIANTS:
+        return False
+    from vmgga.config import make_config
+    from vmgga.matching.base import needs_matcher_network
+
+    return needs_matcher_network(make_config(**VMGGA_VARIANTS[method]).dense)
 
 
 def run_vmgga(method: str) -> PeerFn:

@@ -6,6 +6,7 @@ import math
 
 from vmgga.config import DenseConfig
 from vmgga.field.resize import padded_shape
+from vmgga.matching.base import runs_learned_matcher
 
 _FLOAT_BYTES = 4
 _FEATURE_CHANNELS = {"mind": 12, "vmgga": 64, "dinov2": 384, "mind+vmgga": 44}
@@ -49,15 +50,8 @@ def estimate_dense_memory_bytes(shape_dhw: tuple[int, int, int], config: DenseCo
     control_copies = _CONTROL_COPIES_BASE + 2 * config.integration_steps + 2 * config.adam_smoothing_passes
     adam += 3 * control_copies * _voxels(shape_dhw, config.adam_grid_spacing)
     outputs = 8 * full
-    matcher = _learned_matcher_floats(shape_dhw) if _runs_learned_matcher(config) else 0
+    matcher = _learned_matcher_floats(shape_dhw) if runs_learned_matcher(config) else 0
     return int((features + cost + adam + outputs + matcher) * _FLOAT_BYTES)
-
-
-def _runs_learned_matcher(config: DenseConfig) -> bool:
-    """Whether the dense stage runs the slice-wise VMGGA matcher (``vmgga`` or ``fused``)."""
-    from vmgga.matching.base import MatcherName, resolve_matcher_name
-
-    return resolve_matcher_name(config) in (MatcherName.VMGGA.value, MatcherName.FUSED.value)
 
 
 def _learned_matcher_floats(shape_dhw: tuple[int, int, int]) -> int:

@@ -61,16 +61,18 @@ def resolve_matcher_name(config: DenseConfig) -> str:
     return MatcherName.VMGGA.value if vmgga else MatcherName.COST_VOLUME.value
 
 
+def runs_learned_matcher(config: DenseConfig) -> bool:
+    """Whether the dense stage runs the slice-wise VMGGA matcher (``vmgga`` or ``fused``)."""
+    return resolve_matcher_name(config) in (MatcherName.VMGGA.value, MatcherName.FUSED.value)
+
+
 def needs_matcher_network(config: DenseConfig) -> bool:
     """Whether ``config`` loads the VMGGA network (learned matcher or learned features)."""
     learned_features = look_up_option(config.features, FeatureBackend, "dense.features") in (
         FeatureBackend.VMGGA.value,
         FeatureBackend.HYBRID.value,
     )
-    return learned_features or resolve_matcher_name(config) in (
-        MatcherName.VMGGA.value,
-        MatcherName.FUSED.value,
-    )
+    return learned_features or runs_learned_matcher(config)
 
 
 def get_matcher(config: DenseConfig, device: str | torch.device = "cpu") -> Matcher:
