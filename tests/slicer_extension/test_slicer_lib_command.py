@@ -52,13 +52,19 @@ def test_command_passes_modalities_and_initial_transform():
     assert _option(command, "--initial-transform") == "/t/init.h5"
 
 
-def test_command_is_accepted_by_the_core_parser():
-    """The real ``vmgga register`` parser accepts what the module builds (once the core has it)."""
+def _core_parser():
+    """The real ``vmgga register`` argument parser (skips the test when the core is not installed)."""
     register = pytest.importorskip("vmgga.cli.register", reason="vmgga register not built yet")
     import argparse
 
     parser = argparse.ArgumentParser()
     register.add_arguments(parser)
+    return parser
+
+
+def test_command_is_accepted_by_the_core_parser():
+    """The real ``vmgga register`` parser accepts what the module builds (once the core has it)."""
+    parser = _core_parser()
     request = _request(
         fixed_modality="ct", moving_modality="mr", initial_transform_path=Path("/t/i.h5"), threads=3
     )
@@ -74,13 +80,9 @@ def test_command_is_accepted_by_the_core_parser():
 @pytest.mark.parametrize("matcher", ["fused", "vmgga", "cost_volume"])
 def test_presets_and_matchers_match_the_core_parser(matcher):
     """Every preset and every explicit matcher the module offers is one the core accepts."""
-    register = pytest.importorskip("vmgga.cli.register", reason="vmgga register not built yet")
-    import argparse
-
     from VMGGARegistrationLib.command import Matcher, Preset
 
-    parser = argparse.ArgumentParser()
-    register.add_arguments(parser)
+    parser = _core_parser()
     for preset in Preset:
         args = parser.parse_args(
             build_register_command("py", _request(preset=preset.value, matcher=matcher))[4:]

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--matcher",
         default=None,
         choices=[m.value for m in MatcherName],
-        help="dense matcher: cost_volume (training-free) or vmgga (learned); default: the preset's",
+        help="dense matcher: cost_volume (training-free), vmgga (learned), fused (both); default: the preset's",
     )
     parser.add_argument("--weights", default=None, help="VMGGA matcher checkpoint (matcher/features vmgga)")
     parser.add_argument("--dinov2-path", default=None, help="local DINOv2 model folder (features=dinov2)")
