@@ -56,9 +56,11 @@ from VMGGARegistrationLib.process import CoreProcess, child_environment, wait_un
 #: Oldest torch the core supports (pyproject: torch>=2.3).
 MINIMUM_TORCH_VERSION = "2.3"
 
-#: Node reference roles and attributes set on the output transform (and outputs) of a run.
-FIXED_VOLUME_REFERENCE = "VMGGA.fixedVolume"
-MOVING_VOLUME_REFERENCE = "VMGGA.movingVolume"
+#: Node reference roles set on the outputs of a run: the standard registration roles of
+#: vtkMRMLTransformNode ("spatialRegistrationFixed" / "spatialRegistrationMoving"), which other
+#: modules read, and the transform that produced a warped or confidence volume.
+FIXED_VOLUME_REFERENCE = vtkMRMLTransformNode.GetFixedNodeReferenceRole()
+MOVING_VOLUME_REFERENCE = vtkMRMLTransformNode.GetMovingNodeReferenceRole()
 TRANSFORM_REFERENCE = "VMGGA.transform"
 DIRECTION_ATTRIBUTE = "VMGGA.direction"
 REPORT_ATTRIBUTE = "VMGGA.reportJson"
@@ -374,6 +376,7 @@ class _RunState:
     moving: vtkMRMLScalarVolumeNode
     outputTransform: vtkMRMLTransformNode | None
     outputVolume: vtkMRMLScalarVolumeNode | None
+    confidenceVolume: vtkMRMLScalarVolumeNode | None
     keepTemporaryFiles: bool
     onProgress: Callable | None
     onLog: Callable | None
@@ -395,6 +398,8 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self._state: _RunState | None = None
+        self._lastResult: RegistrationResult | None = None
+        self._sceneCloseObservation: int | None = None
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self._onTimer)
@@ -485,6 +490,7 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
         matcher: str = Matcher.PRESET.value,
         output_transform: vtkMRMLTransformNode | None = None,
         output_volume: vtkMRMLScalarVolumeNode | None = None,
+        confidence_volume: vtkMRMLScalarVolumeNode | None = None,
         keep_temporary_files: bool = False,
         wait: bool = True,
         on_progress: Callable[[ProgressEvent], None] | None = None,
@@ -495,13 +501,18 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
 
         With ``wait=True`` this returns the :class:`RegistrationResult` (events are processed while
         waiting, so the GUI still repaints). With ``wait=False`` it returns None at once and calls
-        ``on_finished(result)`` later; ``cancel()`` stops the run.
+        ``on_finished(result)`` later; ``cancel()`` stops the run, and so does closing the scene
+        (the run then ends as cancelled and loads nothing).
+
+        ``output_transform``, ``output_volume`` and ``confidence_volume`` receive the results (None:
+        new nodes); reusing them keeps the scene from growing with every run.
 
         Raises:
             ValueError: for missing/identical volumes or options outside the core's contract.
             RuntimeError: when a run is already going or the Python packages are missing.
         """
         self._checkInputs(fixed, moving, initial_transform, output_transform)
+        self._checkOutputVolumes(fixed, moving, output_volume, confidence_volume)
         if self.isRunning:
             raise RuntimeError("a registration is already running; cancel it first")
         missing = self.missingDependencies()
@@ -528,7 +539,7 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
         process = CoreProcess(command, env=self._childEnvironment(), cwd=workDir)
         self._state = _RunState(
             process, workDir, request.output_dir, fixed, moving, output_transform, output_volume,
-            keep_temporary_files, on_progress, on_log, on_finished,
+            confidence_volume, keep_temporary_files, on_progress, on_log, on_finished,
         )  # fmt: skip
         self._log(" ".join(command))
         try:
@@ -537,17 +548,33 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
             self._state = None
             shutil.rmtree(workDir, ignore_errors=True)
             raise
+        self._sceneCloseObservation = slicer.mrmlScene.AddObserver(
+            slicer.mrmlScene.StartCloseEvent, self._onSceneStartClose
+        )
         if not wait:
             self._timer.start()
             return None
         wait_until_finished(process, self._dispatch, idle=slicer.app.processEvents)
-        return self._finish()
+        # the scene may have been closed while waiting: that run has already ended, as cancelled
+        return self._finish() if self._state is not None else self._lastResult
 
     def cancel(self) -> None:
         """Kill the running core (and its children); the run ends as cancelled."""
         if self._state is not None:
             self._log(_("Cancelling..."))
             self._state.process.cancel()
+
+    def _onSceneStartClose(self, caller=None, event=None) -> None:
+        """The scene is closing: end the run now as cancelled, loading nothing into the scene."""
+        if self._state is None:
+            return
+        self._log(_("The scene is closing: cancelling the registration."))
+        self._state.process.cancel()
+        self._timer.stop()
+        onFinished = self._state.onFinished
+        result = self._finish(sceneClosing=True)
+        if onFinished:
+            onFinished(result)
 
     @staticmethod
     def _checkInputs(fixed, moving, initialTransform, outputTransform) -> None:
@@ -564,6 +591,15 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
             raise ValueError(
                 "the output transform is deformable: choose a general (not linear) transform node"
             )
+
+    @staticmethod
+    def _checkOutputVolumes(fixed, moving, outputVolume, confidenceVolume) -> None:
+        """The outputs are overwritten: none may be an input, nor the two the same node."""
+        for name, node in (("output volume", outputVolume), ("confidence volume", confidenceVolume)):
+            if node is not None and node in (fixed, moving):
+                raise ValueError(f"the {name} must not be the fixed or the moving volume")
+        if outputVolume is not None and outputVolume == confidenceVolume:
+            raise ValueError("the output volume and the confidence volume must be different nodes")
 
     @staticmethod
     def _cudaAvailable() -> bool:
@@ -635,13 +671,27 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
             if onFinished:
                 onFinished(result)
 
-    def _finish(self) -> RegistrationResult:
-        """Summarise the ended run, load its outputs on success and clean up the work folder."""
+    def _finish(self, sceneClosing: bool = False) -> RegistrationResult:
+        """Summarise the ended run, load its outputs on success and clean up the work folder.
+
+        ``sceneClosing``: the run counts as cancelled even if the core had already finished, and
+        nothing is loaded (its input nodes are about to be removed).
+        """
         state = self._state
+        self._stopObservingScene()
         self._dispatch(state.process.poll())
         outcome = summarise_run(
-            state.events, state.process.return_code, state.workDir, cancelled=state.process.cancelled
+            state.events,
+            state.process.return_code,
+            state.workDir,
+            cancelled=state.process.cancelled or sceneClosing,
         )
+        if sceneClosing:
+            outcome = RunOutcome(
+                RunStatus.CANCELLED,
+                _("registration cancelled: the scene was closed"),
+                return_code=outcome.return_code,
+            )
         result = RegistrationResult(outcome, outputDirectory=state.outputDir)
         try:
             if outcome.status == RunStatus.SUCCEEDED:
@@ -660,35 +710,58 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
         if not state.keepTemporaryFiles:
             shutil.rmtree(state.workDir, ignore_errors=True)
             result.outputDirectory = None
+        self._lastResult = result
         return result
 
+    def _stopObservingScene(self) -> None:
+        if self._sceneCloseObservation is not None:
+            slicer.mrmlScene.RemoveObserver(self._sceneCloseObservation)
+            self._sceneCloseObservation = None
+
     def _loadOutputs(self, state: _RunState, result: RegistrationResult) -> None:
-        """Load transform, warped and confidence volumes into the scene and link them together."""
+        """Load transform, warped and confidence volumes into the output nodes and link them together.
+
+        The files lie in the run's work folder, which is deleted afterwards: their content is copied
+        into output nodes that have no storage node pointing there (see :meth:`_copyLoaded`).
+        """
         outputs = result.outcome.outputs
         baseName = f"{state.moving.GetName()} to {state.fixed.GetName()}"
-        transformNode = self._intoNode(
-            slicer.util.loadTransform(str(outputs.transform)), state.outputTransform
+        transformNode = self._copyLoaded(
+            slicer.util.loadTransform(str(outputs.transform)),
+            state.outputTransform,
+            "vtkMRMLTransformNode",
+            f"{baseName} (VMGGA)",
         )
         # {"show": False}: the caller decides what the slice views show (a fresh dict: loading edits it)
-        warpedNode = self._intoNode(
-            slicer.util.loadVolume(str(outputs.warped), {"show": False}), state.outputVolume
+        warpedNode = self._copyLoaded(
+            slicer.util.loadVolume(str(outputs.warped), {"show": False}),
+            state.outputVolume,
+            "vtkMRMLScalarVolumeNode",
+            f"{state.moving.GetName()} warped",
         )
-        confidenceNode = slicer.util.loadVolume(str(outputs.confidence), {"show": False})
-        if state.outputTransform is None:
-            transformNode.SetName(slicer.mrmlScene.GenerateUniqueName(f"{baseName} (VMGGA)"))
-        if state.outputVolume is None:
-            warpedNode.SetName(slicer.mrmlScene.GenerateUniqueName(f"{state.moving.GetName()} warped"))
-        confidenceNode.SetName(slicer.mrmlScene.GenerateUniqueName(f"{baseName} confidence"))
+        confidenceNode = self._copyLoaded(
+            slicer.util.loadVolume(str(outputs.confidence), {"show": False}),
+            state.confidenceVolume,
+            "vtkMRMLScalarVolumeNode",
+            f"{baseName} confidence",
+        )
         result.report = read_report(outputs.report)
         self._linkOutputs(state, transformNode, warpedNode, confidenceNode, result.report)
         result.transformNode, result.warpedVolumeNode = transformNode, warpedNode
         result.confidenceVolumeNode = confidenceNode
 
-    @staticmethod
-    def _intoNode(loaded, target):
-        """Move the content of a freshly loaded node into ``target`` (if given) and drop the loaded one."""
+    @classmethod
+    def _copyLoaded(cls, loaded, target, className: str, name: str):
+        """Copy a freshly loaded node's content into ``target`` (or a new node), then remove ``loaded``.
+
+        The loaded node's storage node points into the run's work folder, which is deleted, and it
+        counts as unmodified since read, so Slicer's Save dialog would skip it and the saved scene
+        would refer to missing files. The output node never gets that storage node and is marked as
+        modified (``StorableModified``), so saving the scene writes its content. ``loaded`` goes
+        together with its display and storage nodes (``RemoveNode`` leaves those behind).
+        """
         if target is None:
-            return loaded
+            target = slicer.mrmlScene.AddNewNodeByClass(className, slicer.mrmlScene.GenerateUniqueName(name))
         if loaded.IsA("vtkMRMLTransformNode"):
             target.SetAndObserveTransformFromParent(loaded.GetTransformFromParent())
         else:
@@ -697,16 +770,31 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
             target.SetAndObserveImageData(loaded.GetImageData())
             target.SetIJKToRASMatrix(ijkToRas)
             target.CreateDefaultDisplayNodes()
-        slicer.mrmlScene.RemoveNode(loaded)
+        target.StorableModified()
+        cls._removeWithHelpers(loaded)
         return target
 
     @staticmethod
+    def _removeWithHelpers(node) -> None:
+        """Remove ``node`` and its display and storage nodes from the scene."""
+        helpers = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+        helpers += [node.GetNthStorageNode(i) for i in range(node.GetNumberOfStorageNodes())]
+        slicer.mrmlScene.RemoveNode(node)
+        for helper in helpers:
+            if helper is not None and helper.GetScene() is not None:
+                slicer.mrmlScene.RemoveNode(helper)
+
+    @staticmethod
     def _linkOutputs(state: _RunState, transformNode, warpedNode, confidenceNode, report: dict) -> None:
-        """Node references so that scripts (and a saved scene) know what the transform relates."""
+        """Node references so that other modules, scripts and a saved scene know what relates to what.
+
+        The transform uses ``vtkMRMLTransformNode``'s standard registration roles (fixed, moving).
+        """
         import json
 
-        transformNode.SetNodeReferenceID(FIXED_VOLUME_REFERENCE, state.fixed.GetID())
-        transformNode.SetNodeReferenceID(MOVING_VOLUME_REFERENCE, state.moving.GetID())
+        for node in (transformNode, warpedNode, confidenceNode):
+            node.SetNodeReferenceID(FIXED_VOLUME_REFERENCE, state.fixed.GetID())
+            node.SetNodeReferenceID(MOVING_VOLUME_REFERENCE, state.moving.GetID())
         transformNode.SetAttribute(
             DIRECTION_ATTRIBUTE,
             "from parent = fixed to moving (ITK resampling); apply it to the moving volume",
@@ -714,8 +802,6 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
         transformNode.SetAttribute(REPORT_ATTRIBUTE, json.dumps(report))
         for node in (warpedNode, confidenceNode):
             node.SetNodeReferenceID(TRANSFORM_REFERENCE, transformNode.GetID())
-            node.SetNodeReferenceID(FIXED_VOLUME_REFERENCE, state.fixed.GetID())
-            node.SetNodeReferenceID(MOVING_VOLUME_REFERENCE, state.moving.GetID())
 
     # --- review --------------------------------------------------------------------------
 

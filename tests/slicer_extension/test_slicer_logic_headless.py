@@ -262,8 +262,14 @@ def test_logic_registers_and_loads_linked_outputs(module, fake_core):
 
     # The transform: linked to its volumes, maps points as the file says (fixed -> moving).
     transform = result.transformNode
-    assert transform.GetNodeReferenceID("VMGGA.fixedVolume") == fixed.GetID()
-    assert transform.GetNodeReferenceID("VMGGA.movingVolume") == moving.GetID()
+    # the standard registration roles of MRML, which other modules read
+    assert (
+        transform.GetNodeReferenceID(slicer.vtkMRMLTransformNode.GetFixedNodeReferenceRole()) == fixed.GetID()
+    )
+    assert (
+        transform.GetNodeReferenceID(slicer.vtkMRMLTransformNode.GetMovingNodeReferenceRole())
+        == moving.GetID()
+    )
     assert transform.GetName() == "MR to CT (VMGGA)"
     written = sitk.ReadTransform(str(result.outputDirectory / "transform.h5"))
     grid = _ijk_to_ras(fixed)
@@ -289,6 +295,7 @@ def test_logic_registers_and_loads_linked_outputs(module, fake_core):
     assert np.allclose(slicer.util.arrayFromVolume(confidence), 0.75)
     assert warped.GetNodeReferenceID("VMGGA.transform") == transform.GetID()
     assert confidence.GetNodeReferenceID("VMGGA.transform") == transform.GetID()
+    assert confidence.GetNodeReferenceID("spatialRegistrationMoving") == moving.GetID()
 
 
 def test_logic_fills_given_output_nodes_and_removes_its_files(module, fake_core):
@@ -500,3 +507,140 @@ def _numpy_direction_lps(node) -> np.ndarray:
     ijk_to_ras = _ijk_to_ras(node)[:3, :3]
     spacing = np.linalg.norm(ijk_to_ras, axis=0)
     return np.diag([-1.0, -1.0, 1.0]) @ (ijk_to_ras / spacing)
+
+
+# --- the scene: saving, repeated runs, closing -------------------------------------------------------
+
+
+def _save_like_the_save_dialog(scene, folder: Path) -> list[str]:
+    """What Slicer's Save dialog does by default: it ticks the storable nodes *modified since read*,
+    writes each into ``folder`` (a default storage node where there is none, a file named after the
+    node), then writes the ``.mrml``. Nodes it leaves unticked keep their old file names."""
+    saved = []
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLStorableNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLStorableNode")
+        if not node.GetModifiedSinceRead():
+            continue
+        if node.GetStorageNode() is None:
+            node.AddDefaultStorageNode()
+        storage = node.GetStorageNode()
+        storage.SetFileName(str(folder / f"{node.GetName()}.{storage.GetDefaultWriteFileExtension()}"))
+        assert storage.WriteData(node), node.GetName()
+        saved.append(node.GetName())
+    scene.SetRootDirectory(str(folder))
+    scene.SetURL(str(folder / "scene.mrml"))
+    assert scene.Commit()
+    return saved
+
+
+def test_results_survive_saving_the_scene_to_a_new_folder(module, fake_core, tmp_path):
+    """The run's work folder is deleted; the saved scene must still hold all three outputs."""
+    scene, vmgga_module = module.scene, module.module
+    fixed, moving = _volume(scene, "fixed", 20), _volume(scene, "moving", 21)
+    reused_volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "my warped")
+    result = vmgga_module.VMGGARegistrationLogic().run(
+        fixed=fixed, moving=moving, device="cpu", output_volume=reused_volume
+    )
+    assert result.outcome.status.value == "succeeded", result.outcome.message
+    assert list(module.temporary.iterdir()) == []  # the files the outputs were read from are gone
+    outputs = {
+        "transform": result.transformNode,
+        "warped": result.warpedVolumeNode,
+        "confidence": result.confidenceVolumeNode,
+    }
+    points_ras = (_ijk_to_ras(fixed) @ np.array([[1.0, 2.0, 3.0, 1.0], [6.0, 5.0, 2.0, 1.0]]).T).T[:, :3]
+    from_parent = result.transformNode.GetTransformFromParent()
+    mapped_before = np.asarray([from_parent.TransformPoint(p.tolist()) for p in points_ras])
+    arrays_before = {k: slicer.util.arrayFromVolume(outputs[k]).copy() for k in ("warped", "confidence")}
+
+    folder = tmp_path / "saved scene"
+    folder.mkdir()
+    saved = _save_like_the_save_dialog(scene, folder)
+    assert {node.GetName() for node in outputs.values()} <= set(saved)
+
+    reloaded = slicer.vtkMRMLScene()
+    reloaded.SetURL(str(folder / "scene.mrml"))
+    assert reloaded.Connect()
+    loaded = {key: reloaded.GetNodeByID(node.GetID()) for key, node in outputs.items()}
+    assert all(node is not None for node in loaded.values()), loaded
+    from_parent = loaded["transform"].GetTransformFromParent()
+    mapped_after = np.asarray([from_parent.TransformPoint(p.tolist()) for p in points_ras])
+    np.testing.assert_allclose(mapped_after, mapped_before, atol=1e-3)
+    assert np.abs(mapped_after - points_ras).max() > 1.0  # a real (non-identity) transform came back
+    for key in ("warped", "confidence"):
+        np.testing.assert_allclose(slicer.util.arrayFromVolume(loaded[key]), arrays_before[key], rtol=1e-6)
+        np.testing.assert_allclose(_ijk_to_ras(loaded[key]), _ijk_to_ras(fixed), atol=1e-4)
+    fixed_role = slicer.vtkMRMLTransformNode.GetFixedNodeReferenceRole()
+    assert loaded["transform"].GetNodeReference(fixed_role).GetName() == "fixed"
+
+
+def test_repeated_runs_into_the_same_nodes_keep_the_scene_size(module, fake_core):
+    """No orphan storage or display nodes: the node count is the same after every run."""
+    scene, vmgga_module = module.scene, module.module
+    fixed, moving = _volume(scene, "fixed", 22), _volume(scene, "moving", 23)
+    logic = vmgga_module.VMGGARegistrationLogic()
+    first = logic.run(fixed=fixed, moving=moving, device="cpu")
+    assert first.outcome.status.value == "succeeded", first.outcome.message
+    count = scene.GetNumberOfNodes()
+    assert _count(scene, "vtkMRMLStorageNode") == 0  # nothing points into the deleted work folder
+    for _ in range(2):
+        again = logic.run(
+            fixed=fixed,
+            moving=moving,
+            device="cpu",
+            output_transform=first.transformNode,
+            output_volume=first.warpedVolumeNode,
+            confidence_volume=first.confidenceVolumeNode,
+        )
+        assert again.outcome.status.value == "succeeded", again.outcome.message
+        assert (again.transformNode, again.confidenceVolumeNode) == (
+            first.transformNode,
+            first.confidenceVolumeNode,
+        )
+        assert scene.GetNumberOfNodes() == count
+    assert _count(scene, "vtkMRMLStorageNode") == 0
+
+
+def test_outputs_may_not_overwrite_the_inputs(module):
+    scene, vmgga_module = module.scene, module.module
+    fixed, moving = _volume(scene, "fixed", 24), _volume(scene, "moving", 25)
+    logic = vmgga_module.VMGGARegistrationLogic()
+    with pytest.raises(ValueError, match="output volume must not be the fixed or the moving"):
+        logic.run(fixed=fixed, moving=moving, output_volume=moving)
+    with pytest.raises(ValueError, match="confidence volume must not be the fixed or the moving"):
+        logic.run(fixed=fixed, moving=moving, confidence_volume=fixed)
+    other = _volume(scene, "other", 26)
+    with pytest.raises(ValueError, match="must be different nodes"):
+        logic.run(fixed=fixed, moving=moving, output_volume=other, confidence_volume=other)
+
+
+@pytest.mark.parametrize("core_mode", ["hang", "ok"])
+def test_closing_the_scene_during_a_run_cancels_it(module, fake_core, monkeypatch, core_mode):
+    """hang: the core is still running; ok: it has finished but the GUI timer has not fired yet.
+
+    Either way the run ends as cancelled, loads nothing into the closing scene, and its callback
+    is called once, without an error."""
+    monkeypatch.setenv("FAKE_CORE_MODE", core_mode)
+    scene, vmgga_module = module.scene, module.module
+    fixed, moving = _volume(scene, "fixed", 27), _volume(scene, "moving", 28)
+    logic = vmgga_module.VMGGARegistrationLogic()
+    finished = []
+    logic.run(fixed=fixed, moving=moving, device="cpu", wait=False, on_finished=finished.append)
+    process = logic._state.process
+    deadline = time.monotonic() + 60
+    while not (process.finished if core_mode == "ok" else process.poll()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    scene.Clear(0)  # what File > Close Scene does; fires StartCloseEvent
+
+    assert len(finished) == 1
+    assert finished[0].outcome.status.value == "cancelled"
+    assert "scene was closed" in finished[0].outcome.message
+    assert finished[0].transformNode is None
+    assert not logic.isRunning and not logic._timer.active
+    assert process.finished  # the core was killed (or had ended)
+    assert _count(scene, "vtkMRMLVolumeNode") == 0 and _count(scene, "vtkMRMLTransformNode") == 0
+    assert list(module.temporary.iterdir()) == []
+    scene.Clear(0)  # the Logic no longer observes the scene
+    assert len(finished) == 1
