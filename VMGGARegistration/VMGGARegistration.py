@@ -53,9 +53,6 @@ from VMGGARegistrationLib.events import DoneEvent, ErrorEvent, LogLine, Progress
 from VMGGARegistrationLib.outputs import RunOutcome, RunStatus, read_report, summarise_run
 from VMGGARegistrationLib.process import CoreProcess, child_environment, wait_until_finished
 
-#: Oldest torch the core supports (pyproject: torch>=2.3).
-MINIMUM_TORCH_VERSION = "2.3"
-
 #: Node reference roles set on the outputs of a run: the standard registration roles of
 #: vtkMRMLTransformNode ("spatialRegistrationFixed" / "spatialRegistrationMoving"), which other
 #: modules read, and the transform that produced a warped or confidence volume.
@@ -244,9 +241,7 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onApplyButton(self) -> None:
         """Install what is missing (after confirmation), then start the run without blocking."""
         with slicer.util.tryWithErrorDisplay(_("Failed to start the registration."), waitCursor=True):
-            if self.logic.missingDependencies() and not self.logic.installDependencies(
-                askConfirmation=True, log=self._addLogNow
-            ):
+            if not self.logic.installDependencies(askConfirmation=True, log=self._addLogNow):
                 self.addLog(_("Registration not started: the Python packages are not installed."))
                 return
             p = self._parameterNode
@@ -418,63 +413,88 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
         """Python modules the core needs that cannot be imported yet (checked without importing)."""
         return dependencies.missing_modules(["torch", "vmgga"], importlib.util.find_spec)
 
+    @staticmethod
+    def installedTorchStatus() -> str:
+        """``missing``, ``ok`` or ``unsupported``: the installed torch against the installed core's needs."""
+        try:
+            requires = importlib.metadata.requires(dependencies.CORE_DISTRIBUTION) or []
+        except importlib.metadata.PackageNotFoundError:
+            requires = []
+        specifier = dependencies.torch_specifier(requires)
+        return dependencies.torch_status(dependencies.installed_version("torch"), specifier).value
+
     def installDependencies(
         self, askConfirmation: bool = True, upgrade: bool = False, log=logging.info
     ) -> bool:
         """Install torch (PyTorch extension), the core and its requirements; False if the user declined.
 
-        Packages Slicer ships (``dependencies.SLICER_PROVIDED``) and an installed torch are pinned
-        to their installed versions with a pip constraints file, so they are never replaced.
+        What is installed is read from the core's own package (``dependencies.install_plan``): the
+        wheel shipped in ``Resources/wheels`` or, in developer mode, the repository's pyproject.
+        Packages Slicer ships (``dependencies.SLICER_PROVIDED``) and torch are pinned to their
+        installed versions with a pip constraints file, so they are never replaced.
         """
-        if not upgrade and not self.missingDependencies():
+        if not upgrade and not self.missingDependencies() and self.installedTorchStatus() == "ok":
             return True
+        plan = dependencies.install_plan(Path(__file__).resolve().parent, os.environ)
+        torchStatus = dependencies.torch_status(dependencies.installed_version("torch"), plan.torch_specifier)
         if askConfirmation and not slicer.util.confirmOkCancelDisplay(
             _(
-                "VMGGA Registration needs PyTorch and the VMGGA core Python package. Installing them "
-                "needs a network connection and may take several minutes. Click OK to proceed."
-            ),
+                "VMGGA Registration needs PyTorch (torch{torch}) and the VMGGA core Python package. "
+                "Installing them needs a network connection and may take several minutes. "
+                "Click OK to proceed."
+            ).format(torch=plan.torch_specifier),
             _("Confirm Python package installation"),
         ):
             return False
-        self._installTorch(log)
-        self._installCore(log, upgrade)
+        if not self._installTorch(plan.torch_specifier, torchStatus, askConfirmation, log):
+            return False
+        self._installCore(plan, log, upgrade)
         importlib.invalidate_caches()
         return True
 
     @staticmethod
-    def _installTorch(log) -> None:
+    def _installTorch(specifier: str, status, askConfirmation: bool, log) -> bool:
+        """Install torch, or upgrade one outside ``specifier``, through the PyTorch extension.
+
+        Returns False when the user declined the upgrade of an unsupported torch.
+        """
+        if status == dependencies.TorchStatus.OK:
+            return True
         try:
             import PyTorchUtils
         except ModuleNotFoundError as error:
             raise RuntimeError(
                 "VMGGA Registration requires the PyTorch extension: install it from the Extensions Manager."
             ) from error
-        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-        if torchLogic.torchInstalled():
-            return
-        log(_("Installing PyTorch through the PyTorch extension (this may take several minutes)..."))
-        torch = torchLogic.installTorch(
-            askConfirmation=False, torchVersionRequirement=f">={MINIMUM_TORCH_VERSION}"
+        if status == dependencies.TorchStatus.UNSUPPORTED:
+            installed = dependencies.installed_version("torch")
+            if askConfirmation and not slicer.util.confirmOkCancelDisplay(
+                _(
+                    "PyTorch {installed} is installed, but VMGGA Registration needs torch{specifier}. "
+                    "Click OK to install a suitable PyTorch (Slicer must then be restarted)."
+                ).format(installed=installed, specifier=specifier),
+                _("Upgrade PyTorch"),
+            ):
+                return False
+        log(_("Installing PyTorch{specifier} through the PyTorch extension...").format(specifier=specifier))
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+            askConfirmation=False, torchVersionRequirement=specifier
         )
         if torch is None:
             raise RuntimeError("PyTorch could not be installed; use the PyTorch Util module to install it.")
+        if status == dependencies.TorchStatus.UNSUPPORTED:
+            log(_("PyTorch was upgraded: restart Slicer before registering."))
+        return True
 
-    def _installCore(self, log, upgrade: bool) -> None:
-        moduleDir = Path(__file__).resolve().parent
+    @staticmethod
+    def _installCore(plan, log, upgrade: bool) -> None:
         constraints = Path(slicer.util.tempDirectory("VMGGARegistration-pip")) / "constraints.txt"
         pinned = dependencies.SLICER_PROVIDED + dependencies.TORCH_PACKAGES
         constraints.write_text("\n".join(dependencies.constraint_lines(pinned)) + "\n", encoding="utf-8")
-        source = dependencies.core_install_source(moduleDir, os.environ)
-        log(_("Installing the VMGGA core from {source}...").format(source=source))
-        slicer.util.pip_install(
-            ["--no-deps", *(["--upgrade", "--force-reinstall"] if upgrade else []), source]
-        )
-        importlib.invalidate_caches()
-        requirements = dependencies.runtime_requirements(importlib.metadata.requires("vmgga") or [])
-        requirementsFile = moduleDir / "Resources" / "requirements.txt"
-        requirements += dependencies.requirement_lines(requirementsFile.read_text(encoding="utf-8"))
-        log(_("Installing requirements: {requirements}").format(requirements=", ".join(requirements)))
-        slicer.util.pip_install([*requirements, "-c", str(constraints)])
+        log(_("Installing requirements: {requirements}").format(requirements=", ".join(plan.requirements)))
+        log(_("Installing the VMGGA core from {source}...").format(source=plan.core_source))
+        for arguments in dependencies.pip_steps(plan, constraints, upgrade):
+            slicer.util.pip_install(arguments)
 
     # --- running -------------------------------------------------------------------------
 
@@ -532,7 +552,7 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
                 device=resolve_device(device, self._cudaAvailable() if device == Device.AUTO.value else True),
                 initial_transform_path=self._writeTransform(initial_transform, workDir / "initial.h5"),
             )
-            command = build_register_command(python_executable(), request)
+            command = build_register_command(python_executable(slicer.app.slicerHome), request)
         except Exception:
             shutil.rmtree(workDir, ignore_errors=True)
             raise

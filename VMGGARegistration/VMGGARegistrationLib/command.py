@@ -85,9 +85,38 @@ def resolve_device(requested: str, cuda_available: bool) -> str:
     return requested
 
 
-def python_executable(which: Callable[[str], str | None] = shutil.which) -> str:
-    """The Python that runs the core: Slicer's ``PythonSlicer`` launcher when found, else this Python."""
-    return which("PythonSlicer") or sys.executable
+def python_slicer_name(platform: str = sys.platform) -> str:
+    """File name of Slicer's Python launcher on ``platform`` (``sys.platform`` values)."""
+    return "PythonSlicer.exe" if platform == "win32" else "PythonSlicer"
+
+
+def python_executable(
+    app_home: str | Path | None,
+    which: Callable[[str], str | None] = shutil.which,
+    platform: str = sys.platform,
+    is_file: Callable[[Path], bool] = Path.is_file,
+) -> str:
+    """The Python that runs the core: Slicer's ``PythonSlicer`` launcher.
+
+    Looked up on the ``PATH`` (Slicer puts its ``bin`` folder there), then in ``<app_home>/bin``
+    (``slicer.app.slicerHome``; on macOS that is ``Slicer.app/Contents``). Inside Slicer,
+    ``sys.executable`` is the Slicer application itself, never a fallback.
+
+    Raises:
+        CommandError: when neither place has it.
+    """
+    name = python_slicer_name(platform)
+    found = which("PythonSlicer")
+    if found:
+        return found
+    if app_home:
+        candidate = Path(app_home, "bin", name)
+        if is_file(candidate):
+            return str(candidate)
+    raise CommandError(
+        f"cannot find {name}: it is neither on the PATH nor in {Path(app_home or '<Slicer home>', 'bin')}; "
+        "run the module inside 3D Slicer"
+    )
 
 
 def build_register_command(python: str, request: RegisterRequest) -> list[str]:

@@ -1,19 +1,31 @@
 """Which Python packages the module installs into Slicer, and which it must leave alone.
 
-Plan (run on the first Apply, after the user confirmed): torch through the PyTorch extension;
-then the core package ``vmgga`` without its dependencies; then the core's own requirements (read
-from its installed metadata) and ``Resources/requirements.txt``, every pip call constrained so that
-the packages Slicer ships (and torch) keep their installed versions.
+Plan (run on the first Apply, after the user confirmed), see :func:`install_plan`:
+
+1. find the core: the wheel bundled in ``Resources/wheels/`` (an installed extension), else the
+   repository the module sits in (developer mode); read its requirements from that wheel's
+   metadata or ``pyproject.toml``, so that only the core's runtime requirements are installed;
+2. torch through the PyTorch extension, with the core's version requirement (an older torch is
+   offered an upgrade rather than kept);
+3. the core's runtime requirements (extras left out) and ``Resources/requirements.txt``, every pip
+   call constrained so that the packages Slicer ships (and torch) keep their installed versions;
+4. the core itself, without dependencies.
 """
 
 from __future__ import annotations
 
+import email.parser
 import importlib.metadata
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
 
 try:
     import tomllib  # Python >= 3.11 (Slicer >= 5.8 ships 3.12)
@@ -41,6 +53,16 @@ TORCH_PACKAGES = ("torch", "torchvision")
 
 #: Environment variable that points the installer at a core source (wheel, folder or requirement).
 CORE_SOURCE_ENV = "VMGGA_CORE_SOURCE"
+
+#: Where the extension build puts the core's wheel, relative to the module folder.
+WHEELS_DIR = Path("Resources", "wheels")
+
+#: torch requirement used when the core's own requirements name none (pyproject: torch>=2.3).
+DEFAULT_TORCH_SPECIFIER = ">=2.3"
+
+
+class CoreSourceError(RuntimeError):
+    """No installable core package was found next to the module."""
 
 
 def canonical_name(name: str) -> str:
@@ -104,19 +126,69 @@ def core_install_source(module_dir: Path, environ: Mapping[str, str]) -> str:
     """What ``pip install`` gets for the core, first match wins.
 
     1. ``$VMGGA_CORE_SOURCE`` (a wheel, a source folder or a requirement);
-    2. a wheel bundled in ``Resources/wheels/``;
-    3. the repository the module sits in (developer mode: ``<repo>/VMGGARegistration/``);
-    4. the distribution name, for an index.
+    2. a wheel bundled in ``Resources/wheels/`` (the packaged extension ships one);
+    3. the repository the module sits in (developer mode: ``<repo>/VMGGARegistration/``).
+
+    Raises:
+        CoreSourceError: when there is none (the core is not published on an index).
     """
     if environ.get(CORE_SOURCE_ENV):
         return environ[CORE_SOURCE_ENV]
-    wheels = sorted(Path(module_dir, "Resources", "wheels").glob(f"{CORE_DISTRIBUTION}-*.whl"))
+    wheels = sorted(Path(module_dir, WHEELS_DIR).glob(f"{CORE_DISTRIBUTION}-*.whl"), key=_wheel_version)
     if wheels:
         return str(wheels[-1])
     repository = Path(module_dir).resolve().parent
     if _is_core_project(repository / "pyproject.toml"):
         return str(repository)
-    return CORE_DISTRIBUTION
+    raise CoreSourceError(
+        f"no VMGGA core package found: neither a wheel in {Path(module_dir, WHEELS_DIR)} nor a source "
+        f"checkout around the module; reinstall the extension or set {CORE_SOURCE_ENV} to a vmgga wheel"
+    )
+
+
+def _wheel_version(wheel: Path) -> Version:
+    """Version part of ``vmgga-0.10.0-py3-none-any.whl`` (0.10 sorts after 0.9); 0 if unreadable."""
+    try:
+        return Version(wheel.name.split("-")[1])
+    except (IndexError, InvalidVersion):
+        return Version("0")
+
+
+def wheel_requirements(wheel: Path) -> list[str]:
+    """``Requires-Dist`` entries of a wheel's ``*.dist-info/METADATA``, read without installing it."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        if len(names) != 1:
+            raise CoreSourceError(f"{wheel} has {len(names)} METADATA files, expected one")
+        metadata = email.parser.Parser().parsestr(archive.read(names[0]).decode("utf-8"))
+    return metadata.get_all("Requires-Dist") or []
+
+
+def pyproject_requirements(project_dir: Path) -> list[str]:
+    """``[project].dependencies`` of ``project_dir/pyproject.toml``."""
+    if tomllib is None:  # pragma: no cover - Python 3.10
+        raise CoreSourceError("reading pyproject.toml needs Python >= 3.11")
+    project = tomllib.loads(Path(project_dir, "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return list(project.get("dependencies", []))
+
+
+def core_requirements(
+    source: str, installed: Callable[[str], list[str] | None] = importlib.metadata.requires
+) -> list[str]:
+    """The core's declared requirements (extras included), read from where it will be installed from.
+
+    A wheel: its metadata; a source folder: its ``pyproject.toml``; anything else (a requirement
+    given through ``$VMGGA_CORE_SOURCE``): the installed core's metadata, or none.
+    """
+    path = Path(source)
+    if path.suffix == ".whl" and path.is_file():
+        return wheel_requirements(path)
+    if (path / "pyproject.toml").is_file():
+        return pyproject_requirements(path)
+    try:
+        return list(installed(CORE_DISTRIBUTION) or [])
+    except importlib.metadata.PackageNotFoundError:
+        return []
 
 
 def _is_core_project(pyproject: Path) -> bool:
@@ -137,3 +209,79 @@ def _is_core_project(pyproject: Path) -> bool:
 def missing_modules(modules: Iterable[str], find_spec: Callable[[str], object]) -> list[str]:
     """Which of ``modules`` cannot be imported (checked with ``find_spec``, without importing them)."""
     return [name for name in modules if find_spec(name) is None]
+
+
+# --- torch ---------------------------------------------------------------------------------------
+
+
+class TorchStatus(str, Enum):
+    """Whether the installed torch suits the core."""
+
+    MISSING = "missing"
+    OK = "ok"
+    UNSUPPORTED = "unsupported"  # installed, but outside the core's requirement (usually too old)
+
+
+def torch_specifier(requires: Iterable[str]) -> str:
+    """Version specifier of the core's (non-extra) torch requirement, e.g. ``'<2.15,>=2.3'``."""
+    for text in requires:
+        requirement = Requirement(text)
+        if canonical_name(requirement.name) != "torch":
+            continue
+        if requirement.marker is not None and "extra" in str(requirement.marker):
+            continue
+        return str(requirement.specifier) or DEFAULT_TORCH_SPECIFIER
+    return DEFAULT_TORCH_SPECIFIER
+
+
+def torch_status(installed: str | None, specifier: str) -> TorchStatus:
+    """MISSING, OK or UNSUPPORTED for an installed torch version (``2.1.0+cu118``) and a specifier."""
+    if installed is None:
+        return TorchStatus.MISSING
+    try:
+        version = Version(installed)
+    except InvalidVersion:
+        return TorchStatus.UNSUPPORTED
+    public = Version(version.public)  # local labels (+cu121) do not count against the specifier
+    ok = SpecifierSet(specifier).contains(public, prereleases=True)
+    return TorchStatus.OK if ok else TorchStatus.UNSUPPORTED
+
+
+# --- the whole plan ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    """What the first Apply installs; every list is ready for ``slicer.util.pip_install``."""
+
+    core_source: str  # wheel, folder or requirement of the core (installed with --no-deps)
+    torch_specifier: str  # the core's torch requirement, handed to the PyTorch extension
+    requirements: tuple[str, ...]  # the core's runtime requirements + the module's own, torch excluded
+
+
+def first_apply_requirements(core_requires: Iterable[str], module_lines: Iterable[str]) -> list[str]:
+    """The core's runtime requirements (no extras, no torch) then the module's own, each name once."""
+    kept, seen = [], set()
+    for line in [*runtime_requirements(core_requires), *module_lines]:
+        name = requirement_name(line)
+        if name and name not in seen:
+            seen.add(name)
+            kept.append(line)
+    return kept
+
+
+def install_plan(module_dir: Path, environ: Mapping[str, str]) -> InstallPlan:
+    """Where the core comes from and what it needs, read at run time (nothing hard-coded here)."""
+    source = core_install_source(module_dir, environ)
+    requires = core_requirements(source)
+    module_text = Path(module_dir, "Resources", "requirements.txt").read_text(encoding="utf-8")
+    requirements = first_apply_requirements(requires, requirement_lines(module_text))
+    return InstallPlan(source, torch_specifier(requires), tuple(requirements))
+
+
+def pip_steps(plan: InstallPlan, constraints: Path, upgrade: bool = False) -> list[list[str]]:
+    """``pip install`` arguments: the requirements (constrained), then the core without dependencies."""
+    core = ["--no-deps", *(["--upgrade", "--force-reinstall"] if upgrade else []), plan.core_source]
+    if not plan.requirements:
+        return [core]
+    return [[*plan.requirements, "-c", str(constraints)], core]

@@ -109,17 +109,34 @@ def child_environment(base: Mapping[str, str]) -> dict[str, str]:
     return {**base, "PYTHONUNBUFFERED": "1"}
 
 
+def popen_platform_kwargs(platform: str = sys.platform, api=subprocess) -> dict:
+    """Popen arguments that put the child in a new process group (so the whole tree can be killed).
+
+    On Windows the child also gets no console window (``CREATE_NO_WINDOW`` and a ``STARTUPINFO``
+    that hides the window, as Slicer's ``launchConsoleProcess`` does); otherwise every run would
+    open a black console. ``api`` is the ``subprocess`` module (a stand-in in tests off Windows).
+    """
+    if platform != "win32":
+        return {"start_new_session": True}
+    startupinfo = api.STARTUPINFO()
+    startupinfo.dwFlags |= api.STARTF_USESHOWWINDOW
+    startupinfo.wShowWindow = api.SW_HIDE
+    return {
+        "creationflags": api.CREATE_NEW_PROCESS_GROUP | api.CREATE_NO_WINDOW,
+        "startupinfo": startupinfo,
+    }
+
+
 def _new_group_kwargs() -> dict:
-    """Popen arguments that put the child in a new process group (so the whole tree can be killed)."""
-    if sys.platform == "win32":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-    return {"start_new_session": True}
+    return popen_platform_kwargs(sys.platform, subprocess)
 
 
 def kill_process_tree(proc: subprocess.Popen) -> None:
     """Kill ``proc`` and its descendants (POSIX: its process group; Windows: ``taskkill /T``)."""
     if sys.platform == "win32":
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True, check=False)
+        command = ["taskkill", "/F", "/T", "/PID", str(proc.pid)]
+        flags = subprocess.CREATE_NO_WINDOW  # taskkill is a console program too
+        subprocess.run(command, capture_output=True, check=False, creationflags=flags)
     else:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # start_new_session: the group id is the child's pid

@@ -121,6 +121,23 @@ def test_resolve_device_refuses_cuda_without_a_gpu():
         resolve_device("cuda", cuda_available=False)
 
 
-def test_python_executable_prefers_python_slicer():
-    assert python_executable(lambda name: f"/opt/Slicer/bin/{name}") == "/opt/Slicer/bin/PythonSlicer"
-    assert python_executable(lambda name: None) == sys.executable
+def test_python_executable_prefers_python_slicer_on_the_path(tmp_path):
+    found = python_executable(str(tmp_path), which=lambda name: f"/opt/Slicer/bin/{name}")
+    assert found == "/opt/Slicer/bin/PythonSlicer"
+
+
+@pytest.mark.parametrize(("platform", "name"), [("linux", "PythonSlicer"), ("win32", "PythonSlicer.exe")])
+def test_python_executable_is_found_in_the_application_home(tmp_path, platform, name):
+    """Without PythonSlicer on the PATH: <home>/bin/PythonSlicer[.exe], never sys.executable."""
+    (tmp_path / "bin").mkdir()
+    with pytest.raises(CommandError, match=f"cannot find {name}"):
+        python_executable(str(tmp_path), which=lambda _: None, platform=platform)
+    (tmp_path / "bin" / name).write_text("")
+    found = python_executable(str(tmp_path), which=lambda _: None, platform=platform)
+    assert found == str(tmp_path / "bin" / name)
+    assert found != sys.executable
+
+
+def test_python_executable_without_a_home_fails_clearly():
+    with pytest.raises(CommandError, match="run the module inside 3D Slicer"):
+        python_executable(None, which=lambda _: None)

@@ -135,3 +135,34 @@ def test_child_environment_adds_unbuffered_output_without_touching_the_base():
     base = {"PATH": "/bin"}
     assert child_environment(base) == {"PATH": "/bin", "PYTHONUNBUFFERED": "1"}
     assert base == {"PATH": "/bin"}
+
+
+class _FakeStartupInfo:
+    """``subprocess.STARTUPINFO`` as Windows' Python defines it (flags start at 0)."""
+
+    def __init__(self):
+        self.dwFlags, self.wShowWindow = 0, 1  # SW_SHOWNORMAL
+
+
+def test_windows_children_get_no_console_window():
+    """As Slicer's launchConsoleProcess: a STARTUPINFO that hides the window, plus CREATE_NO_WINDOW.
+
+    Windows' constants (winbase.h / winuser.h) are given here, since this runs on any platform."""
+    from VMGGARegistrationLib.process import popen_platform_kwargs
+
+    windows = type("subprocess", (), {})()
+    windows.STARTUPINFO = _FakeStartupInfo
+    windows.STARTF_USESHOWWINDOW, windows.SW_HIDE = 0x00000001, 0
+    windows.CREATE_NEW_PROCESS_GROUP, windows.CREATE_NO_WINDOW = 0x00000200, 0x08000000
+    kwargs = popen_platform_kwargs("win32", windows)
+    assert kwargs["creationflags"] == 0x00000200 | 0x08000000
+    info = kwargs["startupinfo"]
+    assert info.dwFlags & 0x00000001 and info.wShowWindow == 0
+    assert "start_new_session" not in kwargs
+
+
+def test_posix_children_get_their_own_session():
+    from VMGGARegistrationLib.process import popen_platform_kwargs
+
+    assert popen_platform_kwargs("linux") == {"start_new_session": True}
+    assert popen_platform_kwargs("darwin") == {"start_new_session": True}

@@ -146,7 +146,11 @@ def module(monkeypatch, tmp_path):
     for name, stand_in in _stand_in_modules().items():
         monkeypatch.setitem(sys.modules, name, stand_in)
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
-    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(processEvents=lambda: None), raising=False)
+    home = tmp_path / "Slicer"  # the application's home: PythonSlicer in its bin folder
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "PythonSlicer").symlink_to(sys.executable)
+    app = types.SimpleNamespace(processEvents=lambda: None, slicerHome=str(home))
+    monkeypatch.setattr(slicer, "app", app, raising=False)
     temporary = tmp_path / "slicer-temp"
     temporary.mkdir()
     monkeypatch.setattr(
@@ -164,7 +168,7 @@ def module(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(MODULE_DIR))
     monkeypatch.delitem(sys.modules, "VMGGARegistration", raising=False)
     loaded = importlib.import_module("VMGGARegistration")
-    yield types.SimpleNamespace(module=loaded, scene=scene, temporary=temporary)
+    yield types.SimpleNamespace(module=loaded, scene=scene, temporary=temporary, home=home, launchers=[])
     sys.modules.pop("VMGGARegistration", None)
 
 
@@ -180,6 +184,7 @@ def fake_core(module, monkeypatch, tmp_path):
     def build(python, request):
         real_build(python, request)  # the real builder validates the options
         requests.append(request)
+        module.launchers.append(python)
         initial = str(request.initial_transform_path or "")
         return [sys.executable, str(script), str(request.fixed_path), str(request.moving_path),
                 str(request.output_dir), initial]  # fmt: skip
@@ -258,6 +263,7 @@ def test_logic_registers_and_loads_linked_outputs(module, fake_core):
     )  # fmt: skip
     assert [round(e.fraction, 2) for e in progress] == [0.2, 1.0]
     assert log[0].startswith(sys.executable)  # the command line is logged first
+    assert module.launchers == [str(module.home / "bin" / "PythonSlicer")]  # found in Slicer's home
     assert not logic.isRunning
 
     # The transform: linked to its volumes, maps points as the file says (fixed -> moving).
