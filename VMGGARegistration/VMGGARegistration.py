@@ -19,6 +19,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import unittest
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -907,6 +908,8 @@ class VMGGARegistrationTest(ScriptedLoadableModuleTest):
     The registration test downloads MRHead (SampleData), moves a copy by a known rigid motion and
     checks that the registration recovers it: the transform node exists, maps fixed points to
     where the known motion put them (within 3 mm), and similarity improves over identity.
+    Without torch or the core (an extension build server) it is skipped with a message; set
+    ``VMGGA_FULL_SELF_TEST=1`` to have it install them and run.
     """
 
     #: The known motion applied to the moving copy: rotation about S (degrees) and shift (RAS mm).
@@ -920,7 +923,10 @@ class VMGGARegistrationTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_RejectsInvalidInputs()
         self.setUp()
-        self.test_RegisterMovedMRHead()
+        try:
+            self.test_RegisterMovedMRHead()
+        except unittest.SkipTest as skipped:
+            self.delayDisplay(f"Skipped: {skipped}")
 
     def test_RejectsInvalidInputs(self):
         volume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
@@ -931,6 +937,10 @@ class VMGGARegistrationTest(ScriptedLoadableModuleTest):
             logic.run(fixed=None, moving=volume)
 
     def test_RegisterMovedMRHead(self):
+        reason = dependencies.self_test_skip_reason(VMGGARegistrationLogic.missingDependencies(), os.environ)
+        if reason:
+            logging.warning(reason)
+            self.skipTest(reason)
         import SampleData
 
         self.delayDisplay("Loading MRHead and making a moved copy")

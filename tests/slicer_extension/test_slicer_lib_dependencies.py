@@ -179,3 +179,13 @@ def test_missing_modules():
     assert missing_modules(["json", "surely_not_a_module_xyz"], importlib.util.find_spec) == [
         "surely_not_a_module_xyz"
     ]
+
+
+def test_self_test_skip_reason():
+    from VMGGARegistrationLib.dependencies import FULL_SELF_TEST_ENV, self_test_skip_reason
+
+    assert self_test_skip_reason([], {}) is None
+    reason = self_test_skip_reason(["torch", "vmgga"], {})
+    assert "['torch', 'vmgga']" in reason and f"{FULL_SELF_TEST_ENV}=1" in reason
+    assert self_test_skip_reason(["torch"], {FULL_SELF_TEST_ENV: "1"}) is None  # a person asked for it
+    assert self_test_skip_reason(["torch"], {FULL_SELF_TEST_ENV: "0"}) is not None

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import types
+import unittest
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,9 @@ def _stand_in_modules() -> dict[str, types.ModuleType]:
     base.ScriptedLoadableModuleLogic = type(
         "ScriptedLoadableModuleLogic", (), {"__init__": lambda self: None}
     )
-    base.ScriptedLoadableModuleTest = type("ScriptedLoadableModuleTest", (), {})
+    base.ScriptedLoadableModuleTest = type(
+        "ScriptedLoadableModuleTest", (unittest.TestCase,), {"delayDisplay": lambda self, message: None}
+    )
     wrapper = types.ModuleType("slicer.parameterNodeWrapper")
     wrapper.parameterNodeWrapper = lambda cls: cls
     wrapper.Choice = lambda choices: ("Choice", tuple(choices))
@@ -650,3 +653,25 @@ def test_closing_the_scene_during_a_run_cancels_it(module, fake_core, monkeypatc
     assert list(module.temporary.iterdir()) == []
     scene.Clear(0)  # the Logic no longer observes the scene
     assert len(finished) == 1
+
+
+# --- the module's self-test, as ctest runs it ---------------------------------------------------------
+
+
+def test_self_test_skips_cleanly_without_torch_or_the_core(module, monkeypatch):
+    """Slicer's runUnitTest loads the module's TestCase with unittest: the registration test is
+    skipped with its reason (nothing downloaded or installed); the input checks still run."""
+    vmgga_module = module.module
+    monkeypatch.delenv("VMGGA_FULL_SELF_TEST", raising=False)
+    monkeypatch.setattr(
+        vmgga_module.VMGGARegistrationLogic, "missingDependencies", staticmethod(lambda: ["torch"])
+    )
+    monkeypatch.setitem(sys.modules, "SampleData", None)  # importing it would fail the test
+    suite = unittest.TestLoader().loadTestsFromTestCase(vmgga_module.VMGGARegistrationTest)
+    result = unittest.TextTestRunner(stream=open(os.devnull, "w"), verbosity=0).run(suite)
+    assert result.wasSuccessful(), result.errors + result.failures
+    assert result.testsRun == 2
+    assert [(test._testMethodName, "torch" in reason) for test, reason in result.skipped] == [
+        ("test_RegisterMovedMRHead", True)
+    ]
+    vmgga_module.VMGGARegistrationTest().runTest()  # Reload and Test: the same, without an error
