@@ -39,7 +39,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-from VMGGARegistrationLib import dependencies, review, similarity
+from VMGGARegistrationLib import dependencies, panel, review, similarity
 from VMGGARegistrationLib.command import (
     Device,
     Matcher,
@@ -183,6 +183,8 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             )
 
     def onSceneStartClose(self, caller, event) -> None:
+        """End a running registration first (as cancelled), then let go of the parameter node."""
+        self.logic.cancelForSceneClose()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -190,14 +192,18 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        """Use the scene's parameter node; pre-select the first two volumes to save clicks."""
+        """Use the scene's parameter node; pre-select two volumes the selectors offer, to save clicks."""
         self.setParameterNode(self.logic.getParameterNode())
-        volumes = slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-        volumes = [v for v in volumes if not v.IsA("vtkMRMLLabelMapVolumeNode")]
-        if not self._parameterNode.fixedVolume and volumes:
-            self._parameterNode.fixedVolume = volumes[0]
-        if not self._parameterNode.movingVolume and len(volumes) > 1:
-            self._parameterNode.movingVolume = volumes[1]
+        p = self._parameterNode
+        fixedId, movingId = panel.auto_select_volumes(
+            VMGGARegistrationLogic.volumeCandidates(),
+            p.fixedVolume.GetID() if p.fixedVolume else None,
+            p.movingVolume.GetID() if p.movingVolume else None,
+        )
+        if not p.fixedVolume and fixedId:
+            p.fixedVolume = slicer.mrmlScene.GetNodeByID(fixedId)
+        if not p.movingVolume and movingId:
+            p.movingVolume = slicer.mrmlScene.GetNodeByID(movingId)
 
     def setParameterNode(self, inputParameterNode: VMGGARegistrationParameterNode | None) -> None:
         """Bind the GUI to ``inputParameterNode`` (widgets carry a SlicerParameterName property)."""
@@ -224,18 +230,20 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _updateButtonStates(self) -> None:
         p = self._parameterNode
-        running = self.logic.isRunning
-        ready = bool(p and p.fixedVolume and p.movingVolume and p.fixedVolume != p.movingVolume)
-        self.ui.applyButton.enabled = ready and not running
-        self.ui.applyButton.toolTip = (
-            _("Run the registration.") if ready else _("Select two different volumes.")
+        states = panel.widget_states(
+            panel.PanelInputs(
+                has_fixed=bool(p and p.fixedVolume),
+                has_moving=bool(p and p.movingVolume),
+                same_volumes=bool(p and p.fixedVolume and p.fixedVolume == p.movingVolume),
+                running=self.logic.isRunning,
+                has_results=self._hasResults(),
+                has_confidence=bool(p and p.confidenceVolume),
+                has_transform=bool(p and p.outputTransform),
+            )
         )
-        self.ui.cancelButton.enabled = running
-        self.ui.installDependenciesButton.enabled = not running
-        for widget in (self.ui.beforeAfterButton, self.ui.checkerboardButton, self.ui.differenceButton):
-            widget.enabled = self._hasResults() and not running
-        self.ui.confidenceCheckBox.enabled = bool(p and p.confidenceVolume) and not running
-        self.ui.deformationComboBox.enabled = bool(p and p.outputTransform) and not running
+        for name, enabled in states.enabled.items():
+            getattr(self.ui, name).enabled = enabled
+        self.ui.applyButton.toolTip = _(states.apply_tooltip)
 
     # --- running -------------------------------------------------------------------------
 
@@ -259,6 +267,7 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 initial_transform=p.initialTransform,
                 output_transform=p.outputTransform,
                 output_volume=p.outputVolume,
+                confidence_volume=p.confidenceVolume,
                 keep_temporary_files=p.keepTemporaryFiles,
                 wait=False,
                 on_progress=self.onProgress,
@@ -278,7 +287,7 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def onProgress(self, event: ProgressEvent) -> None:
         self.ui.progressBar.value = round(100 * event.fraction)
-        self.ui.statusLabel.text = f"{event.stage}: {event.message}" if event.message else event.stage
+        self.ui.statusLabel.text = panel.progress_text(event.stage, event.message)
 
     def addLog(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)
@@ -289,20 +298,24 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         slicer.app.processEvents()
 
     def onFinished(self, result: "RegistrationResult") -> None:
-        """Show the outcome; on success store the output nodes and show fixed + warped."""
-        self.ui.statusLabel.text = result.outcome.message
+        """Show the outcome (a suspect result with a warning); on success store and show the outputs."""
+        view = panel.finished_view(
+            result.outcome.status, result.outcome.message, result.report, self._parameterNode is not None
+        )
+        self.ui.statusLabel.text = view.status_text
         self.ui.progressBar.hide()
-        if result.outcome.status == RunStatus.SUCCEEDED:
+        if view.store_outputs:
             with slicer.util.NodeModify(self._parameterNode):
                 self._parameterNode.outputTransform = result.transformNode
                 self._parameterNode.outputVolume = result.warpedVolumeNode
                 self._parameterNode.confidenceVolume = result.confidenceVolumeNode
             self.ui.beforeAfterButton.checked = False
             self.onBeforeAfterToggled(False)
-        elif result.outcome.status == RunStatus.FAILED:
-            slicer.util.errorDisplay(
-                _("Registration failed: {message}").format(message=result.outcome.message)
-            )
+        if view.warning:
+            self.addLog(view.warning)
+            slicer.util.warningDisplay(view.warning, windowTitle=_("Suspect registration result"))
+        if view.error:
+            slicer.util.errorDisplay(view.error)
         self._updateButtonStates()
 
     # --- review --------------------------------------------------------------------------
@@ -312,9 +325,7 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         p = self._parameterNode
         if not self._hasResults():
             return
-        self.ui.beforeAfterButton.text = (
-            _("Showing: before registration") if before else _("Showing: after registration")
-        )
+        self.ui.beforeAfterButton.text = _(panel.before_after_text(before))
         foreground = p.movingVolume if before else p.outputVolume
         self.logic.showOverlay(p.fixedVolume, foreground, p.foregroundOpacity)
 
@@ -406,6 +417,16 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
     @property
     def isRunning(self) -> bool:
         return self._state is not None
+
+    @staticmethod
+    def volumeCandidates() -> list:
+        """``(node ID, class name)`` of the scene's volumes, in scene order (for auto-selection)."""
+        scene = slicer.mrmlScene
+        nodes = [
+            scene.GetNthNodeByClass(i, "vtkMRMLVolumeNode")
+            for i in range(scene.GetNumberOfNodesByClass("vtkMRMLVolumeNode"))
+        ]
+        return [(node.GetID(), node.GetClassName()) for node in nodes]
 
     # --- dependencies --------------------------------------------------------------------
 
@@ -570,7 +591,7 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
             shutil.rmtree(workDir, ignore_errors=True)
             raise
         self._sceneCloseObservation = slicer.mrmlScene.AddObserver(
-            slicer.mrmlScene.StartCloseEvent, self._onSceneStartClose
+            slicer.mrmlScene.StartCloseEvent, self.cancelForSceneClose
         )
         if not wait:
             self._timer.start()
@@ -585,7 +606,7 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
             self._log(_("Cancelling..."))
             self._state.process.cancel()
 
-    def _onSceneStartClose(self, caller=None, event=None) -> None:
+    def cancelForSceneClose(self, caller=None, event=None) -> None:
         """The scene is closing: end the run now as cancelled, loading nothing into the scene."""
         if self._state is None:
             return

@@ -675,3 +675,18 @@ def test_self_test_skips_cleanly_without_torch_or_the_core(module, monkeypatch):
         ("test_RegisterMovedMRHead", True)
     ]
     vmgga_module.VMGGARegistrationTest().runTest()  # Reload and Test: the same, without an error
+
+
+def test_auto_selection_skips_volumes_the_selectors_hide(module):
+    """Vector, diffusion, tensor and label map volumes are scalar volume subclasses in MRML."""
+    from VMGGARegistrationLib.panel import auto_select_volumes
+
+    scene, vmgga_module = module.scene, module.module
+    for class_name in ("vtkMRMLVectorVolumeNode", "vtkMRMLDiffusionWeightedVolumeNode",
+                       "vtkMRMLDiffusionTensorVolumeNode", "vtkMRMLLabelMapVolumeNode"):  # fmt: skip
+        node = scene.AddNewNodeByClass(class_name)
+        assert node.IsA("vtkMRMLScalarVolumeNode"), class_name
+    ct, mr = _volume(scene, "CT", 30), _volume(scene, "MR", 31)
+    candidates = vmgga_module.VMGGARegistrationLogic.volumeCandidates()
+    assert len(candidates) == 6
+    assert auto_select_volumes(candidates, None, None) == (ct.GetID(), mr.GetID())

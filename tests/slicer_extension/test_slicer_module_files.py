@@ -200,6 +200,128 @@ def test_required_gui_elements_exist():
     assert classes["opacitySliderWidget"] == "ctkSliderWidget"
 
 
+#: What the code may do with a widget of each class used in the .ui: the Qt/CTK/MRML signals it
+#: connects to and the properties and methods it uses (from the classes' Qt/CTK documentation).
+_SHOW = {"enabled", "toolTip", "show", "hide", "visible"}
+CLASS_API = {
+    "QPushButton": {"clicked(bool)", "toggled(bool)", "text", "checked", "checkable"} | _SHOW,
+    "QCheckBox": {"clicked(bool)", "toggled(bool)", "text", "checked"} | _SHOW,
+    "QComboBox": {"currentIndexChanged(int)", "currentTextChanged(QString)", "currentText", "currentIndex"}
+    | _SHOW,
+    "QProgressBar": {"value", "valueChanged(int)"} | _SHOW,
+    "QLabel": {"text"} | _SHOW,
+    "QPlainTextEdit": {"appendPlainText", "clear", "plainText", "textChanged()"} | _SHOW,
+    "ctkSliderWidget": {"value", "valueChanged(double)"} | _SHOW,
+    "qMRMLNodeComboBox": {"currentNode", "currentNodeChanged(vtkMRMLNode*)", "setMRMLScene"} | _SHOW,
+}
+
+
+def _ui_widget_name(node: ast.AST) -> str | None:
+    """``<name>`` if ``node`` is ``self.ui.<name>``."""
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "ui"
+        and isinstance(node.value.value, ast.Name)
+        and node.value.value.id == "self"
+    ):
+        return node.attr
+    return None
+
+
+def _ui_uses_in_code() -> dict[str, set[str]]:
+    """``self.ui.<name>`` -> what the code uses on it: connected signals and attribute names."""
+    uses: dict[str, set[str]] = {}
+    for node in ast.walk(_module_tree()):
+        name = _ui_widget_name(node.value) if isinstance(node, ast.Attribute) else None
+        if name and node.attr != "connect":
+            uses.setdefault(name, set()).add(node.attr)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "connect"
+        ):
+            name = _ui_widget_name(node.func.value)
+            if name and node.args and isinstance(node.args[0], ast.Constant):
+                uses.setdefault(name, set()).add(node.args[0].value)
+    return uses
+
+
+def test_every_widget_the_code_uses_has_the_expected_class():
+    """Each ``self.ui.<name>`` exists in the .ui, with a class offering the signals and
+    properties the code uses on it (a QLabel cannot be clicked, a QPushButton has no currentText)."""
+    classes = {name: w.get("class") for name, w in _ui_widgets().items()}
+    uses = _ui_uses_in_code()
+    assert {"applyButton", "deformationComboBox", "logTextEdit"} <= set(uses)
+    for name, used in uses.items():
+        assert name in classes, f"{name} is not in the .ui"
+        assert classes[name] in CLASS_API, f"{name}: no API listed for {classes[name]}"
+        assert used <= CLASS_API[classes[name]], (
+            f"{name} ({classes[name]}) lacks {used - CLASS_API[classes[name]]}"
+        )
+
+
+def test_toggled_buttons_are_checkable():
+    """``toggled(bool)`` never fires on a push button that is not checkable."""
+    for name, used in _ui_uses_in_code().items():
+        widget = _ui_widgets()[name]
+        if "toggled(bool)" in used and widget.get("class") == "QPushButton":
+            checkable = _widget_property(widget, "checkable")
+            assert checkable is not None and checkable.findtext("bool") == "true", name
+
+
+def test_widgets_named_by_the_panel_logic_exist():
+    """The panel's enabled states are applied by name (``getattr(self.ui, name)``)."""
+    from VMGGARegistrationLib.panel import PanelInputs, widget_states
+
+    states = widget_states(PanelInputs(True, True, False, False, True, True, True))
+    widgets = _ui_widgets()
+    for name in states.enabled:
+        assert name in widgets, name
+        assert "enabled" in CLASS_API[widgets[name].get("class")], name
+
+
+def test_volume_selectors_show_exactly_the_auto_selected_classes():
+    """Auto-selection must not pick what the fixed/moving selectors do not offer."""
+    from VMGGARegistrationLib.panel import VOLUME_SELECTOR_CLASSES
+
+    bound = _parameter_names_in_ui()
+    for parameter in ("fixedVolume", "movingVolume"):
+        widget = bound[parameter]
+        node_types = tuple(s.text for s in _widget_property(widget, "nodeTypes").iter("string"))
+        assert node_types == VOLUME_SELECTOR_CLASSES, parameter
+        assert _widget_property(widget, "showChildNodeTypes").findtext("bool") == "false", parameter
+
+
+def test_deformation_choices_match_the_logic():
+    widget = _ui_widgets()["deformationComboBox"]
+    items = [item.find("property").findtext("string") for item in widget.findall("item")]
+    tree = _module_tree()
+    modes = next(
+        n.value
+        for n in tree.body
+        if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "DEFORMATION_MODES"
+    )
+    assert items == ["None", *[key.value for key in modes.keys]]
+
+
+def test_bound_slider_range_matches_the_parameter_range():
+    widget = _parameter_names_in_ui()["foregroundOpacity"]
+    annotation = ast.parse(_parameter_fields()["foregroundOpacity"]).body[0].value
+    low, high = (ast.literal_eval(a) for a in annotation.slice.elts[1].args)
+    ui_range = [float(_widget_property(widget, key).findtext("double")) for key in ("minimum", "maximum")]
+    assert ui_range == [low, high]
+
+
+def test_bound_node_selectors_are_in_the_scene_and_output_selectors_allow_none():
+    """connectGui binds these; inputs must be chosen (noneEnabled false), optional ones may be empty."""
+    bound = _parameter_names_in_ui()
+    for parameter in ("fixedVolume", "movingVolume"):
+        assert _widget_property(bound[parameter], "noneEnabled").findtext("bool") == "false", parameter
+    for parameter in ("initialTransform", "outputTransform", "outputVolume"):
+        assert _widget_property(bound[parameter], "noneEnabled").findtext("bool") == "true", parameter
+
+
 def test_output_selectors_can_create_new_nodes():
     bound = _parameter_names_in_ui()
     for parameter in ("outputTransform", "outputVolume"):
@@ -304,7 +426,7 @@ def test_helpers_import_without_slicer_qt_vtk_or_the_core():
         f"sys.path.insert(0, {str(MODULE_DIR)!r})\n"
         "import VMGGARegistrationLib.command, VMGGARegistrationLib.events, VMGGARegistrationLib.outputs\n"
         "import VMGGARegistrationLib.process, VMGGARegistrationLib.dependencies\n"
-        "import VMGGARegistrationLib.review, VMGGARegistrationLib.similarity\n"
+        "import VMGGARegistrationLib.review, VMGGARegistrationLib.similarity, VMGGARegistrationLib.panel\n"
         "print('ok')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
