@@ -688,6 +688,8 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
     def _dispatch(self, events: list) -> None:
         """Hand each new event to the callbacks and keep it for the summary."""
         state = self._state
+        if state is None:  # the run already ended (the scene was closed while waiting)
+            return
         state.events.extend(events)
         for event in events:
             if isinstance(event, ProgressEvent) and state.onProgress:

@@ -690,3 +690,21 @@ def test_auto_selection_skips_volumes_the_selectors_hide(module):
     candidates = vmgga_module.VMGGARegistrationLogic.volumeCandidates()
     assert len(candidates) == 6
     assert auto_select_volumes(candidates, None, None) == (ct.GetID(), mr.GetID())
+
+
+def test_closing_the_scene_while_a_script_waits_returns_the_cancelled_run(module, fake_core, monkeypatch):
+    """wait=True processes GUI events while waiting; one of them may close the scene."""
+    monkeypatch.setenv("FAKE_CORE_MODE", "hang")
+    scene, vmgga_module = module.scene, module.module
+    fixed, moving = _volume(scene, "fixed", 32), _volume(scene, "moving", 33)
+    closes = []
+
+    def process_events():
+        if not closes:
+            closes.append(True)
+            scene.Clear(0)
+
+    monkeypatch.setattr(slicer.app, "processEvents", process_events)
+    result = vmgga_module.VMGGARegistrationLogic().run(fixed=fixed, moving=moving, device="cpu", wait=True)
+    assert result.outcome.status.value == "cancelled" and "scene was closed" in result.outcome.message
+    assert list(module.temporary.iterdir()) == []
