@@ -15,6 +15,7 @@ real ``vmgga register`` through the Logic and checks that it recovers a known mo
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import json
 import os
 import sys
@@ -708,3 +709,62 @@ def test_closing_the_scene_while_a_script_waits_returns_the_cancelled_run(module
     result = vmgga_module.VMGGARegistrationLogic().run(fixed=fixed, moving=moving, device="cpu", wait=True)
     assert result.outcome.status.value == "cancelled" and "scene was closed" in result.outcome.message
     assert list(module.temporary.iterdir()) == []
+
+
+# --- installing: an old torch is offered an upgrade through the PyTorch extension ---------------------
+
+
+class _PyTorchUtilsLogic:
+    calls: list = []
+
+    def installTorch(self, askConfirmation=False, forceComputationBackend=None, torchVersionRequirement=None,  # noqa: N802
+                     torchvisionVersionRequirement=None):  # fmt: skip
+        """Signature of SlicerPyTorch's PyTorchUtilsLogic.installTorch."""
+        self.calls.append(torchVersionRequirement)
+        return types.SimpleNamespace(__version__="2.6.0")
+
+
+@pytest.fixture
+def installer(module, monkeypatch):
+    """Stand-ins for PyTorchUtils, pip and the confirmation box; torch 2.1.0 is installed."""
+    lib = sys.modules["VMGGARegistrationLib.dependencies"]
+    real_version = lib.installed_version
+    monkeypatch.setattr(
+        lib, "installed_version", lambda name: "2.1.0" if name == "torch" else real_version(name)
+    )
+    _PyTorchUtilsLogic.calls = []
+    monkeypatch.setitem(
+        sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=_PyTorchUtilsLogic)
+    )
+    pip_calls, questions, answers = [], [], []
+    monkeypatch.setattr(slicer.util, "pip_install", pip_calls.append)
+    monkeypatch.setattr(
+        slicer.util,
+        "confirmOkCancelDisplay",
+        lambda text, title=None: questions.append(title) or answers.pop(0),
+    )
+    monkeypatch.setattr(module.module.VMGGARegistrationLogic, "missingDependencies", staticmethod(lambda: []))
+    return types.SimpleNamespace(pip=pip_calls, questions=questions, answers=answers, lib=lib)
+
+
+def test_an_old_torch_is_upgraded_through_the_pytorch_extension(module, installer):
+    logic = module.module.VMGGARegistrationLogic()
+    assert logic.installedTorchStatus() == "unsupported"
+    installer.answers[:] = [True, True]
+    assert logic.installDependencies(askConfirmation=True, log=lambda text: None)
+    plan = installer.lib.install_plan(MODULE_DIR, os.environ)
+    assert installer.questions == ["Confirm Python package installation", "Upgrade PyTorch"]
+    assert _PyTorchUtilsLogic.calls == [plan.torch_specifier]  # the core's own torch requirement
+    assert plan.core_source == str(REPO_DIR)  # developer mode: this checkout
+    assert len(installer.pip) == 2
+    requirements_step, core_step = installer.pip
+    assert requirements_step[:-2] == list(plan.requirements) and requirements_step[-2] == "-c"
+    constraints = Path(requirements_step[-1]).read_text().split()
+    assert f"numpy=={importlib.metadata.version('numpy')}" in constraints  # what Slicer ships stays
+    assert core_step == ["--no-deps", plan.core_source]
+
+
+def test_declining_the_torch_upgrade_installs_nothing(module, installer):
+    installer.answers[:] = [True, False]
+    assert not module.module.VMGGARegistrationLogic().installDependencies(askConfirmation=True)
+    assert _PyTorchUtilsLogic.calls == [] and installer.pip == []
