@@ -125,3 +125,32 @@ def test_installed_extension_installs_the_core_from_its_bundled_wheel(core_wheel
     origin, version = shown.stdout.split()
     assert Path(origin) == target / "vmgga" / "__init__.py"
     assert version == core_wheel.name.split("-")[1]
+
+
+def test_cmake_builds_and_installs_the_wheel_next_to_the_module(tmp_path):
+    """The module's CMakeLists.txt, configured, built and installed with the Slicer macros stubbed:
+    the wheel lands in the build tree's and the package's ``qt-scripted-modules/Resources/wheels``."""
+    if shutil.which("make") is None:
+        pytest.skip("needs make")
+    project = tmp_path / "extension"
+    project.mkdir()
+    modules = "lib/Slicer-5.8/qt-scripted-modules"
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.16)\n"
+        "project(StubbedSlicerExtension NONE)\n"
+        f"set(Slicer_QTSCRIPTEDMODULES_LIB_DIR {modules})\n"
+        f"set(Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR {modules})\n"
+        f'set(PYTHON_EXECUTABLE "{sys.executable}")\n'
+        "macro(slicerMacroBuildScriptedModule)\nendmacro()\n"
+        "function(slicer_add_python_unittest)\nendfunction()\n"
+        f'add_subdirectory("{MODULE_DIR}" VMGGARegistration)\n'
+    )
+    build, package = tmp_path / "build", tmp_path / "package"
+    _cmake("-S", str(project), "-B", str(build), f"-DCMAKE_INSTALL_PREFIX={package}", cwd=tmp_path)
+    _cmake("--build", str(build), cwd=tmp_path)
+    _cmake("--install", str(build), cwd=tmp_path)
+    built = list((build / modules / "Resources" / "wheels").glob("vmgga-*.whl"))
+    installed = list((package / modules / "Resources" / "wheels").glob("vmgga-*.whl"))
+    assert len(built) == 1 and [w.name for w in installed] == [built[0].name]
+    # built from a copy of the sources in the build tree, not in the repository
+    assert (build / "VMGGARegistration" / "core-wheel-stage" / "pyproject.toml").is_file()
