@@ -8,11 +8,11 @@ e.g. ``make_config("fast", **{"dense.adam_iterations": 40})``.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from vmgga.device import check_device_name
 from vmgga.errors import ConfigError, look_up_option
 
 
@@ -192,7 +192,7 @@ def make_config(preset: str = "fast", **overrides: Any) -> RegistrationConfig:
     return config
 
 
-#: String options and their allowed values (``device`` is checked by pattern).
+#: String options and their allowed values (``device``: :func:`vmgga.device.check_device_name`).
 _OPTIONS: dict[str, tuple[str, ...]] = {
     "preprocess.fixed_modality": tuple(m.value for m in Modality),
     "preprocess.moving_modality": tuple(m.value for m in Modality),
@@ -209,10 +209,7 @@ def check_options(config: RegistrationConfig) -> None:
     for dotted, allowed in _OPTIONS.items():
         section, name = dotted.split(".")
         look_up_option(getattr(getattr(config, section), name), allowed, dotted)
-    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", config.device):
-        raise ConfigError(
-            f"device={config.device!r} is not allowed; expected 'cpu', 'cuda', 'cuda:N' or 'mps'"
-        )
+    check_device_name(config.device)
 
 
 _SECTIONS = {"preprocess": PreprocessConfig, "affine": AffineConfig, "dense": DenseConfig}
