@@ -8,11 +8,12 @@ import torch
 from vmgga.config import DenseConfig
 from vmgga.errors import InputError
 from vmgga.matching.base import DenseMatch, Matcher
-from vmgga.matching.slicewise import SlicewiseConfig
-from vmgga.matching.vmgga_matcher import VmggaMatcher, capture_range_vox
+from vmgga.matching.vmgga_matcher import VmggaMatcher
 from vmgga.models import checkpoint
 from vmgga.models.config import MatcherConfig
+from vmgga.models.loading import capture_range_vox
 from vmgga.models.network import VMGGANet
+from vmgga.models.slicewise import SlicewiseConfig
 
 
 def _shifted_volumes(shift_ijk: tuple[int, int, int], shape_dhw=(6, 64, 64)):

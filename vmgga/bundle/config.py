@@ -58,7 +58,7 @@ def registration_config(
     sections = {k: v for k, v in values.items() if k not in top}
     config = make_config(preset, **sections)
     _check_top_level_fields(top)
-    from vmgga.matching.base import needs_matcher_network
+    from vmgga.matching.registry import needs_matcher_network
 
     if matcher_weights is not None and needs_matcher_network(config.dense):
         config = dataclasses.replace(

@@ -3,7 +3,8 @@
 The user provides a directory written by ``transformers``' ``save_pretrained`` (``config.json`` +
 weights). :func:`load_dinov2` loads it with ``local_files_only=True``; :func:`dinov2_patch_features`
 turns a grey-level slice into a patch feature map. The matcher's ``dinov2`` backend
-(:mod:`vmgga.models.encoder`) and :class:`Dinov2FeatureExtractor` (3D, slice-wise) build on them.
+(:mod:`vmgga.models.encoder`) and :class:`vmgga.features.dinov2.Dinov2FeatureExtractor` (3D,
+slice-wise) build on them; the loader sits in ``models`` so that models never import ``features``.
 """
 
 from __future__ import annotations
@@ -66,49 +67,3 @@ def dinov2_patch_features(model: nn.Module, image: Tensor, scale: float = 1.0) -
     hp, wp = pixels.shape[-2] // patch, pixels.shape[-1] // patch
     tokens = hidden[:, hidden.shape[1] - hp * wp :]  # drop the class (and register) tokens
     return tokens.transpose(1, 2).reshape(image.shape[0], -1, hp, wp)
-
-
-#: Channels of the 3D DINOv2 feature volumes (fixed random orthogonal projection of the patch features).
-DINOV2_FEATURE_CHANNELS = 16
-
-
-def random_projection(hidden: int, channels: int, seed: int = 0) -> Tensor:
-    """A fixed ``(hidden, channels)`` matrix with orthonormal columns (same for every volume)."""
-    generator = torch.Generator().manual_seed(seed)
-    matrix = torch.randn(hidden, max(channels, 1), generator=generator)
-    return torch.linalg.qr(matrix)[0][:, :channels]
-
-
-class Dinov2FeatureExtractor:
-    """:class:`vmgga.features.base.FeatureExtractor` of the ``dinov2`` backend (training-free).
-
-    Slice-wise DINOv2 patch features along the three axes (:mod:`vmgga.matching.slicewise`),
-    projected to :data:`DINOV2_FEATURE_CHANNELS` channels by a fixed random orthogonal matrix (the
-    same for fixed and moving, so features stay comparable), upsampled to the slice, L2-normalised.
-    """
-
-    name = "dinov2"
-
-    def __init__(self, config, device: str | torch.device = "cpu", slicewise=None) -> None:
-        from vmgga.matching.slicewise import SlicewiseConfig
-
-        self.device = torch.device(device)
-        self.model = load_dinov2(config.dinov2_path, self.device)
-        self.scale = 14.0 / 8.0  # patch grid ~ 8 working voxels
-        hidden = int(self.model.config.hidden_size)
-        self.projection = random_projection(hidden, min(DINOV2_FEATURE_CHANNELS, hidden)).to(self.device)
-        self.slicewise = slicewise or SlicewiseConfig(slice_step=config.slice_step)
-
-    def _slice_features(self, slices: Tensor) -> Tensor:
-        """``(N, 1, r, c)`` -> ``(N, channels, r, c)``."""
-        patches = dinov2_patch_features(self.model, slices, self.scale)  # (N, hidden, hp, wp)
-        projected = torch.einsum("nchw,ck->nkhw", patches, self.projection)
-        full = F.interpolate(projected, size=slices.shape[-2:], mode="bilinear", align_corners=False)
-        return F.normalize(full, dim=1)
-
-    @torch.no_grad()
-    def extract(self, volume: Tensor) -> Tensor:
-        """``(1, 1, D, H, W)`` in ~[0, 1] -> ``(1, channels, D, H, W)``."""
-        from vmgga.matching.slicewise import stack_features
-
-        return stack_features(volume.to(self.device, torch.float32), self._slice_features, self.slicewise)
