@@ -3,7 +3,7 @@
 ``VmggaMatcher.match`` implements :class:`vmgga.matching.base.Matcher`: it matches the working
 volumes slice by slice along the three axes (:mod:`vmgga.models.slicewise`) and fuses the in-plane
 flows into ``disp_ijk`` with their confidences. The coarse search is limited to the dense stage's
-capture range (``grid_spacing * search_radius`` working voxels), as after the affine stage only
+capture range (``learned_capture_range_vox`` working voxels), as after the affine stage only
 residual motion is left.
 """
 

@@ -13,8 +13,9 @@ from vmgga.models.network import VMGGANet
 
 
 def capture_range_vox(config: DenseConfig) -> float:
-    """Largest displacement (working voxels) the dense stage searches: ``grid_spacing * search_radius``."""
-    return float(config.grid_spacing * config.search_radius)
+    """Largest displacement (working voxels) the learned matcher's coarse search considers:
+    ``config.learned_capture_range_vox``, set on its own (not derived from the cost volume's knobs)."""
+    return float(config.learned_capture_range_vox)
 
 
 def load_matcher_model(config: DenseConfig, device: str | torch.device = "cpu") -> VMGGANet:
