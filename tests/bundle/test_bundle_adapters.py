@@ -14,6 +14,7 @@ import vmgga
 import vmgga.api
 from vmgga.bundle import config as bundle_config
 from vmgga.bundle import evaluation as bundle_evaluation
+from vmgga.bundle import network as bundle_network
 from vmgga.bundle import outputs as bundle_outputs
 from vmgga.bundle import pairs as bundle_pairs
 from vmgga.bundle import runner as bundle_runner
@@ -196,3 +197,22 @@ def test_affine_part_is_the_linear_transform_of_the_composite():
     assert part.TransformPoint((0.0, 0.0, 0.0)) == pytest.approx((1.0, 2.0, 3.0))
     with pytest.raises(ConfigError, match="no affine part"):
         bundle_evaluation.affine_part(sitk.CompositeTransform([field()]))
+
+
+def test_trained_weights_are_installed_atomically(tmp_path, monkeypatch):
+    import vmgga.training
+
+    trained = tmp_path / "run" / "weights.pt"
+    trained.parent.mkdir()
+    trained.write_bytes(b"new weights")
+    monkeypatch.setattr(vmgga.training, "run_training", lambda config, resume, progress: trained)
+    target = tmp_path / "bundle" / "models" / "model.pt"
+    assert bundle_network.train_matcher(object(), model_path=target) == target
+    assert target.read_bytes() == b"new weights"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.pt"]  # no temporary file left
+
+    trained.unlink()  # the copy fails: the installed weights stay as they were
+    with pytest.raises(FileNotFoundError):
+        bundle_network.train_matcher(object(), model_path=target)
+    assert target.read_bytes() == b"new weights"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.pt"]
