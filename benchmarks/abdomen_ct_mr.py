@@ -153,7 +153,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--methods", default=ALL_METHODS, help=f"comma-separated subset of {ALL_METHODS}")
     parser.add_argument("--directions", nargs="+", default=["mr2ct"], choices=["mr2ct", "ct2mr"])
-    parser.add_argument("--preset", default="fast", help="our preset (fast | accurate)")
+    parser.add_argument("--preset", default="fast", help="our preset (fast | accurate | inter_patient)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for every method")
     parser.add_argument(
         "--weights", default=None, help="VMGGA checkpoint of the learned vmgga-* methods (default: shipped)"

@@ -189,7 +189,7 @@ def uses_matcher_weights(method: str) -> bool:
     if method not in VMGGA_VARIANTS:
         return False
     from vmgga.config import make_config
-    from vmgga.matching.base import needs_matcher_network
+    from vmgga.matching.registry import needs_matcher_network
 
     return needs_matcher_network(make_config(**VMGGA_VARIANTS[method]).dense)
 

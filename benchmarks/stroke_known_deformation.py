@@ -152,7 +152,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--moving", nargs="+", default=list(MOVING_CHOICES), choices=MOVING_CHOICES)
     parser.add_argument("--pairs", type=int, default=None, help="use only the first N pairs")
-    parser.add_argument("--preset", default="fast", help="our preset (fast | accurate)")
+    parser.add_argument("--preset", default="fast", help="our preset (fast | accurate | inter_patient)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for every method")
     parser.add_argument(
         "--weights", default=None, help="VMGGA checkpoint of the learned vmgga-* methods (default: shipped)"

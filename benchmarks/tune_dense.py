@@ -4,7 +4,7 @@ For each seed, a random B-spline (control points ~40 mm apart, per-axis std 3.5 
 displacement of about 2 mm over the brain) warps T1 into the fixed image; T2 and FLAIR (co-registered
 with T1) are the moving images, so the true fixed->moving map is the B-spline itself. Both images are
 resampled to the preset's isotropic working grid (fixed image's frame), scaled to [0, 1] by robust
-percentiles and handed to :func:`vmgga.field.dense.estimate_dense_field`. The estimated field is
+percentiles and handed to :func:`vmgga.dense.stage.estimate_dense_field`. The estimated field is
 taken back to the fixed grid (LPS mm) and compared with the truth over the brain (warped T1 > 0).
 
     python benchmarks/tune_dense.py --threads 2 --presets fast accurate --seeds 0 1
@@ -28,7 +28,7 @@ import torch
 
 from vmgga import frames
 from vmgga.config import make_config
-from vmgga.field.dense import estimate_dense_field
+from vmgga.dense.stage import estimate_dense_field
 from vmgga.field.jacobian import jacobian_determinant, jacobian_summary
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mr-stroke-t1-t2-flair"

@@ -169,3 +169,87 @@ def test_inter_patient_preset_weakens_the_smoothness_penalty_and_keeps_the_cost_
     )
     assert same == fast.dense
     assert inter.preprocess == fast.preprocess and inter.affine == fast.affine
+
+
+# --- every preset override reaches the stage that uses it ----------------------------------------
+
+
+class _Reached(Exception):
+    """Raised by the stubbed dense stage: register() got that far."""
+
+
+def _stage_inputs(config: RegistrationConfig, monkeypatch) -> dict[str, object]:
+    """What register() hands each stage for ``config``, on a small 0.8 mm image (dense stage stubbed)."""
+    import types
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    import vmgga.api as api
+
+    seen: dict[str, object] = {}
+    real_grid = api.working_geometry
+
+    def working_geometry(geometry, spacing_mm, max_voxels):
+        seen.setdefault("preprocess", {"working_spacing_mm": spacing_mm, "max_working_voxels": max_voxels})
+        return real_grid(geometry, spacing_mm, max_voxels)
+
+    def estimate_affine(fixed, moving, affine_config, **_):
+        seen["affine"] = affine_config
+        return types.SimpleNamespace(transform=sitk.AffineTransform(3))
+
+    def estimate_dense_field(fixed_work, moving_work, dense_config, **_):
+        seen["dense"] = dense_config
+        raise _Reached
+
+    monkeypatch.setattr(api, "working_geometry", working_geometry)
+    monkeypatch.setattr(api, "estimate_affine", estimate_affine)
+    monkeypatch.setattr(api, "estimate_dense_field", estimate_dense_field)
+    rng = np.random.default_rng(0)
+    image = sitk.GetImageFromArray(rng.random((24, 24, 24)).astype(np.float32) * 100)
+    image.SetSpacing((0.8, 0.8, 0.8))
+    with pytest.raises(_Reached):
+        api.register(image, image, config, progress=False)
+    return seen
+
+
+def _reached(seen: dict[str, object], dotted: str):
+    section, name = dotted.split(".")
+    if section == "preprocess":
+        return seen["preprocess"][name]  # type: ignore[index]
+    return getattr(seen[section], name)
+
+
+PRESET_OVERRIDES = [(preset, dotted) for preset in sorted(PRESETS) for dotted in PRESETS[preset]]
+
+
+@pytest.mark.parametrize(("preset", "dotted"), PRESET_OVERRIDES)
+def test_every_preset_override_reaches_its_stage_and_changes_it(preset, dotted, monkeypatch):
+    section, name = dotted.split(".")
+    default = getattr(
+        {"preprocess": PreprocessConfig, "affine": AffineConfig, "dense": DenseConfig}[section](), name
+    )
+    with_override = _stage_inputs(make_config(preset), monkeypatch)
+    without = _stage_inputs(make_config(preset, **{dotted: default}), monkeypatch)
+    assert _reached(with_override, dotted) == PRESETS[preset][dotted]
+    assert _reached(without, dotted) != _reached(with_override, dotted), (
+        f"{preset}: {dotted} is dead or a default"
+    )
+
+
+def test_a_voxel_control_grid_is_refused_while_the_mm_one_is_in_force():
+    with pytest.raises(ConfigError, match="dense.adam_grid_spacing=6 has no effect"):
+        make_config(**{"dense.adam_grid_spacing": 6})
+    config = make_config(**{"dense.adam_grid_spacing": 6, "dense.adam_grid_spacing_mm": 0})
+    assert config.dense.adam_grid_spacing == 6
+
+
+def test_the_dense_parts_split_every_field_once():
+    from vmgga.config import DENSE_PARTS, dense_part
+
+    named = [name for names in DENSE_PARTS.values() for name in names]
+    assert sorted(named) == sorted(f.name for f in dataclasses.fields(DenseConfig))
+    assert len(named) == len(set(named))
+    assert dense_part(DenseConfig(adam_iterations=9), "instance")["adam_iterations"] == 9
+    with pytest.raises(ConfigError, match="dense part"):
+        dense_part(DenseConfig(), "warp")

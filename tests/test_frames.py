@@ -16,11 +16,17 @@ from vmgga.frames import (
     ALIGN_CORNERS,
     Geometry,
     apply_geometry,
+    array_from_image,
+    array_view_from_image,
     array_zyx_from_xyz,
+    coarse_from_fine,
     disp_ijk_from_lps,
     disp_lps_from_ijk,
+    fine_from_coarse,
+    flat_from_ijk,
     geometry_of,
     identity_grid_ijk,
+    ijk_from_flat,
     ijk_from_lps,
     ijk_from_norm,
     image_from_array,
@@ -30,6 +36,7 @@ from vmgga.frames import (
     ras_from_lps,
     ras_matrix_from_lps,
     sampling_grid_norm,
+    slice_axes_xy,
     xyz_from_array_zyx,
 )
 
@@ -281,3 +288,43 @@ def test_random_affine_composed_with_its_inverse_is_identity(quaternion, scales,
         np.eye(4),
         atol=1e-9,
     )
+
+
+# --- coarse grids, flat indices, slice axes ------------------------------------------------------
+
+
+def test_coarse_cells_sit_at_block_centres_as_avg_pool_and_interpolate_assume():
+    # a ramp averaged over blocks of 4 holds, in cell c, the mean of 4c..4c+3 = 4c + 1.5
+    ramp = torch.arange(16, dtype=torch.float64)[None, None]
+    pooled = F.avg_pool1d(ramp, 4)[0, 0]
+    cells = torch.arange(4, dtype=torch.float64)
+    assert torch.equal(fine_from_coarse(cells, 4), pooled)
+    # upsampling (align_corners=False) puts cell c back at the same fine position
+    upsampled = F.interpolate(pooled[None, None], scale_factor=4.0, mode="linear", align_corners=False)[0, 0]
+    assert torch.allclose(upsampled[2:-2], ramp[0, 0, 2:-2])
+    assert torch.allclose(coarse_from_fine(fine_from_coarse(cells, 3), 3), cells)
+    assert fine_from_coarse(np.array([0.0, 2.0]), 1).tolist() == [0.0, 2.0]  # stride 1: identity
+
+
+def test_flat_indices_agree_with_numpy_unravel_index():
+    shape = (3, 4, 5)  # (D, H, W)
+    flat = torch.tensor([0, 7, 23, 59])
+    k, j, i = np.unravel_index(flat.numpy(), shape)
+    points = ijk_from_flat(flat, shape)
+    assert points.tolist() == np.stack([i, j, k], axis=1).tolist()
+    assert torch.equal(flat_from_ijk(points, shape), flat)
+    assert ijk_from_flat(torch.tensor([6]), (2, 4)).tolist() == [[2, 1]]  # 2D: (x, y) of row 1, col 2
+
+
+def test_slice_axes_follow_the_array_axes_a_slice_keeps():
+    volume = torch.arange(2 * 3 * 4).reshape(2, 3, 4)  # (D, H, W) = (k, j, i) sizes 2, 3, 4
+    size_ijk = (4, 3, 2)
+    for axis, piece in enumerate((volume[0], volume[:, 0], volume[:, :, 0])):
+        column_axis, row_axis = slice_axes_xy(axis)
+        assert piece.shape == (size_ijk[row_axis], size_ijk[column_axis])
+    with pytest.raises(ValueError, match="slicing_axis must be 0, 1 or 2"):
+        slice_axes_xy(3)
+
+
+def test_array_view_reads_the_same_voxels_as_the_copy(small_image):
+    assert np.array_equal(array_view_from_image(small_image), array_from_image(small_image))

@@ -8,17 +8,20 @@ import os
 # slower wall time measured on a loaded 2-core machine); must be set before torch starts OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
-
 from vmgga.config import RegistrationConfig, make_config  # noqa: E402
+from vmgga.version import __version__  # noqa: E402
 
 __all__ = ["RegistrationConfig", "make_config", "register", "write_outputs", "__version__"]
 
 
 def __getattr__(name: str):
     """Import the heavy API lazily so ``import vmgga`` stays cheap."""
-    if name in ("register", "write_outputs", "RegistrationResult"):
+    if name in ("register", "write_outputs"):
         from vmgga import api
 
         return getattr(api, name)
+    if name == "RegistrationResult":
+        from vmgga.result import RegistrationResult
+
+        return RegistrationResult
     raise AttributeError(name)

@@ -10,7 +10,6 @@ import contextlib
 import os
 import platform
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,46 +19,27 @@ import torch
 import vmgga
 from vmgga.affine.mattes import estimate_affine
 from vmgga.config import Modality, RegistrationConfig, make_config
+from vmgga.dense.memory import estimate_dense_memory_bytes
+from vmgga.dense.stage import estimate_dense_field, with_physical_control_grid
 from vmgga.errors import ConfigError
 from vmgga.export.itk_transform import composite_transform
-from vmgga.field.dense import estimate_dense_field, with_physical_control_grid
 from vmgga.field.jacobian import jacobian_determinant, jacobian_summary
-from vmgga.field.memory import estimate_dense_memory_bytes
-from vmgga.frames import Geometry, disp_lps_from_ijk, geometry_of, image_from_array
+from vmgga.frames import (
+    Geometry,
+    array_from_image,
+    array_view_from_image,
+    disp_lps_from_ijk,
+    geometry_of,
+    image_from_array,
+)
 from vmgga.io.images import LoadedImage, read_image
 from vmgga.io.validate import check_ct_values
 from vmgga.preprocess.grid import resample_to_grid, working_geometry
 from vmgga.preprocess.intensity import detect_modality, normalise_intensity
 from vmgga.progress import ProgressCallback, as_callback
+from vmgga.result import RegistrationResult
 
 ImageSource = str | os.PathLike | sitk.Image
-
-
-@dataclass
-class RegistrationResult:
-    """What :func:`register` produces. Images are SimpleITK images in LPS geometry.
-
-    Attributes:
-        transform: fixed -> moving, LPS mm: the affine, then a displacement field (applied first).
-        fixed: the fixed image as read (float32).
-        moving: the moving image as read (float32).
-        warped: ``moving`` resampled through ``transform`` onto the fixed grid.
-        moving_affine: ``moving`` through the affine only, on the fixed grid ("before").
-        confidence: float32 in [0, 1] on the fixed grid.
-        jacobian_determinant: float32 determinant of the deformable part, working grid.
-        displacement_lps_mm: the displacement field (3 components, LPS mm), working grid.
-        report: JSON-serialisable summary (geometry, timings, Jacobian, confidence, versions, config).
-    """
-
-    transform: sitk.CompositeTransform
-    fixed: sitk.Image
-    moving: sitk.Image
-    warped: sitk.Image
-    moving_affine: sitk.Image
-    confidence: sitk.Image
-    jacobian_determinant: sitk.Image
-    displacement_lps_mm: sitk.Image
-    report: dict = field(default_factory=dict)
 
 
 def register(
@@ -218,7 +198,7 @@ def _lap(start: float, timings: dict[str, float] | None = None) -> float:
 
 def _modality(loaded: LoadedImage, requested: str) -> Modality:
     """The modality of a loaded image (request > DICOM tag > intensity range)."""
-    array = sitk.GetArrayViewFromImage(loaded.image)
+    array = array_view_from_image(loaded.image)
     return detect_modality(array, requested, loaded.modality_hint)
 
 
@@ -226,12 +206,12 @@ def _check_ct_range(loaded: LoadedImage, modality: Modality, role: str) -> None:
     """CT values outside the plausible HU range (overflow, wrong rescale) are an error, whatever the format."""
     if modality == Modality.CT:
         name = f"{role} image '{loaded.path}'" if loaded.path else f"{role} image (in memory)"
-        loaded.messages.extend(check_ct_values(sitk.GetArrayViewFromImage(loaded.image), name))
+        loaded.messages.extend(check_ct_values(array_view_from_image(loaded.image), name))
 
 
 def _normalised(image: sitk.Image, modality: Modality, config: RegistrationConfig) -> sitk.Image:
     """A float32 copy of ``image`` with intensities mapped to about [0, 1]."""
-    array = normalise_intensity(sitk.GetArrayViewFromImage(image), modality, config.preprocess)
+    array = normalise_intensity(array_view_from_image(image), modality, config.preprocess)
     return image_from_array(array, geometry_of(image))
 
 
@@ -285,14 +265,14 @@ def _memory_cap_bytes(config: RegistrationConfig) -> float:
 
 def _tensor(image: sitk.Image) -> torch.Tensor:
     """``(1, 1, D, H, W)`` float32 tensor of a scalar image."""
-    return torch.from_numpy(sitk.GetArrayFromImage(image).astype(np.float32))[None, None]
+    return torch.from_numpy(array_from_image(image).astype(np.float32))[None, None]
 
 
 def _resampled_outputs(
     fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, affine: sitk.Transform
 ) -> tuple[sitk.Image, sitk.Image]:
     """``moving`` on the fixed grid through the full transform and through the affine only."""
-    background = float(np.min(sitk.GetArrayViewFromImage(moving)))
+    background = float(np.min(array_view_from_image(moving)))
     warped = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, background, sitk.sitkFloat32)
     before = sitk.Resample(moving, fixed, affine, sitk.sitkLinear, background, sitk.sitkFloat32)
     return warped, before
@@ -310,7 +290,7 @@ def _report(
     fixed_in, moving_in, modalities, grid, grid_notes, affine, det, confidence, timings, config, dense_timings
 ):
     """The JSON-serialisable report of one registration."""
-    values = sitk.GetArrayViewFromImage(confidence)
+    values = array_view_from_image(confidence)
     return {
         "vmgga_version": vmgga.__version__,
         "inputs": {

@@ -8,11 +8,11 @@ e.g. ``make_config("fast", **{"dense.adam_iterations": 40})``.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from vmgga.device import check_device_name
 from vmgga.errors import ConfigError, look_up_option
 
 
@@ -74,36 +74,51 @@ class AffineConfig:
 
 @dataclass(frozen=True)
 class DenseConfig:
-    """Dense deformable stage: features, discrete matching, convex coupling, Adam refinement."""
+    """Dense deformable stage, in four named parts (:data:`DENSE_PARTS`), one per sub-stage.
 
-    features: str = "mind"  # mind | vmgga | dinov2 | mind+vmgga
-    matcher: str = "auto"  # auto (vmgga features -> vmgga matcher, else cost_volume) | cost_volume | vmgga | fused (both, by confidence)
-    matcher_weights: str | None = None  # path to a VMGGA checkpoint; None = the shipped one
+    The fields stay flat so that dotted overrides (``dense.adam_iterations``), the CLI's ``--set``,
+    batch manifests and MONAI ``_target_`` keyword arguments keep their names. Spacing knobs have one
+    unit each: ``*_mm`` in millimetres, the others in working-grid voxels (or slices).
+    """
+
+    # --- features: what is compared (vmgga.features) -----------------------------------------
+    features: str = "mind"  # mind | vmgga (the network's learned features) | dinov2 | mind+vmgga
+    matcher_weights: str | None = None  # VMGGA network checkpoint (learned features/matcher); None = shipped
     dinov2_path: str | None = None  # local directory of a DINOv2 model (features=dinov2)
     # mind+vmgga: weight of the learned features' squared distance against MIND's (SSD = MIND + w * learned)
     learned_feature_weight: float = 0.3
     slice_step: int = 4  # vmgga/dinov2 (2.5D): run the 2D network on every n-th slice, interpolate between
     mind_radius: int = 1  # MIND-SSC patch radius (working voxels)
     mind_dilation: int = 2  # MIND-SSC neighbourhood dilation (working voxels)
-    grid_spacing: int = 4  # coarse grid of the discrete search = its step, in working voxels
-    search_radius: int = 3  # search window half-width, in coarse steps (grid_spacing voxels each)
+    # --- matching: dense matches with confidence (vmgga.matching) -------------------------------
+    # auto (vmgga features -> vmgga matcher, else cost_volume) | cost_volume | vmgga (the network run
+    # slice-wise as the matcher) | fused (both, by confidence)
+    matcher: str = "auto"
+    grid_spacing: int = 4  # cost volume: coarse grid of the discrete search = its step (working voxels)
+    search_radius: int = (
+        3  # cost volume: search window half-width, in coarse steps (grid_spacing voxels each)
+    )
     convex_iterations: int = 6  # coupled convex steps (couplings grow geometrically)
     convex_coupling_first: float = 0.003  # coupling weight of the first convex step (cost per step^2)
     convex_coupling_last: float = 1.0  # coupling weight of the last convex step (cost per step^2)
     inverse_consistent: bool = False  # symmetrise the coarse field with the backward one (+~20% time)
     confidence_temperature: float = 0.1  # softmin temperature, relative to the mean cost contrast
-    # start of the Adam stage from the matches: -1 plain block means; >= 0 confidence-weighted
-    # block means plus this many box filters on the control grid (vmgga.field.fitting)
+    # learned matcher (vmgga, fused): largest displacement its coarse search considers (working
+    # voxels); 12 = the cost volume's default range (grid_spacing x search_radius), set on its own
+    learned_capture_range_vox: float = 12.0
+    # --- fitting: matches -> start of the instance optimisation (vmgga.field.fitting) -----------
+    # -1 plain block means; >= 0 confidence-weighted block means plus this many box filters on the
+    # control grid
     fit_smoothing_passes: int = 0
-    adam_iterations: int = (
-        40  # instance optimisation steps (0: the fitted matches only, smoothed and integrated)
-    )
+    # --- instance optimisation: Adam on a control-grid velocity (vmgga.field.instance) ----------
+    adam_iterations: int = 40  # steps (0: the fitted matches only, smoothed and integrated)
     adam_learning_rate: float = 0.5  # Adam step size (control-grid voxels) of the first step
     adam_final_learning_rate: float = 0.1  # step size of the last step (geometric decay in between)
-    adam_grid_spacing: int = 4  # control grid of the optimised velocity, in working voxels
-    # control grid in mm: register() sets adam_grid_spacing to the nearest voxel count at the working
-    # spacing (6 mm = 4 voxels at 1.5 mm, 2 at 3 mm); 0 keeps adam_grid_spacing as given
+    # control grid of the velocity in mm (the knob): register() sets adam_grid_spacing to the nearest
+    # voxel count at the working spacing (6 mm = 4 voxels at 1.5 mm, 2 at 3 mm). 0: no conversion,
+    # adam_grid_spacing is then the knob (working voxels)
     adam_grid_spacing_mm: float = 6.0
+    adam_grid_spacing: int = 4  # control grid in working voxels, as the stage receives it (see above)
     adam_feature_spacing: int = 1  # features block-pooled to this (working voxels) for the similarity
     adam_sample_fraction: float = 0.07  # share of the foreground similarity voxels compared per step
     adam_feature_channels: int = 0  # PCA-compress the features to this many channels (0: all)
@@ -113,15 +128,61 @@ class DenseConfig:
     integration_steps: int = 3  # scaling-and-squaring steps (0: no integration)
 
 
+#: The named parts of :class:`DenseConfig`: sub-stage -> its fields (each field in exactly one).
+DENSE_PARTS: dict[str, tuple[str, ...]] = {
+    "features": (
+        "features",
+        "matcher_weights",
+        "dinov2_path",
+        "learned_feature_weight",
+        "slice_step",
+        "mind_radius",
+        "mind_dilation",
+    ),
+    "matching": (
+        "matcher",
+        "grid_spacing",
+        "search_radius",
+        "convex_iterations",
+        "convex_coupling_first",
+        "convex_coupling_last",
+        "inverse_consistent",
+        "confidence_temperature",
+        "learned_capture_range_vox",
+    ),
+    "fitting": ("fit_smoothing_passes",),
+    "instance": (
+        "adam_iterations",
+        "adam_learning_rate",
+        "adam_final_learning_rate",
+        "adam_grid_spacing_mm",
+        "adam_grid_spacing",
+        "adam_feature_spacing",
+        "adam_sample_fraction",
+        "adam_feature_channels",
+        "adam_smoothing_passes",
+        "regularisation",
+        "regularisation_weight",
+        "integration_steps",
+    ),
+}
+
+
+def dense_part(config: DenseConfig, part: str) -> dict[str, Any]:
+    """The fields of one named part of ``config`` (:data:`DENSE_PARTS`), as a dict."""
+    names = DENSE_PARTS[look_up_option(part, tuple(DENSE_PARTS), "dense part")]
+    return {name: getattr(config, name) for name in names}
+
+
 @dataclass(frozen=True)
 class RegistrationConfig:
     """Everything :func:`vmgga.register` needs besides the two images."""
 
-    preset: str = "fast"  # fast | accurate, recorded in the report
+    preset: str = "fast"  # fast | accurate | inter_patient (Preset), recorded in the report
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     affine: AffineConfig = field(default_factory=AffineConfig)
     dense: DenseConfig = field(default_factory=DenseConfig)
-    device: str = "cpu"  # cpu | cuda | cuda:N
+    device: str = "cpu"  # cpu | cuda | cuda:N | mps (vmgga.device)
     seed: int = 0  # random seed (affine sampling, optimiser)
     num_threads: int | None = None  # torch/ITK threads; None = all cores
     max_memory_gb: float | None = None  # cap for the dense stage's estimated memory
@@ -131,30 +192,31 @@ class RegistrationConfig:
         return dataclasses.asdict(self)
 
 
-#: Overrides that define each preset, applied on top of the defaults.
+#: Overrides that define each preset, applied on top of the defaults. Each one must change what a
+#: stage receives (tests/test_config.py checks it through register()): no restated defaults.
 PRESETS: dict[str, dict[str, Any]] = {
     # `fast` matches with the learned VMGGA matcher and the MIND cost volume fused by confidence
     # (benchmarks/results/stroke_known_deformation_final.md: 0.528 mm vs 0.541 mm for the cost volume
     # alone, 1.2x its time). `accurate` and `inter_patient` keep the training-free cost volume: there
     # the fused matcher tied (0.384 vs 0.382 mm at 1.3x the time; abdomen Dice -0.002 / +0.002).
     # about 0.5 mm TRE on the stroke T1/T2/FLAIR benchmark; dense stage ~5 s of one CPU core
+    # (working spacing: the 1.5 mm default)
     Preset.FAST.value: {
-        "preprocess.working_spacing_mm": 1.5,
         "dense.matcher": "fused",
     },
-    # about 0.4 mm TRE on the same benchmark; dense stage ~15 s of one CPU core
+    # about 0.4 mm TRE on the same benchmark; dense stage ~15 s of one CPU core. The control grid
+    # stays 6 mm (adam_grid_spacing_mm), i.e. 6 voxels at 1 mm
     Preset.ACCURATE.value: {
         "preprocess.working_spacing_mm": 1.0,
         "preprocess.max_working_voxels": 256**3,
         "dense.grid_spacing": 6,
-        "dense.adam_grid_spacing": 6,
+        "dense.learned_capture_range_vox": 18.0,  # = its cost volume's range, 6 x 3 (--matcher vmgga|fused)
         "dense.adam_iterations": 60,
         "dense.adam_sample_fraction": 0.05,
     },
     # different patients (e.g. the abdominal CT-MR pair): a third of the smoothness penalty; on that
     # pair mean organ Dice 0.49 vs 0.46 with `fast`, but stroke TRE 0.56 vs 0.51 mm (tuned on one pair)
     Preset.INTER_PATIENT.value: {
-        "preprocess.working_spacing_mm": 1.5,
         "dense.regularisation_weight": 1.0,
     },
 }
@@ -164,7 +226,7 @@ def make_config(preset: str = "fast", **overrides: Any) -> RegistrationConfig:
     """Build a :class:`RegistrationConfig` from a preset plus overrides.
 
     Args:
-        preset: ``fast`` or ``accurate``.
+        preset: ``fast``, ``accurate`` or ``inter_patient`` (:class:`Preset`).
         **overrides: Either dotted keys (``"dense.adam_iterations": 40``), top-level fields
             (``device="cuda"``) or whole sections as dicts (``dense={"features": "vmgga"}``).
 
@@ -192,7 +254,7 @@ def make_config(preset: str = "fast", **overrides: Any) -> RegistrationConfig:
     return config
 
 
-#: String options and their allowed values (``device`` is checked by pattern).
+#: String options and their allowed values (``device``: :func:`vmgga.device.check_device_name`).
 _OPTIONS: dict[str, tuple[str, ...]] = {
     "preprocess.fixed_modality": tuple(m.value for m in Modality),
     "preprocess.moving_modality": tuple(m.value for m in Modality),
@@ -209,9 +271,18 @@ def check_options(config: RegistrationConfig) -> None:
     for dotted, allowed in _OPTIONS.items():
         section, name = dotted.split(".")
         look_up_option(getattr(getattr(config, section), name), allowed, dotted)
-    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", config.device):
+    check_device_name(config.device)
+    _check_control_grid_knob(config.dense)
+
+
+def _check_control_grid_knob(dense: DenseConfig) -> None:
+    """Refuse a control grid given in voxels while the one in mm is in force (it would be overwritten)."""
+    default = DenseConfig.adam_grid_spacing
+    if dense.adam_grid_spacing_mm > 0 and dense.adam_grid_spacing != default:
         raise ConfigError(
-            f"device={config.device!r} is not allowed; expected 'cpu', 'cuda', 'cuda:N' or 'mps'"
+            f"dense.adam_grid_spacing={dense.adam_grid_spacing} has no effect: register() sets it from "
+            f"dense.adam_grid_spacing_mm={dense.adam_grid_spacing_mm}; set that instead, or set "
+            "dense.adam_grid_spacing_mm=0 to give the control grid in working voxels"
         )
 
 

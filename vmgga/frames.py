@@ -13,6 +13,10 @@ Conventions used everywhere in ``vmgga``:
 * ``grid_sample`` is always called with ``align_corners=True``: normalised coordinate -1 is the
   centre of the first voxel and +1 the centre of the last one (``*_norm``), which is the same voxel
   centre convention as ITK.
+* A coarse grid at stride ``s`` (control grids, network tokens) has its cell ``c`` at the centre of
+  the fine block it covers, fine position ``s c + (s - 1) / 2`` (:func:`fine_from_coarse`).
+* A 2D slice of a volume has (i, j, k) index axes for its columns and rows given by
+  :func:`slice_axes_xy`; flat (row-major) indices convert with :func:`ijk_from_flat`.
 """
 
 from __future__ import annotations
@@ -105,8 +109,13 @@ def xyz_from_array_zyx(array_zyx: np.ndarray) -> np.ndarray:
 
 
 def array_from_image(image: sitk.Image) -> np.ndarray:
-    """Voxel array of a scalar or vector image, shape ``(D, H, W)`` or ``(D, H, W, C)``."""
+    """Voxel array of a scalar or vector image, shape ``(D, H, W)`` or ``(D, H, W, C)`` (a copy)."""
     return sitk.GetArrayFromImage(image)
+
+
+def array_view_from_image(image: sitk.Image) -> np.ndarray:
+    """Read-only view of the voxels, ``(D, H, W)`` or ``(D, H, W, C)``; valid while ``image`` lives."""
+    return sitk.GetArrayViewFromImage(image)
 
 
 def image_from_array(array_dhw: np.ndarray, geometry: Geometry, is_vector: bool = False) -> sitk.Image:
@@ -214,3 +223,64 @@ def disp_ijk_from_lps(disp_lps_mm: np.ndarray, geometry: Geometry) -> np.ndarray
     linear = geometry.direction_matrix @ np.diag(geometry.spacing_mm)
     vectors_ijk = np.asarray(disp_lps_mm, dtype=np.float64) @ np.linalg.inv(linear).T
     return np.moveaxis(vectors_ijk, -1, 0)
+
+
+# --- coarse grids: cells at block centres -------------------------------------------------------
+
+
+def fine_from_coarse(points_coarse, stride):
+    """Coarse-cell positions -> fine-grid positions: cell ``c`` sits at ``s c + (s - 1) / 2``.
+
+    Block-centre convention: coarse cell ``c`` covers the fine samples ``[s c, s c + s)`` and sits
+    at their centre, which is what ``avg_pool`` and ``F.interpolate(..., align_corners=False)`` by an
+    integer factor assume. Element-wise, on tensors or arrays of any shape (one stride for all axes
+    or one per axis in the last dimension).
+    """
+    return points_coarse * stride + (stride - 1) / 2.0
+
+
+def coarse_from_fine(points_fine, stride):
+    """Fine-grid positions -> continuous coarse-cell positions (inverse of :func:`fine_from_coarse`)."""
+    return (points_fine - (stride - 1) / 2.0) / stride
+
+
+# --- flat indices -------------------------------------------------------------------------------
+
+
+def ijk_from_flat(flat: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Row-major flat indices ``(N,)`` of an array of ``shape`` -> indices ``(N, ndim)``, fastest first.
+
+    For ``shape = (D, H, W)`` the columns are (i, j, k); for an image ``(H, W)`` they are (x, y).
+    """
+    columns = []
+    rest = flat
+    for size in reversed(shape):
+        columns.append(rest % size)
+        rest = torch.div(rest, size, rounding_mode="floor")
+    return torch.stack(columns, dim=-1)
+
+
+def flat_from_ijk(points: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Inverse of :func:`ijk_from_flat`: integer indices ``(..., ndim)``, fastest first -> flat ``(...)``."""
+    flat = torch.zeros_like(points[..., 0])
+    for axis, size in enumerate(shape):  # slowest axis first: (k, j, i) for (D, H, W)
+        flat = flat * size + points[..., len(shape) - 1 - axis]
+    return flat
+
+
+# --- slices of a volume -------------------------------------------------------------------------
+
+#: Array axis a slice is taken along (0 = D, fixed k; 1 = H, fixed j; 2 = W, fixed i) -> the (i, j, k)
+#: index axes of the slice's columns and rows, i.e. of a 2D position or flow ``(x, y)``. The slice
+#: keeps the remaining array axes in order: rows are the slower one, columns the faster one.
+_SLICE_AXES_XY: dict[int, tuple[int, int]] = {0: (0, 1), 1: (0, 2), 2: (1, 2)}
+
+
+def slice_axes_xy(slicing_axis: int) -> tuple[int, int]:
+    """``(column_axis, row_axis)`` in (i, j, k) numbering of a slice along array axis ``slicing_axis``.
+
+    Example: an axial slice ``volume_dhw[k]`` (axis 0) has columns along i and rows along j: ``(0, 1)``.
+    """
+    if slicing_axis not in _SLICE_AXES_XY:
+        raise ValueError(f"slicing_axis must be 0, 1 or 2 (D, H, W), got {slicing_axis!r}")
+    return _SLICE_AXES_XY[slicing_axis]

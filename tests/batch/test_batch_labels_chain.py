@@ -9,9 +9,10 @@ import pytest
 import SimpleITK as sitk
 
 from vmgga.batch.chain import chained_result, compose_transforms, displacement_of, working_grid_like
-from vmgga.batch.labels import dice_per_label, read_labels, warp_labels
+from vmgga.batch.labels import read_labels, warp_labels
 from vmgga.errors import InputError
 from vmgga.frames import array_from_image
+from vmgga.metrics import dice_per_label
 
 
 def label_image(array: np.ndarray, spacing=(2.0, 2.0, 2.0)) -> sitk.Image:
@@ -37,9 +38,9 @@ def test_dice_per_label_against_hand_counts():
     b[0, 0, 2:4] = 1  # 2 voxels, 2 shared -> 2*2/6
     a[0, 0, 6] = 2  # label 2 only in a -> 0
     b[0, 0, 8] = 5  # label 5 only in b
-    scores = dice_per_label(label_image(a), label_image(b))
+    scores = dice_per_label(a, b)  # the one vmgga.metrics.dice_per_label that batch/case.py calls
     assert scores == pytest.approx({1: 4 / 6, 2: 0.0, 5: 0.0})
-    assert dice_per_label(label_image(a), label_image(b), np.array([1])) == pytest.approx({1: 4 / 6})
+    assert dice_per_label(a, b, np.array([1])) == pytest.approx({1: 4 / 6})
 
 
 def test_read_labels_refuses_fractional_maps(tmp_path):

@@ -106,7 +106,7 @@ def test_abdomen_harness_identity_dice(tmp_path, monkeypatch):
 
 def test_our_benchmark_variants_are_valid_configs_with_the_named_matcher():
     from vmgga.config import make_config
-    from vmgga.matching.base import resolve_matcher_name
+    from vmgga.matching.registry import resolve_matcher_name
 
     expected = {
         "vmgga-mind": "cost_volume",

@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 from bundle_helpers import BUNDLE, INFERENCE, MR_NIFTI, run_bundle_cli
 
-from vmgga.bundle_support import BundleRunError
+from vmgga.bundle.runner import BundleRunError
 from vmgga.errors import DicomError, GeometryError, InputError
 
 

@@ -7,17 +7,13 @@ import torch
 
 from vmgga.config import DenseConfig
 from vmgga.errors import ConfigError, InputError
-from vmgga.features.dinov2 import (
-    Dinov2FeatureExtractor,
-    dinov2_patch_features,
-    load_dinov2,
-    random_projection,
-)
-from vmgga.matching.slicewise import SlicewiseConfig
+from vmgga.features.dinov2 import Dinov2FeatureExtractor, random_projection
 from vmgga.models.checkpoint import FROZEN_PREFIX, save_checkpoint
 from vmgga.models.config import MatcherConfig
+from vmgga.models.dinov2 import dinov2_patch_features, load_dinov2
 from vmgga.models.matcher2d import Matcher2D
 from vmgga.models.network import VMGGANet
+from vmgga.models.slicewise import SlicewiseConfig
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from vmgga.features.base import get_feature_extractor
 from vmgga.features.hybrid import HybridFeatureExtractor, weighted_concat
 from vmgga.features.mind import MindSscExtractor
 from vmgga.features.vmgga_encoder import VmggaFeatureExtractor
-from vmgga.matching.slicewise import SlicewiseConfig
 from vmgga.models.config import MatcherConfig
 from vmgga.models.network import VMGGANet
+from vmgga.models.slicewise import SlicewiseConfig
 
 
 def _learned(config: DenseConfig) -> VmggaFeatureExtractor:

@@ -7,9 +7,9 @@ import torch
 from vmgga.config import DenseConfig
 from vmgga.features.base import FeatureExtractor
 from vmgga.features.vmgga_encoder import VmggaFeatureExtractor, describe_at_full_resolution
-from vmgga.matching.slicewise import SlicewiseConfig, slices_along
 from vmgga.models.config import MatcherConfig
 from vmgga.models.network import VMGGANet
+from vmgga.models.slicewise import SlicewiseConfig, slices_along
 
 
 def _model() -> VMGGANet:

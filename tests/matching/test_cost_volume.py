@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from vmgga.config import DenseConfig
 from vmgga.errors import ConfigError
 from vmgga.features.mind import mind_ssc
-from vmgga.matching.base import DenseMatch, Matcher, get_matcher, resolve_matcher_name
+from vmgga.matching.base import DenseMatch, Matcher
 from vmgga.matching.cost_volume import CostVolumeMatcher, displacement_steps, ssd_cost_volume
+from vmgga.matching.registry import get_matcher, resolve_matcher_name
 
 
 def _texture(shape=(32, 32, 32), seed=0) -> torch.Tensor:

@@ -7,8 +7,9 @@ import torch
 
 from vmgga.config import DenseConfig
 from vmgga.errors import ConfigError
-from vmgga.matching.base import DenseMatch, get_matcher
+from vmgga.matching.base import DenseMatch
 from vmgga.matching.fused import FusedMatcher, fuse_matches
+from vmgga.matching.registry import get_matcher
 
 
 def _match(value: float, confidence: torch.Tensor) -> DenseMatch:

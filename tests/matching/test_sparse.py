@@ -69,3 +69,21 @@ def test_orb_detector_finds_keypoints_inside_the_image():
     points = detect_keypoints(_blobs()[0, 0], "orb")
     assert points.shape[0] > 10 and points.shape[1] == 2
     assert float(points.min()) >= 0 and float(points.max()) < 160
+
+
+def test_dense_from_sparse_has_no_half_block_shift():
+    """A flow linear in x, matched at every pixel, must come back unshifted: flow_x(x) = a x.
+
+    Sampling the coarse grid at ``step * c`` but upsampling it as block centres moves the field by
+    ``(step - 1) / 2`` px, i.e. an error of ``a (step - 1) / 2`` (0.15 px here).
+    """
+    size, step, slope = 64, 4, 0.1
+    ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    points0 = torch.stack([xs, ys], dim=-1).float().view(-1, 2)
+    points1 = points0 + torch.stack([slope * points0[:, 0], torch.zeros(len(points0))], dim=1)
+    matches = SparseMatches(points0, points1, torch.ones(len(points0)))
+    flow, _ = dense_from_sparse(matches, (size, size), sigma_px=3.0, step=step)
+    inner = slice(16, 48)  # the Gaussian weights are symmetric away from the border
+    expected = slope * xs[inner, inner].float()
+    assert (flow[0, 0, inner, inner] - expected).abs().max() < 0.01
+    assert flow[0, 1, inner, inner].abs().max() < 1e-5

@@ -8,11 +8,12 @@ import torch
 from vmgga.config import DenseConfig
 from vmgga.errors import InputError
 from vmgga.matching.base import DenseMatch, Matcher
-from vmgga.matching.slicewise import SlicewiseConfig
-from vmgga.matching.vmgga_matcher import VmggaMatcher, capture_range_vox
+from vmgga.matching.vmgga_matcher import VmggaMatcher
 from vmgga.models import checkpoint
 from vmgga.models.config import MatcherConfig
+from vmgga.models.loading import capture_range_vox
 from vmgga.models.network import VMGGANet
+from vmgga.models.slicewise import SlicewiseConfig
 
 
 def _shifted_volumes(shift_ijk: tuple[int, int, int], shape_dhw=(6, 64, 64)):
@@ -45,11 +46,10 @@ def test_in_plane_shift_lands_in_the_right_ijk_channels():
 def test_weights_are_loaded_from_the_config_with_the_capture_range(tmp_path):
     torch.manual_seed(0)
     path = checkpoint.save_checkpoint(VMGGANet(MatcherConfig(fine_dim=16)), tmp_path / "w.pt", {"steps": 1})
-    config = DenseConfig(matcher_weights=str(path))
+    config = DenseConfig(matcher_weights=str(path), learned_capture_range_vox=7.5, grid_spacing=6)
     matcher = VmggaMatcher(config)
     assert matcher.model.config.fine_dim == 16
-    assert matcher.model.config.max_displacement_px == capture_range_vox(config)
-    assert capture_range_vox(config) == config.grid_spacing * config.search_radius
+    assert matcher.model.config.max_displacement_px == capture_range_vox(config) == 7.5  # not 6 x 3
 
 
 def test_missing_weights_are_a_clear_error(tmp_path, monkeypatch):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from vmgga.api import RegistrationResult
 from vmgga.frames import array_from_image, disp_ijk_from_lps, geometry_of, image_from_array
+from vmgga.result import RegistrationResult
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 STROKE = DATA / "stroke"

@@ -194,7 +194,7 @@ def test_register_refuses_a_busy_output_folder(tmp_path, capsys):
 @pytest.mark.slow
 def test_memory_cap_coarsens_the_working_grid():
     from vmgga.api import register
-    from vmgga.field.memory import estimate_dense_memory_bytes
+    from vmgga.dense.memory import estimate_dense_memory_bytes
 
     config = make_config(max_memory_gb=0.02, **{"dense.adam_iterations": 2})
     result = register(FIXED, MOVING, config, progress=False)

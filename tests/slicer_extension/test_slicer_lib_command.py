@@ -53,9 +53,14 @@ def test_command_passes_modalities_and_initial_transform():
 
 
 def _core_parser():
-    """The real ``vmgga register`` argument parser (skips the test when the core is not installed)."""
-    register = pytest.importorskip("vmgga.cli.register", reason="vmgga register not built yet")
+    """The real ``vmgga register`` argument parser.
+
+    Imported plainly, not with ``importorskip``: a broken core import must fail the Slicer-to-CLI
+    contract tests, not skip them.
+    """
     import argparse
+
+    from vmgga.cli import register
 
     parser = argparse.ArgumentParser()
     register.add_arguments(parser)

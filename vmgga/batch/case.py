@@ -17,11 +17,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from vmgga.batch.chain import chained_result
-from vmgga.batch.labels import dice_per_label, label_values, read_labels, warp_labels
+from vmgga.batch.labels import label_values, read_labels, warp_labels
 from vmgga.batch.manifest import Case
 from vmgga.batch.state import clear_markers, utc_now, write_done, write_error
 from vmgga.errors import InputError, OutputError
+from vmgga.frames import array_from_image
 from vmgga.io.atomic import remove_stale_partials, write_image_atomic
+from vmgga.metrics import dice_per_label
 
 WARPED_LABELS_NAME = "warped_labels.nii.gz"
 
@@ -195,9 +197,9 @@ def _write_labels(case: Case, result, case_dir: Path, outputs: dict[str, Path]) 
         return None
     fixed_labels = warp_labels(read_labels(case.fixed_labels, "fixed"), result.fixed, sitk.Transform())
     if case.dice_labels:
-        return dice_per_label(fixed_labels, warped, np.asarray(case.dice_labels))
+        return dice_per_label(array_from_image(fixed_labels), array_from_image(warped), case.dice_labels)
     shared = np.intersect1d(label_values(fixed_labels), label_values(moving_labels))
-    return dice_per_label(fixed_labels, warped, shared)
+    return dice_per_label(array_from_image(fixed_labels), array_from_image(warped), shared)
 
 
 def case_metrics(report: dict, dice: dict[int, float] | None) -> dict:

@@ -35,28 +35,3 @@ def label_values(labels: sitk.Image) -> np.ndarray:
     """The non-zero label values of a map."""
     values = np.unique(array_from_image(labels))
     return values[values != 0]
-
-
-def dice_per_label(
-    reference_labels: sitk.Image, warped_labels: sitk.Image, labels: np.ndarray | None = None
-) -> dict[int, float]:
-    """Dice ``2|A & B| / (|A| + |B|)`` per label.
-
-    Args:
-        reference_labels, warped_labels: label maps on one grid (the fixed one).
-        labels: the labels to score; default every non-zero label of either map. Pass the labels
-            that both the fixed and the (unwarped) moving maps contain, so that structures only one
-            map delineates are not scored, while a structure lost by the warp scores 0.
-    """
-    a = array_from_image(reference_labels)
-    b = array_from_image(warped_labels)
-    if a.shape != b.shape:
-        raise InputError(f"label maps differ in size: {a.shape} vs {b.shape}")
-    if labels is None:
-        labels = np.union1d(label_values(reference_labels), label_values(warped_labels))
-    scores = {}
-    for label in labels:
-        in_a, in_b = a == label, b == label
-        total = int(in_a.sum()) + int(in_b.sum())
-        scores[int(label)] = 2.0 * int(np.logical_and(in_a, in_b).sum()) / total
-    return scores

@@ -12,7 +12,7 @@ from vmgga.config import FeatureBackend, Modality, Preset, make_config
 from vmgga.errors import VmggaError
 from vmgga.export.outputs import OUTPUT_FILES, QC_FILE
 from vmgga.io.atomic import OutputFolderLock, check_not_an_input, remove_stale_partials
-from vmgga.matching.base import MatcherName
+from vmgga.matching.registry import MatcherName
 from vmgga.progress import JsonLinesProgress, TqdmProgress, silent
 
 HELP = "register a moving image to a fixed image (NIfTI/NRRD/MHA files or DICOM series folders)"

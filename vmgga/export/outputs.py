@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from vmgga.io.atomic import OutputTransaction, write_json_atomic
 
 if TYPE_CHECKING:
-    from vmgga.api import RegistrationResult
+    from vmgga.result import RegistrationResult
 
 #: Output name -> file name. ``report`` is moved into place last: it marks a complete set.
 OUTPUT_FILES = {

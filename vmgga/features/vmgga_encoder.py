@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vmgga.config import DenseConfig
-from vmgga.matching.slicewise import SlicewiseConfig, stack_features
+from vmgga.models.loading import load_matcher_model
 from vmgga.models.network import VMGGANet
+from vmgga.models.slicewise import SlicewiseConfig, stack_features
 
 
 def upsample_descriptors(descriptors: Tensor, stride: int, size_hw: tuple[int, int]) -> Tensor:
@@ -43,8 +44,6 @@ class VmggaFeatureExtractor:
         slicewise: SlicewiseConfig | None = None,
     ) -> None:
         if model is None:
-            from vmgga.matching.vmgga_matcher import load_matcher_model
-
             model = load_matcher_model(config, device)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()

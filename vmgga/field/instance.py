@@ -22,6 +22,7 @@ from vmgga.field.integrate import integrate_velocity
 from vmgga.field.regularisers import regularisation_energy
 from vmgga.field.resize import box_smooth
 from vmgga.field.warp import sample_at_ijk
+from vmgga.frames import coarse_from_fine, ijk_from_flat
 
 #: Voxels whose (pooled) fixed intensity is above this count as foreground.
 _FOREGROUND_LEVEL = 1e-3
@@ -50,10 +51,9 @@ def make_similarity_grid(
     fixed_feat: torch.Tensor, moving_feat: torch.Tensor, foreground: torch.Tensor, ratio: int
 ) -> SimilarityGrid:
     """Gather the fixed features and positions of the ``(N,)`` flat ``foreground`` voxels once."""
-    _, channels, _, h, w = fixed_feat.shape
-    flat = foreground
-    points = torch.stack((flat % w, (flat // w) % h, flat // (w * h)), dim=1).to(fixed_feat.dtype)
-    fixed_values = fixed_feat.reshape(channels, -1)[:, flat].contiguous()
+    _, channels, d, h, w = fixed_feat.shape
+    points = ijk_from_flat(foreground, (d, h, w)).to(fixed_feat.dtype)  # (N, 3)
+    fixed_values = fixed_feat.reshape(channels, -1)[:, foreground].contiguous()
     return SimilarityGrid(moving_feat, points, fixed_values, ratio)
 
 
@@ -68,8 +68,7 @@ def foreground_indices(fixed_intensity: torch.Tensor, dilation: int = 2) -> torc
 def similarity_loss(disp_control: torch.Tensor, grid: SimilarityGrid, subset: slice) -> torch.Tensor:
     """Feature SSD (sum over channels, mean over the foreground voxels ``subset``) through a field."""
     points = grid.points_ijk[subset]  # (M, 3) similarity-grid voxels
-    # control voxel c sits at similarity voxel r * c + (r - 1) / 2 (block centres)
-    control_points = (points - (grid.ratio - 1) / 2.0) / grid.ratio
+    control_points = coarse_from_fine(points, grid.ratio)  # control voxel c: block centre r c + (r - 1) / 2
     disp = sample_at_ijk(disp_control, control_points).T * grid.ratio  # (M, 3) similarity voxels
     moving = sample_at_ijk(grid.moving_feat, points + disp)  # (C, M)
     return (moving - grid.fixed_values[:, subset]).pow(2).sum(0).mean()

@@ -1,16 +1,14 @@
-"""Dense matching interface: a displacement per working voxel plus its confidence."""
+"""Dense matching interface: a displacement per working voxel plus its confidence.
+
+The matchers implement :class:`Matcher`; :mod:`vmgga.matching.registry` names them and builds one.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Protocol, runtime_checkable
 
 import torch
-
-from vmgga.config import DenseConfig, FeatureBackend
-from vmgga.errors import look_up_option
-from vmgga.features.base import load_backend
 
 
 @dataclass
@@ -40,52 +38,3 @@ class Matcher(Protocol):
     ) -> DenseMatch:
         """Volumes ``(1, 1, D, H, W)``, features ``(1, C, D, H, W)`` -> :class:`DenseMatch`."""
         ...
-
-
-class MatcherName(str, Enum):
-    """``DenseConfig.matcher`` values."""
-
-    AUTO = "auto"  # vmgga features -> vmgga matcher, otherwise the cost volume
-    COST_VOLUME = "cost_volume"  # discrete search + coupled convex optimisation (training-free)
-    VMGGA = "vmgga"  # the learned gated-attention matcher
-    FUSED = "fused"  # both, fused by confidence (vmgga.matching.fused)
-
-
-def resolve_matcher_name(config: DenseConfig) -> str:
-    """The concrete matcher ``config`` asks for (``auto`` resolved from ``config.features``)."""
-    name = look_up_option(config.matcher, MatcherName, "dense.matcher")
-    if name != MatcherName.AUTO.value:
-        return name
-    features = look_up_option(config.features, FeatureBackend, "dense.features")
-    vmgga = features == FeatureBackend.VMGGA.value
-    return MatcherName.VMGGA.value if vmgga else MatcherName.COST_VOLUME.value
-
-
-def runs_learned_matcher(config: DenseConfig) -> bool:
-    """Whether the dense stage runs the slice-wise VMGGA matcher (``vmgga`` or ``fused``)."""
-    return resolve_matcher_name(config) in (MatcherName.VMGGA.value, MatcherName.FUSED.value)
-
-
-def needs_matcher_network(config: DenseConfig) -> bool:
-    """Whether ``config`` loads the VMGGA network (learned matcher or learned features)."""
-    learned_features = look_up_option(config.features, FeatureBackend, "dense.features") in (
-        FeatureBackend.VMGGA.value,
-        FeatureBackend.HYBRID.value,
-    )
-    return learned_features or runs_learned_matcher(config)
-
-
-def get_matcher(config: DenseConfig, device: str | torch.device = "cpu") -> Matcher:
-    """The matcher for ``config``: the cost volume by default, the VMGGA matcher for vmgga features.
-
-    Raises:
-        ConfigError: for an unknown name or a backend whose module is not available.
-    """
-    name = resolve_matcher_name(config)
-    if name == MatcherName.COST_VOLUME.value:
-        from vmgga.matching.cost_volume import CostVolumeMatcher
-
-        return CostVolumeMatcher(config, device)
-    if name == MatcherName.FUSED.value:
-        return load_backend("vmgga.matching.fused", "FusedMatcher", name)(config, device)
-    return load_backend("vmgga.matching.vmgga_matcher", "VmggaMatcher", name)(config, device)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vmgga.errors import look_up_option
-from vmgga.frames import ALIGN_CORNERS, norm_from_ijk
+from vmgga.frames import ALIGN_CORNERS, coarse_from_fine, fine_from_coarse, norm_from_ijk
 from vmgga.models.network import VMGGANet
 
 
@@ -52,7 +52,7 @@ def detect_keypoints(image: Tensor, detector: str = "sift", max_keypoints: int =
 def sample_descriptors(descriptors: Tensor, points_xy: Tensor, stride: int) -> Tensor:
     """Bilinear sample of ``descriptors (1, C, Hf, Wf)`` (cell ``u`` covers pixels ``[s u, s u + s)``)
     at ``points_xy (N, 2)`` pixels -> L2-normalised ``(N, C)``."""
-    cells = (points_xy - (stride - 1) / 2.0) / stride  # (N, 2) continuous cell index (x, y)
+    cells = coarse_from_fine(points_xy, stride)  # (N, 2) continuous cell index (x, y)
     size_xy = (descriptors.shape[-1], descriptors.shape[-2])
     grid = norm_from_ijk(cells, size_xy).view(1, 1, -1, 2)
     sampled = F.grid_sample(
@@ -113,9 +113,11 @@ def dense_from_sparse(
     if len(matches.points0_xy) == 0:
         return torch.zeros(1, 2, h, w, device=device), torch.zeros(1, 1, h, w, device=device)
     ys, xs = torch.meshgrid(
-        torch.arange(0, h, step, device=device), torch.arange(0, w, step, device=device), indexing="ij"
+        torch.arange(-(-h // step), device=device), torch.arange(-(-w // step), device=device), indexing="ij"
     )
-    grid = torch.stack([xs, ys], dim=-1).float().view(-1, 2)  # (G, 2)
+    # coarse sample c sits at the centre of its block, s c + (s - 1) / 2, where the upsampling below
+    # (align_corners=False) puts it; sampling at s c instead shifted the field by (s - 1) / 2 px
+    grid = fine_from_coarse(torch.stack([xs, ys], dim=-1).float().view(-1, 2), step)  # (G, 2) (x, y)
     weights = torch.exp(-(torch.cdist(grid, matches.points0_xy) ** 2) / (2 * sigma_px**2))  # (G, N)
     weights = weights * matches.confidence.clamp_min(1e-3)
     total = weights.sum(dim=1, keepdim=True)

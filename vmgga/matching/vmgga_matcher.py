@@ -1,9 +1,9 @@
 """The learned VMGGA matcher in the dense stage: the 2D network run slice-wise (2.5D) in 3D.
 
 ``VmggaMatcher.match`` implements :class:`vmgga.matching.base.Matcher`: it matches the working
-volumes slice by slice along the three axes (:mod:`vmgga.matching.slicewise`) and fuses the in-plane
+volumes slice by slice along the three axes (:mod:`vmgga.models.slicewise`) and fuses the in-plane
 flows into ``disp_ijk`` with their confidences. The coarse search is limited to the dense stage's
-capture range (``grid_spacing * search_radius`` working voxels), as after the affine stage only
+capture range (``learned_capture_range_vox`` working voxels), as after the affine stage only
 residual motion is left.
 """
 
@@ -14,31 +14,13 @@ from torch import Tensor
 
 from vmgga.config import DenseConfig
 from vmgga.matching.base import DenseMatch
-from vmgga.matching.slicewise import SlicewiseConfig, match_volume
-from vmgga.models.checkpoint import resolve_weights
+from vmgga.models.loading import capture_range_vox, load_matcher_model
 from vmgga.models.network import VMGGANet
-
-
-def capture_range_vox(config: DenseConfig) -> float:
-    """Largest displacement (working voxels) the dense stage searches: ``grid_spacing * search_radius``."""
-    return float(config.grid_spacing * config.search_radius)
-
-
-def load_matcher_model(config: DenseConfig, device: str | torch.device = "cpu") -> VMGGANet:
-    """The network of ``config.matcher_weights`` (or the shipped weights), in eval mode on ``device``.
-
-    Raises:
-        InputError: if no weights are given and none are shipped.
-    """
-    path = resolve_weights(config.matcher_weights)
-    overrides = {"max_displacement_px": capture_range_vox(config)}
-    if config.dinov2_path is not None:
-        overrides["dinov2_path"] = config.dinov2_path
-    return VMGGANet.from_checkpoint(path, map_location=device, **overrides)
+from vmgga.models.slicewise import SlicewiseConfig, match_volume
 
 
 def network_match_fn(model: VMGGANet, max_displacement_px: float | None = None):
-    """A :data:`~vmgga.matching.slicewise.SliceMatchFn` running ``model`` (dense or sparse mode)."""
+    """A :data:`~vmgga.models.slicewise.SliceMatchFn` running ``model`` (dense or sparse mode)."""
 
     @torch.no_grad()
     def match_fn(image0: Tensor, image1: Tensor) -> tuple[Tensor, Tensor]:

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vmgga.errors import look_up_option
-from vmgga.features.dinov2 import dinov2_patch_features, load_dinov2
 from vmgga.models.config import EncoderBackend, MatcherConfig
+from vmgga.models.dinov2 import dinov2_patch_features, load_dinov2
 from vmgga.models.mind2d import MIND2D_CHANNELS
 
 

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vmgga.errors import look_up_option
-from vmgga.features.dinov2 import dinov2_patch_features, load_dinov2
 from vmgga.models import head
 from vmgga.models.checkpoint import resolve_weights
 from vmgga.models.config import EncoderBackend, MatcherConfig
+from vmgga.models.dinov2 import dinov2_patch_features, load_dinov2
 from vmgga.models.mind2d import mind_ssc_2d
 from vmgga.models.network import VMGGANet, match_descriptors, pad_to_multiple
 from vmgga.models.types import MatchResult

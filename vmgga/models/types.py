@@ -3,7 +3,7 @@
 Frames (2D): an image tensor is ``(B, 1, H, W)``; pixel ``(x, y)`` is column ``x`` (along W) and row
 ``y`` (along H). Flows are in pixels with channels ``(x, y)``. For a 2D slice of a ``(D, H, W)``
 working volume at fixed ``k``, ``x`` is the voxel index ``i`` and ``y`` is ``j`` (see
-:mod:`vmgga.frames` and :mod:`vmgga.matching.slicewise`).
+:mod:`vmgga.frames` and :mod:`vmgga.models.slicewise`).
 """
 
 from __future__ import annotations

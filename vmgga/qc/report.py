@@ -45,7 +45,7 @@ def write_qc_page(
     """Write ``output_dir/qc.html`` (atomically) and a small ``qc_thumbnail.png`` for batch indexes.
 
     Args:
-        result: a :class:`vmgga.api.RegistrationResult`.
+        result: a :class:`vmgga.result.RegistrationResult`.
         output_dir: existing or new folder.
         title: page heading (default: "Registration QC").
         convention: ``radiological`` (patient's left on the screen's right) or ``neurological``.

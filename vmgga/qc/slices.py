@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from vmgga.errors import look_up_option
-from vmgga.frames import array_from_image
+from vmgga.frames import array_from_image, slice_axes_xy
 
 
 class DisplayConvention(str, Enum):
@@ -156,7 +156,12 @@ def orthogonal_slices(volume_dhw: np.ndarray, where: SliceIndex) -> dict[str, np
     }
 
 
+#: View -> the array axis its slice is taken along (as in :func:`orthogonal_slices`).
+_SLICING_AXIS = {View.AXIAL.value: 0, View.CORONAL.value: 1, View.SAGITTAL.value: 2}
+
+
 def in_plane_axes(view: str) -> tuple[int, int]:
     """Display-grid index axes ``(row_axis, column_axis)`` of a view, in (i, j, k) numbering."""
     view = look_up_option(view, View, "view")
-    return {"axial": (1, 0), "coronal": (2, 0), "sagittal": (2, 1)}[view]
+    column_axis, row_axis = slice_axes_xy(_SLICING_AXIS[view])
+    return row_axis, column_axis

@@ -41,7 +41,7 @@ class DisplayVolumes:
 
 
 def display_volumes(result, convention: str = "radiological", max_size: int = 192) -> DisplayVolumes:
-    """Resample the parts of a :class:`vmgga.api.RegistrationResult` that QC pages show.
+    """Resample the parts of a :class:`vmgga.result.RegistrationResult` that QC pages show.
 
     Optional parts (``confidence``, ``jacobian_determinant``, ``displacement_lps_mm``) may be None.
     """

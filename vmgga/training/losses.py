@@ -11,6 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vmgga.frames import (
+    ALIGN_CORNERS,
+    coarse_from_fine,
+    fine_from_coarse,
+    flat_from_ijk,
+    ijk_from_flat,
+    norm_from_ijk,
+)
+
 _EPS = 1e-8
 
 
@@ -34,10 +43,9 @@ def sample_at_px(field: Tensor, points_px: Tensor, stride: int = 1) -> Tensor:
     Points outside are clamped to the border.
     """
     height, width = field.shape[-2:]
-    coords = (points_px - (stride - 1) / 2.0) / stride  # (B, N, 2) in field cells
-    scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=field.device)
-    grid = (coords * scale - 1.0)[:, :, None]  # (B, N, 1, 2)
-    out = F.grid_sample(field, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    coords = coarse_from_fine(points_px, stride)  # (B, N, 2) in field cells
+    grid = norm_from_ijk(coords, (width, height))[:, :, None]  # (B, N, 1, 2)
+    out = F.grid_sample(field, grid, mode="bilinear", padding_mode="border", align_corners=ALIGN_CORNERS)
     return out[..., 0].transpose(1, 2)  # (B, N, C)
 
 
@@ -46,7 +54,7 @@ def sample_valid_points(valid: Tensor, n_points: int, generator: torch.Generator
     batch, _, height, width = valid.shape
     weights = valid.flatten(1).float() + 1e-6  # (B, H W); tiny weight keeps empty masks usable
     index = torch.multinomial(weights, n_points, replacement=False, generator=generator)
-    return torch.stack([index % width, index // width], dim=-1).float()
+    return ijk_from_flat(index, (height, width)).float()  # (B, N, 2) (x, y)
 
 
 # --- contrastive ------------------------------------------------------------------------------
@@ -133,14 +141,15 @@ def coarse_targets(flow01_px: Tensor, valid: Tensor, stride: int, shape1_hw: tup
     """
     batch, _, height, width = flow01_px.shape
     hc, wc = height // stride, width // stride
-    centres = pixel_grid(batch, hc, wc, flow01_px) * stride + (stride - 1) / 2.0  # (B, 2, hc, wc)
+    centres = fine_from_coarse(pixel_grid(batch, hc, wc, flow01_px), stride)  # (B, 2, hc, wc)
     points0 = centres.flatten(2).transpose(1, 2)  # (B, N0, 2)
     points1 = points0 + sample_at_px(flow01_px, points0)
     ok = sample_at_px(valid.float(), points0)[..., 0] > 0.999
     h1c, w1c = shape1_hw[0] // stride, shape1_hw[1] // stride
     col, row = torch.floor(points1[..., 0] / stride), torch.floor(points1[..., 1] / stride)
     ok &= (col >= 0) & (col < w1c) & (row >= 0) & (row < h1c)
-    index1 = (row.clamp(0, h1c - 1) * w1c + col.clamp(0, w1c - 1)).long()
+    cells1 = torch.stack((col.clamp(0, w1c - 1), row.clamp(0, h1c - 1)), dim=-1)  # (B, N0, 2) (x, y)
+    index1 = flat_from_ijk(cells1, (h1c, w1c)).long()
     return index1, ok
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vmgga.device import resolve_device
 from vmgga.errors import ConfigError
 from vmgga.models.config import matcher_config_from_dict
 from vmgga.models.network import VMGGANet
@@ -29,10 +30,8 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def select_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; other names pass through."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """``auto`` -> cuda when available, else cpu (:func:`vmgga.device.resolve_device`)."""
+    return torch.device(resolve_device(name))
 
 
 def pair_seeds(seed: int, step: int, count: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""Unit tests of the bundle adapters (:mod:`vmgga.bundle_support`), no registration run."""
+"""Unit tests of the bundle adapters (:mod:`vmgga.bundle`), no registration run."""
 
 from __future__ import annotations
 
@@ -12,12 +12,17 @@ from bundle_helpers import CT_DICOM, MR_NIFTI
 
 import vmgga
 import vmgga.api
-from vmgga import bundle_support as bs
+from vmgga.bundle import config as bundle_config
+from vmgga.bundle import evaluation as bundle_evaluation
+from vmgga.bundle import network as bundle_network
+from vmgga.bundle import outputs as bundle_outputs
+from vmgga.bundle import pairs as bundle_pairs
+from vmgga.bundle import runner as bundle_runner
 from vmgga.errors import ConfigError, InputError, OutputError
 
 
 def test_registration_config_equals_make_config_with_the_same_settings():
-    config = bs.registration_config(
+    config = bundle_config.registration_config(
         preset="accurate", device="cpu", features="mind", seed=5, overrides={"dense.adam_iterations": 7}
     )
     expected = dataclasses.replace(
@@ -30,33 +35,21 @@ def test_registration_config_equals_make_config_with_the_same_settings():
 
 def test_registration_config_refuses_unknown_fields():
     with pytest.raises(ConfigError, match="threads_per_core"):
-        bs.registration_config(device="cpu", overrides={"threads_per_core": 2})
+        bundle_config.registration_config(device="cpu", overrides={"threads_per_core": 2})
     with pytest.raises(ConfigError, match="adam_steps"):
-        bs.registration_config(device="cpu", overrides={"dense.adam_steps": 2})
-
-
-def test_device_auto_follows_torch_and_bad_devices_are_refused():
-    import torch
-
-    assert bs.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert bs.resolve_device("cpu") == "cpu"
-    with pytest.raises(ConfigError, match="tpu"):
-        bs.resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="no CUDA"):
-            bs.resolve_device("cuda")
+        bundle_config.registration_config(device="cpu", overrides={"dense.adam_steps": 2})
 
 
 def test_one_pair_writes_into_output_dir_and_datalist_into_case_folders(tmp_path):
-    (one,) = bs.load_pairs(fixed=CT_DICOM, moving=MR_NIFTI)
-    assert bs.pair_output_dir(tmp_path, one) == tmp_path
+    (one,) = bundle_pairs.load_pairs(fixed=CT_DICOM, moving=MR_NIFTI)
+    assert bundle_outputs.pair_output_dir(tmp_path, one) == tmp_path
     listing = tmp_path / "sub" / "pairs.json"
     listing.parent.mkdir()
     listing.write_text(json.dumps([{"fixed": "../a.nii.gz", "moving": str(MR_NIFTI), "case_id": "c1"}]))
     (tmp_path / "a.nii.gz").write_bytes(b"")
-    (pair,) = bs.load_pairs(datalist=listing)
+    (pair,) = bundle_pairs.load_pairs(datalist=listing)
     assert pair.fixed == str(listing.parent / "../a.nii.gz")  # relative to the datalist's folder
-    assert bs.pair_output_dir(tmp_path, pair) == tmp_path / "c1"
+    assert bundle_outputs.pair_output_dir(tmp_path, pair) == tmp_path / "c1"
 
 
 @pytest.mark.parametrize(
@@ -71,46 +64,31 @@ def test_one_pair_writes_into_output_dir_and_datalist_into_case_folders(tmp_path
 )
 def test_bad_datalists_are_refused(entries, message):
     with pytest.raises(ConfigError, match=message):
-        bs.load_pairs(datalist=entries)
+        bundle_pairs.load_pairs(datalist=entries)
 
 
 def test_pair_forms_are_exclusive():
     with pytest.raises(ConfigError, match="not both"):
-        bs.load_pairs(fixed=MR_NIFTI, moving=MR_NIFTI, datalist=[])
+        bundle_pairs.load_pairs(fixed=MR_NIFTI, moving=MR_NIFTI, datalist=[])
     with pytest.raises(ConfigError, match="either"):
-        bs.load_pairs()
+        bundle_pairs.load_pairs()
     with pytest.raises(ConfigError, match="both --fixed and --moving"):
-        bs.load_pairs(fixed=MR_NIFTI)
+        bundle_pairs.load_pairs(fixed=MR_NIFTI)
 
 
 def test_output_may_not_replace_an_input(tmp_path):
     moving = tmp_path / "warped.nii.gz"
     moving.write_bytes(b"")
-    (pair,) = bs.load_pairs(fixed=MR_NIFTI, moving=moving)
-    with pytest.raises(OutputError, match="would overwrite an input"):
-        bs._check_no_input_overwritten(pair, tmp_path)
-
-
-def test_dice_matches_simpleitk_overlap_measures():
-    rng = np.random.default_rng(1)
-    a = rng.integers(0, 4, size=(6, 7, 8)).astype(np.uint8)
-    b = np.where(rng.random(a.shape) < 0.7, a, rng.integers(0, 4, size=a.shape)).astype(np.uint8)
-    dice = bs.dice_per_label(a, b, [1, 2, 3, 7])
-    assert set(dice) == {1, 2, 3}  # 7 is in neither map
-    for label, value in dice.items():
-        measures = sitk.LabelOverlapMeasuresImageFilter()
-        measures.Execute(
-            sitk.GetImageFromArray((a == label).astype(np.uint8)),
-            sitk.GetImageFromArray((b == label).astype(np.uint8)),
-        )
-        assert value == pytest.approx(measures.GetDiceCoefficient(), abs=1e-12)
+    (pair,) = bundle_pairs.load_pairs(fixed=MR_NIFTI, moving=moving)
+    with pytest.raises(OutputError, match="would overwrite the input"):
+        bundle_outputs.check_no_input_overwritten(pair, tmp_path)
 
 
 def test_scored_labels_are_those_shared_by_both_maps():
     fixed = np.array([0, 1, 2, 5])
     moving = np.array([0, 2, 5, 9])
-    assert bs.scored_labels(fixed, moving, None) == [2, 5]
-    assert bs.scored_labels(fixed, moving, [1, 2, 3]) == [2]
+    assert bundle_evaluation.scored_labels(fixed, moving, None) == [2, 5]
+    assert bundle_evaluation.scored_labels(fixed, moving, [1, 2, 3]) == [2]
 
 
 class _FakeResult:
@@ -125,7 +103,7 @@ def test_failed_write_leaves_no_folder_and_no_staging(tmp_path, monkeypatch):
     monkeypatch.setattr(vmgga.api, "write_outputs", write_half_then_fail)
     out = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
-        bs.commit_outputs(_FakeResult(), out)
+        bundle_outputs.commit_outputs(_FakeResult(), out)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -141,7 +119,7 @@ def test_successful_write_moves_every_file_in_place(tmp_path, monkeypatch):
 
     monkeypatch.setattr(vmgga.api, "write_outputs", write_all)
     out = tmp_path / "out"
-    written = bs.commit_outputs(_FakeResult(), out)
+    written = bundle_outputs.commit_outputs(_FakeResult(), out)
     assert written == {"transform": out / "transform.h5", "report": out / "report.json"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert (out / "report.json").read_text() == "report.json"
@@ -161,29 +139,80 @@ def test_datalist_runner_goes_on_after_a_failed_pair(tmp_path, monkeypatch):
     monkeypatch.setattr(vmgga.api, "register", fake_register)
     monkeypatch.setattr(vmgga.api, "write_outputs", fake_write)
     pairs = [
-        bs.RegistrationPair("bad.nii.gz", "m", "c0", output_subdir="c0"),
-        bs.RegistrationPair("ok", "m", "c1", output_subdir="c1"),
+        bundle_pairs.RegistrationPair("bad.nii.gz", "m", "c0", output_subdir="c0"),
+        bundle_pairs.RegistrationPair("ok", "m", "c1", output_subdir="c1"),
     ]
-    runner = bs.RegistrationRunner(pairs, tmp_path / "out", config=vmgga.make_config())
-    with pytest.raises(bs.BundleRunError, match=r"1 of 2 pairs failed: c0: fixed image 'bad.nii.gz': broken"):
+    runner = bundle_runner.RegistrationRunner(pairs, tmp_path / "out", config=vmgga.make_config())
+    with pytest.raises(
+        bundle_runner.BundleRunError, match=r"1 of 2 pairs failed: c0: fixed image 'bad.nii.gz': broken"
+    ):
         runner.run()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c1"]
 
 
 @pytest.mark.parametrize(("value", "expected"), [(True, True), ("false", False), ("True", True), (0, False)])
 def test_flags_from_the_command_line_parse_as_booleans(value, expected):
-    assert bs.as_bool(value, "qc") is expected
+    assert bundle_config.as_bool(value, "qc") is expected
 
 
 def test_unclear_flags_are_refused():
     with pytest.raises(ConfigError, match="stop_on_error='maybe'"):
-        bs.as_bool("maybe", "stop_on_error")
+        bundle_config.as_bool("maybe", "stop_on_error")
 
 
 def test_bundle_weights_are_used_only_when_the_network_runs(tmp_path):
     weights = str(tmp_path / "model.pt")
-    learned = bs.registration_config(device="cpu", matcher_weights=weights)  # the preset's fused matcher
+    learned = bundle_config.registration_config(
+        device="cpu", matcher_weights=weights
+    )  # the preset's fused matcher
     assert (learned.dense.matcher, learned.dense.matcher_weights) == ("fused", weights)
-    free = bs.registration_config(device="cpu", matcher="cost_volume", matcher_weights=weights)
+    free = bundle_config.registration_config(device="cpu", matcher="cost_volume", matcher_weights=weights)
     assert (free.dense.matcher, free.dense.matcher_weights) == ("cost_volume", None)
     assert free == dataclasses.replace(vmgga.make_config(**{"dense.matcher": "cost_volume"}), device="cpu")
+
+
+def test_existing_output_folder_keeps_its_files_when_the_write_fails(tmp_path, monkeypatch):
+    def write_half_then_fail(result, output_dir, qc=False):
+        raise OSError("disk full")
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text("old")
+    monkeypatch.setattr(vmgga.api, "write_outputs", write_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        bundle_outputs.commit_outputs(_FakeResult(), out)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert (out / "report.json").read_text() == "old"
+
+
+def test_affine_part_is_the_linear_transform_of_the_composite():
+    affine = sitk.AffineTransform(3)
+    affine.SetTranslation((1.0, 2.0, 3.0))
+
+    def field():  # a fresh image each time: the transform takes the image over
+        return sitk.DisplacementFieldTransform(sitk.Image([4, 4, 4], sitk.sitkVectorFloat64, 3))
+
+    composite = sitk.CompositeTransform([affine, field()])
+    part = bundle_evaluation.affine_part(composite)
+    assert part.TransformPoint((0.0, 0.0, 0.0)) == pytest.approx((1.0, 2.0, 3.0))
+    with pytest.raises(ConfigError, match="no affine part"):
+        bundle_evaluation.affine_part(sitk.CompositeTransform([field()]))
+
+
+def test_trained_weights_are_installed_atomically(tmp_path, monkeypatch):
+    import vmgga.training
+
+    trained = tmp_path / "run" / "weights.pt"
+    trained.parent.mkdir()
+    trained.write_bytes(b"new weights")
+    monkeypatch.setattr(vmgga.training, "run_training", lambda config, resume, progress: trained)
+    target = tmp_path / "bundle" / "models" / "model.pt"
+    assert bundle_network.train_matcher(object(), model_path=target) == target
+    assert target.read_bytes() == b"new weights"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.pt"]  # no temporary file left
+
+    trained.unlink()  # the copy fails: the installed weights stay as they were
+    with pytest.raises(FileNotFoundError):
+        bundle_network.train_matcher(object(), model_path=target)
+    assert target.read_bytes() == b"new weights"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.pt"]

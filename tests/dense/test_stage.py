@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from vmgga.config import DenseConfig
+from vmgga.dense.memory import estimate_dense_memory_bytes
+from vmgga.dense.stage import DenseFieldResult, estimate_dense_field, with_physical_control_grid
 from vmgga.errors import ConfigError
-from vmgga.field.dense import DenseFieldResult, estimate_dense_field, with_physical_control_grid
 from vmgga.field.jacobian import jacobian_determinant, jacobian_summary
-from vmgga.field.memory import estimate_dense_memory_bytes
 from vmgga.field.warp import warp
 
 SHAPE = (32, 32, 32)
@@ -116,7 +116,7 @@ def test_control_grid_in_voxels_when_no_mm_spacing_is_given():
 
 def test_zero_adam_iterations_return_the_fitted_matches():
     """A matcher's constant shift survives fitting, smoothing and integration exactly."""
-    from vmgga.field.dense import refine_field
+    from vmgga.dense.stage import refine_field
     from vmgga.matching.base import DenseMatch
 
     config = DenseConfig(adam_iterations=0, adam_grid_spacing=4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from vmgga.frames import identity_grid_ijk
-from vmgga.matching.slicewise import (
+from vmgga.models.slicewise import (
     SlicewiseConfig,
     fuse_axis_flows,
     interpolate_slices,

@@ -27,8 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vmgga.frames import slice_axes_xy
+
 #: Slicing axis (0, 1, 2 = D, H, W of the volume) -> indices in (i, j, k) of the flow's (x, y).
-IN_PLANE_COMPONENTS: dict[int, tuple[int, int]] = {0: (0, 1), 1: (0, 2), 2: (1, 2)}
+IN_PLANE_COMPONENTS: dict[int, tuple[int, int]] = {axis: slice_axes_xy(axis) for axis in (0, 1, 2)}
 
 #: ``(image0 (N, 1, r, c), image1 (N, 1, r, c)) -> (flow_px (N, 2, r, c), confidence (N, 1, r, c))``.
 SliceMatchFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]

@@ -6,7 +6,7 @@ import math
 
 from vmgga.config import DenseConfig
 from vmgga.field.resize import padded_shape
-from vmgga.matching.base import runs_learned_matcher
+from vmgga.matching.registry import runs_learned_matcher
 
 _FLOAT_BYTES = 4
 _FEATURE_CHANNELS = {"mind": 12, "vmgga": 64, "dinov2": 384, "mind+vmgga": 44}
@@ -32,7 +32,7 @@ def _voxels(shape_dhw: tuple[int, int, int], factor: int) -> int:
 
 
 def estimate_dense_memory_bytes(shape_dhw: tuple[int, int, int], config: DenseConfig) -> int:
-    """Approximate peak bytes of :func:`~vmgga.field.dense.estimate_dense_field` on a ``(D, H, W)`` grid.
+    """Approximate peak bytes of :func:`~vmgga.dense.stage.estimate_dense_field` on a ``(D, H, W)`` grid.
 
     Counts the two full-resolution feature volumes (plus one temporary), the cost volume(s) with
     their softmin, the Adam stage's pooled features, sampled voxels and control-grid copies, and

@@ -22,7 +22,8 @@ from vmgga.field.instance import (
     make_similarity_grid,
     optimise_instance,
 )
-from vmgga.matching.base import DenseMatch, get_matcher
+from vmgga.matching.base import DenseMatch
+from vmgga.matching.registry import get_matcher
 
 ProgressCallback = Callable[[str, float, str], None]
 

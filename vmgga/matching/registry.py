@@ -1,0 +1,66 @@
+"""The matchers by name: which one a :class:`~vmgga.config.DenseConfig` asks for, and building it.
+
+The interface they implement is :class:`vmgga.matching.base.Matcher`; each matcher lives in its own
+module and is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+
+from vmgga.config import DenseConfig, FeatureBackend
+from vmgga.errors import look_up_option
+from vmgga.features.base import load_backend
+from vmgga.matching.base import Matcher
+
+#: Matcher name -> (module, class), imported only when asked for.
+_MATCHERS = {
+    "cost_volume": ("vmgga.matching.cost_volume", "CostVolumeMatcher"),
+    "vmgga": ("vmgga.matching.vmgga_matcher", "VmggaMatcher"),
+    "fused": ("vmgga.matching.fused", "FusedMatcher"),
+}
+
+
+class MatcherName(str, Enum):
+    """``DenseConfig.matcher`` values."""
+
+    AUTO = "auto"  # vmgga features -> vmgga matcher, otherwise the cost volume
+    COST_VOLUME = "cost_volume"  # discrete search + coupled convex optimisation (training-free)
+    VMGGA = "vmgga"  # the learned gated-attention matcher
+    FUSED = "fused"  # both, fused by confidence (vmgga.matching.fused)
+
+
+def resolve_matcher_name(config: DenseConfig) -> str:
+    """The concrete matcher ``config`` asks for (``auto`` resolved from ``config.features``)."""
+    name = look_up_option(config.matcher, MatcherName, "dense.matcher")
+    if name != MatcherName.AUTO.value:
+        return name
+    features = look_up_option(config.features, FeatureBackend, "dense.features")
+    vmgga = features == FeatureBackend.VMGGA.value
+    return MatcherName.VMGGA.value if vmgga else MatcherName.COST_VOLUME.value
+
+
+def runs_learned_matcher(config: DenseConfig) -> bool:
+    """Whether the dense stage runs the slice-wise VMGGA matcher (``vmgga`` or ``fused``)."""
+    return resolve_matcher_name(config) in (MatcherName.VMGGA.value, MatcherName.FUSED.value)
+
+
+def needs_matcher_network(config: DenseConfig) -> bool:
+    """Whether ``config`` loads the VMGGA network (learned matcher or learned features)."""
+    learned_features = look_up_option(config.features, FeatureBackend, "dense.features") in (
+        FeatureBackend.VMGGA.value,
+        FeatureBackend.HYBRID.value,
+    )
+    return learned_features or runs_learned_matcher(config)
+
+
+def get_matcher(config: DenseConfig, device: str | torch.device = "cpu") -> Matcher:
+    """The matcher for ``config``: the cost volume by default, the VMGGA matcher for vmgga features.
+
+    Raises:
+        ConfigError: for an unknown name or a backend whose module is not available.
+    """
+    name = resolve_matcher_name(config)
+    return load_backend(*_MATCHERS[name], name)(config, device)
