@@ -15,7 +15,9 @@ import SimpleITK as sitk
 
 from vmgga.errors import InputError
 from vmgga.frames import geometry_of
+from vmgga.io.capture import library_output
 from vmgga.io.dicom import check_not_multiframe, modality_hint, read_dicom_folder
+from vmgga.io.header_checks import check_nifti_header, check_stored_data
 from vmgga.io.nifti_check import check_nifti_data, is_nifti
 from vmgga.io.validate import VolumeLimits, check_components, check_dimension, check_size, validate_volume
 
@@ -122,13 +124,21 @@ def _read_path(path: Path, name: str, dicom_series: str | None, volume_index: in
 
 
 def _read_file(path: Path, name: str, volume_index: int | None, limits: VolumeLimits) -> sitk.Image:
-    """Check the header first, then read (one volume of a 4D file)."""
+    """Check the header against the file first, then read (one volume of a 4D file).
+
+    Nothing is allocated from the header's claims before they are checked against the file and
+    the limits; what ITK prints goes to the ``vmgga.libraries`` log (see :mod:`vmgga.io.capture`).
+    """
+    if is_nifti(path):
+        check_nifti_header(path, name)
+    check_stored_data(path, name, limits)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with library_output(f"reading the header of {name}"):
+            reader.ReadImageInformation()
     except RuntimeError as error:
-        raise InputError(f"{name}: cannot be read as an image ({_first_line(error)})") from None
+        raise InputError(f"{name}: cannot be read as an image ({_itk_reason(error)})") from None
     size = tuple(int(s) for s in reader.GetSize())
     if len(size) == 4:
         index = _volume_index_of(size, volume_index, name)
@@ -143,10 +153,11 @@ def _read_file(path: Path, name: str, volume_index: int | None, limits: VolumeLi
     if is_nifti(path):
         check_nifti_data(path, name)
     try:
-        return reader.Execute()
+        with library_output(f"reading {name}"):
+            return reader.Execute()
     except RuntimeError as error:
         raise InputError(
-            f"{name}: cannot be read (truncated or corrupt file: {_first_line(error)})"
+            f"{name}: cannot be read (truncated or corrupt file: {_itk_reason(error)})"
         ) from None
 
 
@@ -172,6 +183,14 @@ def _extract_volume(image: sitk.Image, volume_index: int | None, name: str) -> s
     size = tuple(image.GetSize())
     index = _volume_index_of(size, volume_index, name)
     return sitk.Extract(image, [*size[:3], 0], [0, 0, 0, index])
+
+
+def _itk_reason(error: Exception) -> str:
+    """ITK's reason, with the cryptic ones said plainly."""
+    text = str(error)
+    if "orthonormal direction cosines" in text:
+        return "its direction matrix is singular or not orthonormal (degenerate voxel axes)"
+    return _first_line(error)
 
 
 def _first_line(error: Exception) -> str:
