@@ -6,20 +6,29 @@ clear error, and either nothing written or a complete set that loads.
 
 from __future__ import annotations
 
+import errno
 import gzip
+import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
-from vmgga.errors import GeometryError, InputError
+from vmgga.errors import DiskFullError, GeometryError, InputError, OutputWriteError
+from vmgga.export.itk_transform import write_transform
+from vmgga.export.outputs import write_registration_outputs
 from vmgga.io import read_image
+from vmgga.io.atomic import atomic_write, write_image_atomic
+from vmgga.io.verify import is_disk_full
 
 REPO = Path(__file__).resolve().parents[2]
 PEAK_GROWTH_LIMIT_MB = 150  # reading a tiny file may grow the peak RSS by this much, no more
@@ -121,3 +130,139 @@ def test_short_header_claim_is_truncation(tmp_path):
     path = nifti_bomb(tmp_path / "bomb.nii.gz", (1000, 1000, 500))
     with pytest.raises(InputError, match=r"truncated or corrupt file: its header declares 4000000000 bytes"):
         read_image(path)
+
+
+# --- a full disk -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root and mount permission; else the test is skipped)."""
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root; the patched-writer tests cover the logic")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"mount is not permitted here: {mounted.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+def noisy_image(size_ijk: tuple[int, int, int], seed: int = 0) -> sitk.Image:
+    """Random floats: they do not compress, so the file size is about 4 bytes per voxel."""
+    array = np.random.default_rng(seed).uniform(0, 100, size=tuple(reversed(size_ijk))).astype(np.float32)
+    return sitk.GetImageFromArray(array)
+
+
+def fake_result(size_ijk: tuple[int, int, int], seed: int = 0) -> SimpleNamespace:
+    """What :func:`write_registration_outputs` reads from a registration result."""
+    field = sitk.GetImageFromArray(
+        np.random.default_rng(seed).normal(size=(*reversed(size_ijk), 3)), isVector=True
+    )
+    transform = sitk.CompositeTransform([sitk.AffineTransform(3), sitk.DisplacementFieldTransform(field)])
+    report = {"seed": seed, "size": list(size_ijk)}
+    return SimpleNamespace(
+        transform=transform,
+        warped=noisy_image(size_ijk, seed),
+        confidence=noisy_image(size_ijk, seed + 1),
+        report=report,
+    )
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vmgga", *args], capture_output=True, text=True, timeout=300, cwd=REPO
+    )
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_apply_on_a_full_disk_fails_in_one_line_and_writes_nothing(tmp_path, small_disk, suffix):
+    """SimpleITK's NIfTI writer does not raise on ENOSPC: the written file is checked instead."""
+    image = tmp_path / "image.nii.gz"
+    sitk.WriteImage(noisy_image((80, 80, 80)), str(image))  # about 2 MB: twice the disk
+    transform = tmp_path / "identity.tfm"
+    sitk.WriteTransform(sitk.Transform(3, sitk.sitkIdentity), str(transform))
+    output = small_disk / f"warped{suffix}"
+    run = run_cli("apply", str(transform), str(image), "--reference", str(image), "-o", str(output))
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and "no space left on the device" in run.stderr, run.stderr
+    assert str(output) in run.stderr
+    assert list(small_disk.iterdir()) == []
+
+
+def test_hdf5_transform_on_a_full_disk_is_one_error(small_disk, capfd):
+    """HDF5 raises with a 70-line stack on stderr: one DiskFullError, no stack, no file."""
+    field = sitk.GetImageFromArray(np.zeros((50, 50, 50, 3)), isVector=True)  # 3 MB of doubles
+    transform = sitk.DisplacementFieldTransform(field)
+    with pytest.raises(DiskFullError, match="no space left on the device to write .*transform.h5"):
+        write_transform(transform, small_disk / "transform.h5")
+    assert capfd.readouterr().err == ""
+    assert list(small_disk.iterdir()) == []
+
+
+def test_full_disk_keeps_the_previous_set(small_disk):
+    """A first set fits; a larger second one does not: the first stays complete and certified."""
+    write_registration_outputs(fake_result((12, 12, 12), seed=1), small_disk)
+    before = folder_hashes(small_disk)
+    with pytest.raises(DiskFullError):
+        write_registration_outputs(fake_result((70, 70, 70), seed=2), small_disk)
+    assert folder_hashes(small_disk) == before
+    assert json.loads((small_disk / "report.json").read_text())["seed"] == 1
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    """Name -> sha256 of every entry of ``folder`` (hidden staging files would show up too)."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+# --- a writer that returns without writing everything (no root needed) --------------------------
+
+
+def truncating(write_image, keep_fraction: float = 0.5):
+    """A ``sitk.WriteImage`` that writes, then cuts the file short and returns normally, as
+    SimpleITK's NIfTI writer does when the disk fills."""
+
+    def write(image, path, *args):
+        write_image(image, path, *args)
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: int(len(data) * keep_fraction)])
+
+    return write
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd", ".mha"])
+def test_short_image_write_is_not_committed(tmp_path, monkeypatch, suffix):
+    target = tmp_path / f"warped{suffix}"
+    target.write_bytes(b"previous version")
+    monkeypatch.setattr(sitk, "WriteImage", truncating(sitk.WriteImage))
+    with pytest.raises(OutputWriteError, match=rf"'{target}' could not be written completely"):
+        write_image_atomic(noisy_image((30, 30, 30)), target)
+    assert target.read_bytes() == b"previous version"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_short_output_after_space_was_freed_leaves_the_set_uncertified(tmp_path, monkeypatch):
+    """The warped image is cut short, then report.json would fit: the set must not be certified."""
+    write_registration_outputs(fake_result((12, 12, 12), seed=1), tmp_path)
+    before = folder_hashes(tmp_path)
+    monkeypatch.setattr(sitk, "WriteImage", truncating(sitk.WriteImage, keep_fraction=0.9))
+    with pytest.raises(OutputWriteError, match="warped.nii.gz' could not be written completely"):
+        write_registration_outputs(fake_result((20, 20, 20), seed=2), tmp_path)
+    assert folder_hashes(tmp_path) == before
+
+
+def test_disk_full_is_recognised_from_errno_and_library_text(tmp_path, monkeypatch):
+    """ENOSPC from Python, and HDF5's 'errno = 28' text, both give DiskFullError."""
+    full = OSError(errno.ENOSPC, "No space left on device")
+
+    def raise_full(path):
+        raise full
+
+    with pytest.raises(DiskFullError):
+        atomic_write(tmp_path / "report.json", raise_full)
+    assert is_disk_full(tmp_path, RuntimeError("H5Dwrite failed"), "errno = 28, error message = ...")
+    assert not is_disk_full(tmp_path, RuntimeError("some other failure"), "")
+    assert list(tmp_path.iterdir()) == []
