@@ -85,7 +85,7 @@ def read_image(
     else:
         path = Path(source)
         name = f"{role} image '{path}'"
-        _check_path(path, name)
+        check_path(path, name)
         raw = _read_path(path, name, dicom_series, volume_index, limits)
     warnings = validate_volume(raw.image, name, modality=raw.modality_hint, limits=limits)
     image = sitk.Cast(raw.image, sitk.sitkFloat32)
@@ -99,7 +99,7 @@ def read_image(
     )
 
 
-def _check_path(path: Path, name: str) -> None:
+def check_path(path: Path, name: str) -> None:
     """Missing and unreadable paths get their own messages."""
     if not path.exists():
         raise InputError(f"{name}: does not exist")
@@ -120,10 +120,10 @@ def _read_path(path: Path, name: str, dicom_series: str | None, volume_index: in
         raise InputError(f"{name}: --dicom-series applies to a DICOM folder, not to a file")
     if pydicom.misc.is_dicom(str(path)):
         check_not_multiframe([pydicom.dcmread(path, stop_before_pixels=True)], path)
-    return _Raw(_read_file(path, name, volume_index, limits), "file")
+    return _Raw(read_volume_file(path, name, volume_index, limits), "file")
 
 
-def _read_file(path: Path, name: str, volume_index: int | None, limits: VolumeLimits) -> sitk.Image:
+def read_volume_file(path: Path, name: str, volume_index: int | None, limits: VolumeLimits) -> sitk.Image:
     """Check the header against the file first, then read (one volume of a 4D file).
 
     Nothing is allocated from the header's claims before they are checked against the file and
