@@ -10,16 +10,24 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import SimpleITK as sitk
 
-from vmgga.errors import InputError
+from vmgga.errors import GeometryError, InputError
 from vmgga.frames import geometry_of
 from vmgga.io.capture import library_output
 from vmgga.io.dicom import check_not_multiframe, modality_hint, read_dicom_folder
 from vmgga.io.header_checks import check_nifti_header, check_stored_data
 from vmgga.io.nifti_check import check_nifti_data, is_nifti
-from vmgga.io.validate import VolumeLimits, check_components, check_dimension, check_size, validate_volume
+from vmgga.io.validate import (
+    VolumeLimits,
+    check_components,
+    check_dimension,
+    check_direction,
+    check_size,
+    validate_volume,
+)
 
 
 @dataclass(frozen=True)
@@ -138,7 +146,10 @@ def read_volume_file(path: Path, name: str, volume_index: int | None, limits: Vo
         with library_output(f"reading the header of {name}"):
             reader.ReadImageInformation()
     except RuntimeError as error:
-        raise InputError(f"{name}: cannot be read as an image ({_itk_reason(error)})") from None
+        geometry = _itk_geometry_reason(error)
+        if geometry is not None:
+            raise GeometryError(f"{name}: {geometry}") from None
+        raise InputError(f"{name}: cannot be read as an image ({_first_line(error)})") from None
     size = tuple(int(s) for s in reader.GetSize())
     if len(size) == 4:
         index = _volume_index_of(size, volume_index, name)
@@ -150,15 +161,25 @@ def read_volume_file(path: Path, name: str, volume_index: int | None, limits: Vo
     check_dimension(size, name)
     check_components(int(reader.GetNumberOfComponents()), name)
     check_size(size, name, limits)
+    check_direction(_direction_3d(reader.GetDirection()), reader.GetSpacing()[:3], name, limits)
     if is_nifti(path):
         check_nifti_data(path, name)
     try:
         with library_output(f"reading {name}"):
             return reader.Execute()
     except RuntimeError as error:
+        geometry = _itk_geometry_reason(error)
+        if geometry is not None:
+            raise GeometryError(f"{name}: {geometry}") from None
         raise InputError(
-            f"{name}: cannot be read (truncated or corrupt file: {_itk_reason(error)})"
+            f"{name}: cannot be read (truncated or corrupt file: {_first_line(error)})"
         ) from None
+
+
+def _direction_3d(direction: tuple[float, ...]) -> tuple[float, ...]:
+    """The spatial 3x3 block of a 3D or 4D (row-major) direction matrix."""
+    n = int(round(len(direction) ** 0.5))
+    return tuple(float(v) for v in np.asarray(direction).reshape(n, n)[:3, :3].ravel())
 
 
 def _volume_index_of(size_4d: tuple[int, ...], volume_index: int | None, name: str) -> int:
@@ -185,12 +206,16 @@ def _extract_volume(image: sitk.Image, volume_index: int | None, name: str) -> s
     return sitk.Extract(image, [*size[:3], 0], [0, 0, 0, index])
 
 
-def _itk_reason(error: Exception) -> str:
-    """ITK's reason, with the cryptic ones said plainly."""
+def _itk_geometry_reason(error: Exception) -> str | None:
+    """A plain reason when ITK refused the header's geometry (not a damaged file), else None."""
     text = str(error)
     if "orthonormal direction cosines" in text:
         return "its direction matrix is singular or not orthonormal (degenerate voxel axes)"
-    return _first_line(error)
+    if "determinant is 0" in text:
+        return "has a singular direction matrix (determinant 0: a zero or repeated voxel axis)"
+    if "Refusing to change spacing" in text:
+        return f"its header gives an invalid voxel spacing (zero or negative): {_first_line(error)}"
+    return None
 
 
 def _first_line(error: Exception) -> str:
