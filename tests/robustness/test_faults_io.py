@@ -135,18 +135,23 @@ def test_short_header_claim_is_truncation(tmp_path):
 # --- a full disk -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs (needs root and mount permission; else the test is skipped)."""
-    folder = tmp_path / "small_disk"
+def mount_tmpfs(folder: Path, size: str) -> Path:
+    """A tmpfs of ``size`` at ``folder`` (needs root and mount permission; else the test is skipped)."""
     folder.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root; the patched-writer tests cover the logic")
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True
     )
     if mounted.returncode != 0:
         pytest.skip(f"mount is not permitted here: {mounted.stderr.strip()}")
+    return folder
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs."""
+    folder = mount_tmpfs(tmp_path / "small_disk", "1m")
     yield folder
     subprocess.run(["umount", str(folder)], check=False)
 
@@ -211,6 +216,32 @@ def test_full_disk_keeps_the_previous_set(small_disk):
         write_registration_outputs(fake_result((70, 70, 70), seed=2), small_disk)
     assert folder_hashes(small_disk) == before
     assert json.loads((small_disk / "report.json").read_text())["seed"] == 1
+
+
+@pytest.mark.slow
+def test_register_on_a_full_disk_fails_in_one_line_and_certifies_nothing(tmp_path):
+    """9 MiB: transform.h5 (about 8 MB) fits, then the NIfTI writer runs out of space silently."""
+    disk = mount_tmpfs(tmp_path / "disk", "9m")
+    stroke = REPO / "tests" / "data" / "stroke"
+    output = disk / "out"
+    run = run_cli(
+        "register",
+        str(stroke / "T2.nii.gz"),
+        str(stroke / "T1.nii.gz"),
+        "-o",
+        str(output),
+        "--preset",
+        "fast",
+        "--quiet",
+    )
+    try:
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.count("\n") == 1 and "no space left on the device to write" in run.stderr, (
+            run.stderr
+        )
+        assert not output.exists() or sorted(p.name for p in output.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
 
 
 def folder_hashes(folder: Path) -> dict[str, str]:
