@@ -297,3 +297,24 @@ def test_disk_full_is_recognised_from_errno_and_library_text(tmp_path, monkeypat
     assert is_disk_full(tmp_path, RuntimeError("H5Dwrite failed"), "errno = 28, error message = ...")
     assert not is_disk_full(tmp_path, RuntimeError("some other failure"), "")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("suffix", "data_suffix"), [(".mhd", ".zraw"), (".hdr", ".img")])
+def test_two_file_formats_name_their_final_data_file(tmp_path, suffix, data_suffix):
+    """The header must not name a hidden temporary data file (a later cleanup would delete it)."""
+    image = noisy_image((9, 8, 7))
+    path = write_image_atomic(image, tmp_path / f"warped{suffix}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"warped{suffix}", f"warped{data_suffix}"])
+    np.testing.assert_array_equal(
+        sitk.GetArrayFromImage(sitk.ReadImage(str(path))), sitk.GetArrayFromImage(image)
+    )
+
+
+def test_other_os_errors_say_what_failed(tmp_path):
+    def refused(path):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    with pytest.raises(
+        OutputWriteError, match=r"cannot write '.*out.nii.gz': Permission denied; nothing was"
+    ):
+        atomic_write(tmp_path / "out.nii.gz", refused)

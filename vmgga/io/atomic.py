@@ -106,6 +106,8 @@ def write_error(
             f"no space left on the device to write '{final}': free some space or choose another output "
             "folder; nothing was committed"
         )
+    if isinstance(error, OSError):
+        return OutputWriteError(f"cannot write '{final}': {error.strerror or error}; nothing was committed")
     reason = problem or _one_line(error)
     return OutputWriteError(f"'{final}' could not be written completely ({reason}); nothing was committed")
 
@@ -136,9 +138,32 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+#: Formats whose header names a separate data file (``x.mhd`` + ``x.zraw``, ``x.hdr`` + ``x.img``).
+SPLIT_HEADER_SUFFIXES = (".mhd", ".hdr", ".nhdr")
+
+
 def write_image_atomic(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> Path:
-    """Write a SimpleITK image atomically (format from the extension)."""
-    return atomic_write(path, lambda temporary: sitk.WriteImage(image, str(temporary), compress))
+    """Write a SimpleITK image atomically and verified (format from the extension).
+
+    A two-file format is written under its final names in a hidden folder beside ``path``, then
+    the data file is moved into place and the header last, so the header never names a
+    temporary file.
+    """
+    path = Path(path)
+    if not path.name.lower().endswith(SPLIT_HEADER_SUFFIXES):
+        return atomic_write(path, lambda temporary: sitk.WriteImage(image, str(temporary), compress))
+    staging = path.with_name(f".{path.name}{PARTIAL_TAG}{os.getpid()}-{secrets.token_hex(4)}")
+    staging.mkdir()
+    try:
+        staged = write_verified(
+            staging / path.name, lambda target: sitk.WriteImage(image, str(target), compress), final=path
+        )
+        for written in sorted(staging.iterdir(), key=lambda p: p == staged):  # header last
+            os.replace(written, path.with_name(written.name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _fsync_folder(path.parent)
+    return path
 
 
 def write_json_atomic(obj, path: str | os.PathLike) -> Path:
