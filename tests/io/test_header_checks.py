@@ -32,6 +32,7 @@ def header_for(array: np.ndarray) -> nib.Nifti1Header:
     header = nib.Nifti1Header()
     header.set_data_shape(array.shape)
     header.set_data_dtype(array.dtype)
+    header["vox_offset"] = 352  # the voxels follow the 348-byte header and 4 extension bytes
     return header
 
 

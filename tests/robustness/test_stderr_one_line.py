@@ -47,6 +47,7 @@ def header_for(array: np.ndarray) -> nib.Nifti1Header:
     header = nib.Nifti1Header()
     header.set_data_shape(array.shape)
     header.set_data_dtype(array.dtype)
+    header["vox_offset"] = 352  # the voxels follow the 348-byte header and 4 extension bytes
     return header
 
 
@@ -135,3 +136,33 @@ def test_bad_weights_file_gives_one_line(tmp_path):
     assert run.stderr.count("\n") == 1, run.stderr
     assert f"matcher weights {weights} cannot be read: not a PyTorch checkpoint" in run.stderr
     assert not (output / "report.json").exists()
+
+
+ODD_HEADERS = {
+    "qfac_zero": {"pixdim0": 0.0},  # the NIfTI library reads qfac 0 as 1
+    "invalid_codes": {"qform_code": 7, "sform_code": 9},  # nibabel and ITK "set to 0" with a message
+    "sizeof_hdr": {"sizeof_hdr": 100},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ODD_HEADERS))
+def test_odd_but_readable_nifti_prints_nothing(tmp_path, capfd, kind):
+    from vmgga.cli.main import main
+
+    array = noise()
+    header = header_for(array)
+    header.set_sform(np.eye(4), code=1)
+    header.set_qform(np.eye(4), code=1)
+    for field, value in ODD_HEADERS[kind].items():
+        if field == "pixdim0":
+            header["pixdim"][0] = value
+        else:
+            header[field] = value
+    image = raw_nifti(tmp_path / f"{kind}.nii", header, array)
+    output = tmp_path / "warped.nii.gz"
+    status = main(
+        ["apply", str(identity_transform(tmp_path)), str(image), "--reference", str(image), "-o", str(output)]
+    )
+    assert status == 0
+    assert capfd.readouterr().err == ""
+    np.testing.assert_allclose(sitk.GetArrayFromImage(sitk.ReadImage(str(output))), array, atol=1e-4)

@@ -124,7 +124,10 @@ def _matrix_of(header, kind: str) -> np.ndarray:
     """The 3x3 voxel-to-world matrix of the qform or sform (sform rows read directly)."""
     if kind == "sform":
         return np.stack([header["srow_x"], header["srow_y"], header["srow_z"]])[:, :3].astype(np.float64)
-    return np.asarray(header.get_qform(), dtype=np.float64)[:3, :3]
+    readable = header.copy()
+    if readable["pixdim"][0] not in (-1.0, 1.0):
+        readable["pixdim"][0] = 1.0  # as the NIfTI library reads it (qfac 0 means 1)
+    return np.asarray(readable.get_qform(), dtype=np.float64)[:3, :3]
 
 
 def _check_not_singular(matrix: np.ndarray, kind: str, name: str) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 from nibabel.openers import ImageOpener
 
 from vmgga.errors import InputError, IntensityError
+from vmgga.io.capture import library_output
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".img.gz")
 
@@ -46,7 +47,8 @@ def check_nifti_data(path: str | Path, name: str) -> None:
         IntensityError: NaN or Inf voxels (which ITK would silently turn into 0).
     """
     try:
-        stored = np.asanyarray(nib.load(str(path)).dataobj.get_unscaled())
+        with library_output(f"checking the NIfTI data of {name}"):  # nibabel logs its header fixes
+            stored = np.asanyarray(nib.load(str(path)).dataobj.get_unscaled())
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as error:
         raise InputError(f"{name}: cannot be read (truncated or corrupt file: {error})") from None
     if np.issubdtype(stored.dtype, np.floating) and not np.isfinite(stored).all():
