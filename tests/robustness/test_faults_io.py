@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -59,6 +60,19 @@ def metaimage_bomb(path: Path, shape_ijk: tuple[int, int, int]) -> Path:
     return path
 
 
+def compressed_metaimage_bomb(path: Path, shape_ijk: tuple[int, int, int]) -> Path:
+    """A ``.mha`` claiming ``shape_ijk`` doubles with a tiny zlib stream inline."""
+    dims = " ".join(str(s) for s in shape_ijk)
+    data = zlib.compress(b"\0" * 1000)
+    header = (
+        "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\nCompressedData = True\n"
+        f"CompressedDataSize = {len(data)}\nElementSpacing = 1 1 1\nDimSize = {dims}\nElementType = MET_DOUBLE\n"
+        "ElementDataFile = LOCAL\n"
+    )
+    path.write_bytes(header.encode() + data)
+    return path
+
+
 def nrrd_bomb(path: Path, shape_ijk: tuple[int, int, int], encoding: str = "raw") -> Path:
     """An inline NRRD header claiming ``shape_ijk`` doubles, followed by 100 bytes."""
     dims = " ".join(str(s) for s in shape_ijk)
@@ -76,6 +90,8 @@ BOMBS = {
     "nifti_under_limit": lambda d: nifti_bomb(d / "bomb.nii.gz", (1000, 1000, 500)),
     "nifti_raw": lambda d: _uncompressed(nifti_bomb(d / "bomb.nii.gz", (1000, 1000, 500))),
     "mhd": lambda d: metaimage_bomb(d / "bomb.mhd", (1000, 1000, 500)),
+    "mha_zlib": lambda d: compressed_metaimage_bomb(d / "bomb.mha", (1000, 1000, 500)),
+    "mha_zlib_over_limit": lambda d: compressed_metaimage_bomb(d / "bomb.mha", (1000, 1000, 1000)),
     "nrrd_raw": lambda d: nrrd_bomb(d / "bomb.nrrd", (1000, 1000, 500)),
     "nrrd_gzip": lambda d: nrrd_bomb(d / "bomb.nrrd", (1000, 1000, 500), "gzip"),
 }

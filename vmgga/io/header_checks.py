@@ -44,9 +44,6 @@ def check_stored_data(path: str | os.PathLike, name: str, limits: VolumeLimits =
         raise InputError(
             f"{name}: its data file '{stored.data_file.name}' named in the header does not exist"
         )
-    if stored.compression == "opaque":
-        _check_compressed_size(stored, name)
-        return
     try:
         found = available_bytes(stored, need=stored.needed_bytes)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as error:
@@ -57,27 +54,17 @@ def check_stored_data(path: str | os.PathLike, name: str, limits: VolumeLimits =
 
 def _check_declared_size(stored: StoredData, name: str, limits: VolumeLimits) -> None:
     """The stored pixel type counts, before the pipeline's float32 copy exists."""
-    if stored.compression != "opaque" and stored.nbytes > limits.max_bytes:
+    if stored.nbytes > limits.max_bytes:
         raise GeometryError(
             f"{name}: its header declares {stored.nbytes / 1024**3:.1f} GB of voxel data (size "
             f"{stored.shape}); the limit is {limits.max_bytes / 1024**3:.1f} GB: crop or downsample it first"
         )
 
 
-def _check_compressed_size(stored: StoredData, name: str) -> None:
-    """MetaImage zlib data: the file must hold the compressed size the header gives."""
-    found = os.path.getsize(stored.data_file) - stored.offset
-    if stored.nbytes and found < stored.nbytes:
-        raise InputError(
-            f"{name}: the data file '{stored.data_file.name}' is short (truncated): the header declares "
-            f"{stored.nbytes} bytes of compressed data, the file holds {max(found, 0)}"
-        )
-
-
 def _short_message(stored: StoredData, found: int, path: Path, name: str) -> str:
     """Name what is short: the data file beside a header, or the file itself."""
     holds = max(found - stored.offset, 0)
-    where = "decompressed data" if stored.compression == "gzip" else "file"
+    where = "file" if stored.compression is None else "decompressed data"
     if stored.data_file != path:
         where = f"data file '{stored.data_file.name}'"
         return (

@@ -99,7 +99,7 @@ class StoredData:
         offset: Bytes before the voxels (in the decompressed stream when ``compression`` is gzip).
         nbytes: Bytes the header says the voxels take, in the stored pixel type.
         compression: ``None`` (raw), ``"gzip"`` (offset and nbytes in the decompressed stream) or
-            ``"opaque"`` (compressed, length not checkable without decoding; MetaImage zlib).
+            ``"zlib"`` (a MetaImage zlib stream starting at ``stream_start``).
         shape: The voxel counts the header declares, in file order.
         stream_start: Where a gzip stream begins in ``data_file`` (after an inline NRRD header).
     """
@@ -148,6 +148,8 @@ def available_bytes(stored: StoredData, need: int | None = None) -> int:
     Raises:
         OSError, EOFError, zlib.error: a missing data file or a corrupt compressed stream.
     """
+    if stored.compression == "zlib":
+        return _zlib_stream_bytes(stored, need)
     if stored.compression != "gzip":
         return os.path.getsize(stored.data_file)
     count = 0
@@ -159,6 +161,21 @@ def available_bytes(stored: StoredData, need: int | None = None) -> int:
                 if not chunk:
                     break
                 count += len(chunk)
+    return count
+
+
+def _zlib_stream_bytes(stored: StoredData, need: int | None) -> int:
+    """Decompressed length of a zlib stream, at most one chunk held at a time."""
+    decompressor, count = zlib.decompressobj(), 0
+    with open(stored.data_file, "rb") as handle:
+        handle.seek(stored.stream_start)
+        pending = b""
+        while not decompressor.eof and (need is None or count < need):
+            pending = pending or handle.read(CHUNK_BYTES)
+            if not pending:
+                break
+            count += len(decompressor.decompress(pending, CHUNK_BYTES))
+            pending = decompressor.unconsumed_tail
     return count
 
 
@@ -219,8 +236,7 @@ def _metaimage_stored(path: Path) -> StoredData | None:
         data_file, offset = path.parent / data_name, 0
     offset = _metaimage_header_size(fields, offset)
     if compressed:
-        nbytes = int(fields.get("CompressedDataSize", "0") or 0)
-        return StoredData(data_file, offset, nbytes, "opaque", shape)
+        return StoredData(data_file, 0, nbytes, "zlib", shape, stream_start=max(offset, 0))
     if offset < 0:  # HeaderSize = -1: the voxels are the last nbytes of the file
         offset = max(os.path.getsize(data_file) - nbytes, 0) if data_file.exists() else 0
     return StoredData(data_file, offset, nbytes, None, shape)
