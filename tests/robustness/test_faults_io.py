@@ -294,6 +294,7 @@ def test_short_image_write_is_not_committed(tmp_path, monkeypatch, suffix):
 def test_short_output_after_space_was_freed_leaves_the_set_uncertified(tmp_path, monkeypatch):
     """The warped image is cut short, then report.json would fit: the set must not be certified."""
     write_registration_outputs(fake_result((12, 12, 12), seed=1), tmp_path)
+    (tmp_path / "qc.html").write_text("<html>the previous set's page</html>")  # removed only on success
     before = folder_hashes(tmp_path)
     monkeypatch.setattr(sitk, "WriteImage", truncating(sitk.WriteImage, keep_fraction=0.9))
     with pytest.raises(OutputWriteError, match="warped.nii.gz' could not be written completely"):
