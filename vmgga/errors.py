@@ -38,6 +38,15 @@ class OutputError(VmggaError):
     """An output cannot be written safely (locked folder, would overwrite an input...)."""
 
 
+class OutputWriteError(OutputError):
+    """An output file could not be written completely: the writer failed or the file written
+    does not read back as complete. Nothing is committed (the previous set stays)."""
+
+
+class DiskFullError(OutputWriteError):
+    """No space left on the output device (ENOSPC, or a quota: EDQUOT)."""
+
+
 class ConfigError(VmggaError, ValueError):
     """A configuration value is not allowed."""
 

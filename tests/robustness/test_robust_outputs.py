@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import SimpleITK as sitk
 
-from vmgga.errors import OutputError
+from vmgga.errors import OutputError, OutputWriteError
 from vmgga.io import (
     OutputFolderLock,
     OutputTransaction,
@@ -113,7 +113,9 @@ def test_atomic_write_leaves_no_partial_file_when_the_writer_raises(tmp_path, sn
         temporary.write_bytes(b"half of an image")
         raise RuntimeError("disk full")
 
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(
+        OutputWriteError, match=r"warped.nii.gz' could not be written completely \(disk full\)"
+    ):
         atomic_write(target, failing_writer)
     assert snapshot(tmp_path) == {}  # neither the target nor a temporary file
 
@@ -170,8 +172,9 @@ def test_transaction_commits_the_marker_last(tmp_path):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(os, "replace", recording_replace)
         with OutputTransaction(folder) as transaction:
-            for name in ("report.json", "transform.h5", "warped.nii.gz"):
-                transaction.staged(name).write_text(name)
+            transaction.staged("report.json").write_text("{}")
+            sitk.WriteTransform(sitk.Transform(3, sitk.sitkIdentity), str(transaction.staged("transform.h5")))
+            sitk.WriteImage(sitk.Image(8, 8, 8, sitk.sitkUInt8), str(transaction.staged("warped.nii.gz")))
     assert order == ["transform.h5", "warped.nii.gz", "report.json"]
     assert sorted(p.name for p in folder.iterdir()) == ["report.json", "transform.h5", "warped.nii.gz"]
 

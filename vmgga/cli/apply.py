@@ -9,6 +9,7 @@ from vmgga.export.apply import apply_transform
 from vmgga.export.itk_transform import read_transform
 from vmgga.io.atomic import check_not_an_input, write_image_atomic
 from vmgga.io.images import read_image
+from vmgga.io.labels import read_label_map
 
 HELP = "resample an image or label map through a transform (fixed -> moving) onto the fixed grid"
 
@@ -19,7 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", help="image or label map to warp (file or DICOM folder)")
     parser.add_argument("--reference", required=True, help="the fixed image (defines the output grid)")
     parser.add_argument("-o", "--output", required=True, help="output image file, e.g. warped.nii.gz")
-    parser.add_argument("--labels", action="store_true", help="label map: nearest neighbour, integer output")
+    parser.add_argument(
+        "--labels",
+        action="store_true",
+        help="label map: integer values (an all-zero map is fine), nearest neighbour, integer output",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     check_not_an_input([output], [args.transform, args.image, args.reference])
     transform = read_transform(args.transform)
-    image = read_image(args.image, role="image to warp").image
+    if args.labels:
+        image = read_label_map(args.image, role="label map to warp")
+    else:
+        image = read_image(args.image, role="image to warp").image
     reference = read_image(args.reference, role="reference").image
     output.parent.mkdir(parents=True, exist_ok=True)
     write_image_atomic(apply_transform(transform, image, reference, labels=args.labels), output)

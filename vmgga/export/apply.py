@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from vmgga.io.labels import as_label_map
+
 
 def apply_transform(
     transform: sitk.Transform, image: sitk.Image, reference: sitk.Image, *, labels: bool = False
@@ -15,25 +17,20 @@ def apply_transform(
         transform: maps reference (fixed) points to ``image`` (moving) points, LPS mm.
         image: the moving image or label map.
         reference: defines the output grid (the fixed image).
-        labels: nearest-neighbour interpolation and an integer output (label maps).
+        labels: nearest-neighbour interpolation in the label map's integer type (label maps).
 
     Returns:
         float32 image (linear interpolation, background = the image minimum), or for labels an
-        integer image (background 0).
+        image of the label map's integer type (background 0; a float map with integral values
+        gets the smallest integer type that holds them).
+
+    Raises:
+        IntensityError: ``labels`` with a map holding non-integer values.
     """
     if labels:
-        warped = sitk.Resample(image, reference, transform, sitk.sitkNearestNeighbor, 0.0, sitk.sitkFloat32)
-        return sitk.Cast(warped, _label_pixel_type(image))
+        label_map = as_label_map(image)
+        return sitk.Resample(
+            label_map, reference, transform, sitk.sitkNearestNeighbor, 0, label_map.GetPixelID()
+        )
     background = float(np.min(sitk.GetArrayViewFromImage(image)))
     return sitk.Resample(image, reference, transform, sitk.sitkLinear, background, sitk.sitkFloat32)
-
-
-def _label_pixel_type(image: sitk.Image) -> int:
-    """The smallest of uint8/uint16/int32 that holds the label values."""
-    values = sitk.GetArrayViewFromImage(image)
-    low, high = float(values.min()), float(values.max())
-    if low >= 0 and high <= 255:
-        return sitk.sitkUInt8
-    if low >= 0 and high <= 65535:
-        return sitk.sitkUInt16
-    return sitk.sitkInt32

@@ -16,6 +16,8 @@ import SimpleITK as sitk
 from vmgga.errors import TransformFileError
 from vmgga.frames import Geometry, image_from_array
 from vmgga.io.atomic import atomic_write
+from vmgga.io.capture import library_output
+from vmgga.io.transform_files import unreadable_transform_reason
 
 
 def displacement_field_transform(
@@ -54,11 +56,12 @@ def read_transform(path: str | os.PathLike) -> sitk.Transform:
     if not path.is_file():
         raise TransformFileError(f"{path}: transform file not found")
     try:
-        transform = sitk.ReadTransform(str(path))
+        with library_output(f"reading transform '{path.name}'"):
+            transform = sitk.ReadTransform(str(path))
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
         raise TransformFileError(
-            f"{path}: not a readable ITK transform file (truncated or another format): {reason}"
+            f"{path}: not a readable ITK transform file: {unreadable_transform_reason(path, reason)}"
         ) from None
     if transform.GetDimension() != 3:
         raise TransformFileError(f"{path}: a {transform.GetDimension()}D transform; a 3D transform is needed")

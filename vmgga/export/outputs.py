@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import SimpleITK as sitk
 
-from vmgga.io.atomic import OutputTransaction, write_json_atomic
+from vmgga.io.atomic import OutputTransaction
 
 if TYPE_CHECKING:
     from vmgga.result import RegistrationResult
@@ -20,6 +21,9 @@ OUTPUT_FILES = {
     "report": "report.json",
 }
 QC_FILE = "qc.html"
+QC_THUMBNAIL_FILE = "qc_thumbnail.png"
+#: Every file a registration writes into its folder: a new set removes those it does not write.
+OWNED_FILES = (*OUTPUT_FILES.values(), QC_FILE, QC_THUMBNAIL_FILE)
 
 
 def write_registration_outputs(
@@ -27,22 +31,35 @@ def write_registration_outputs(
 ) -> dict[str, Path]:
     """Write the transform, warped image, confidence map, report (and QC page) into ``output_dir``.
 
-    The files are staged in a hidden folder and moved into place with ``report.json`` last, so an
-    interrupted run leaves either the previous complete set or none.
+    The files are staged in a hidden folder, each read back to check it is complete, and moved
+    into place with ``report.json`` last, so an interrupted or failed run (a full disk) leaves
+    either the previous complete set or none. Files of a previous set that this one does not
+    write (``qc.html`` from an earlier ``--qc`` run) are removed.
 
     Returns:
         Output name -> final path.
+
+    Raises:
+        DiskFullError, OutputWriteError: an output could not be written completely.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
-    with OutputTransaction(output_dir, marker=OUTPUT_FILES["report"]) as transaction:
-        staged = {name: transaction.staged(file) for name, file in OUTPUT_FILES.items()}
-        sitk.WriteTransform(result.transform, str(staged["transform"]))
-        sitk.WriteImage(result.warped, str(staged["warped"]), True)
-        sitk.WriteImage(result.confidence, str(staged["confidence"]), True)
+    with OutputTransaction(output_dir, marker=OUTPUT_FILES["report"], owned=OWNED_FILES) as transaction:
+        transaction.write(
+            OUTPUT_FILES["transform"], lambda path: sitk.WriteTransform(result.transform, str(path))
+        )
+        transaction.write(
+            OUTPUT_FILES["warped"], lambda path: sitk.WriteImage(result.warped, str(path), True)
+        )
+        transaction.write(
+            OUTPUT_FILES["confidence"], lambda path: sitk.WriteImage(result.confidence, str(path), True)
+        )
         if qc:
             from vmgga.qc.report import write_qc_page
 
             write_qc_page(result, transaction.staging)
-        write_json_atomic(result.report, staged["report"])
+        report = (json.dumps(result.report, indent=2, sort_keys=False) + "\n").encode("utf-8")
+        transaction.write(
+            OUTPUT_FILES["report"], lambda path: path.write_bytes(report), expected_bytes=len(report)
+        )
     names = {**OUTPUT_FILES, **({"qc": QC_FILE} if qc else {})}
     return {name: output_dir / file for name, file in names.items()}

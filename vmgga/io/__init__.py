@@ -1,4 +1,5 @@
-"""Input and output: images and DICOM series, validation, atomic writes, output-folder lock.
+"""Input and output: images, label maps and DICOM series, header and validation checks, verified
+atomic writes, output-folder lock, capture of the C libraries' own output.
 
 Names are imported lazily, so that ``vmgga.io.lock`` or ``vmgga.io.atomic`` load without torch.
 """
@@ -12,14 +13,17 @@ _EXPORTS = {
     "OutputTransaction": "atomic",
     "atomic_write": "atomic",
     "remove_stale_partials": "atomic",
+    "write_bytes_atomic": "atomic",
     "write_image_atomic": "atomic",
     "write_json_atomic": "atomic",
     "write_text_atomic": "atomic",
+    "library_output": "capture",
     "DicomSeries": "dicom",
     "list_series": "dicom",
     "read_dicom_folder": "dicom",
     "LoadedImage": "images",
     "read_image": "images",
+    "read_label_map": "labels",
     "OutputFolderLock": "lock",
     "check_not_an_input": "paths",
     "safe_output_path": "paths",

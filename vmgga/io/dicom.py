@@ -17,6 +17,7 @@ import pydicom
 import SimpleITK as sitk
 
 from vmgga.errors import DicomError
+from vmgga.io.capture import library_output
 from vmgga.io.tilt import correct_gantry_tilt, stack_geometry
 from vmgga.io.validate import VolumeLimits, check_size
 
@@ -112,13 +113,14 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
     entries = list(folder.iterdir())
     if not entries:
         raise DicomError(f"DICOM folder '{folder}' is empty")
-    series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    with library_output(f"listing the DICOM series of '{folder}'"):
+        series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+        series = [
+            DicomSeries(uid, tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)))
+            for uid in series_ids
+        ]
     if not series_ids:
         raise DicomError(_no_dicom_message(folder, entries))
-    series = [
-        DicomSeries(uid, tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)))
-        for uid in series_ids
-    ]
     return sorted(series, key=lambda s: (-s.num_files, s.uid))
 
 
@@ -342,11 +344,20 @@ def read_dicom_folder(
             duplicate slices, uneven spacing, inconsistent orientation, irregular stack, gantry tilt
             over 30 degrees, unreadable voxels. A smaller gantry tilt is corrected by resampling.
     """
-    series, messages = pick_series(list_series(folder), folder, series_uid)
+    all_series = list_series(folder)
+    series, messages = pick_series(all_series, folder, series_uid)
+    unreadable = unreadable_files(folder, all_series)
+    messages = [*messages, *(_left_out_message(path, reason) for path, reason in unreadable)]
     headers = read_headers(series)
     check_not_multiframe(headers, folder)
     orientation = check_orientation(headers, folder)
-    stack = check_slice_positions(headers, orientation, folder)
+    try:
+        stack = check_slice_positions(headers, orientation, folder)
+    except DicomError as error:
+        if not unreadable:
+            raise
+        path, reason = unreadable[0]
+        raise DicomError(f"{_left_out_message(path, reason)}; so {error}") from None
     size_ijk = (int(headers[0].Columns), int(headers[0].Rows), len(headers))
     if len(headers) > 1:
         check_size(size_ijk, f"DICOM series {series.uid} in '{folder}'", limits)
@@ -363,11 +374,86 @@ def _read_voxels(files: list[str], series: DicomSeries, folder: str | Path) -> s
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
-        return reader.Execute()
+        with library_output(f"reading DICOM series {series.uid}"):
+            return reader.Execute()
     except RuntimeError as error:
+        bad = next(((Path(f), r) for f in files if (r := dicom_file_problem(Path(f), strict=True))), None)
+        if bad is not None:
+            raise DicomError(_left_out_message(*bad).replace("was left out of its series", "")) from None
+        reason = [line.strip() for line in str(error).splitlines() if line.strip()][-1:] or ["unknown"]
         raise DicomError(
-            f"cannot read the voxels of DICOM series {series.uid} in '{folder}': {error}"
+            f"cannot read the voxels of DICOM series {series.uid} in '{folder}': {reason[0]}"
         ) from None
+
+
+# --- corrupt files -------------------------------------------------------------------------------
+
+
+def unreadable_files(folder: str | Path, series: list[DicomSeries]) -> list[tuple[Path, str]]:
+    """DICOM files of ``folder`` that GDCM left out of every series, with what is wrong with each.
+
+    GDCM silently skips a corrupt slice; the series then looks as if a slice were missing. Files
+    that are not DICOM at all (no ``DICM`` marker, no ``.dcm`` name) are not listed.
+    """
+    listed = {Path(f).name for s in series for f in s.files}
+    found = []
+    for entry in sorted(Path(folder).iterdir()):
+        if entry.is_file() and entry.name not in listed:
+            problem = dicom_file_problem(entry)
+            if problem is not None:
+                found.append((entry, problem))
+    return found
+
+
+def dicom_file_problem(path: Path, strict: bool = False) -> str | None:
+    """What is wrong with a DICOM file, or ``None`` (not DICOM at all, or, with ``strict``, no
+    problem found: a file GDCM skipped without a reason pydicom sees is "not readable by GDCM")."""
+    looks_dicom = path.suffix.lower() in (".dcm", ".dicom", ".ima") or _has_dicm_marker(path)
+    if not looks_dicom:
+        return None
+    try:
+        dataset = pydicom.dcmread(path)
+    except Exception as error:  # pydicom raises many types for damaged files
+        return f"corrupt DICOM ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+    short = _pixel_data_shortfall(dataset)
+    if short:
+        return f"truncated pixel data ({short} bytes missing)"
+    return None if strict else "damaged or unsupported: GDCM cannot read it"
+
+
+def _has_dicm_marker(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _pixel_data_shortfall(dataset: pydicom.Dataset) -> int:
+    """Bytes missing from uncompressed pixel data (0 when complete, compressed or absent)."""
+    if "PixelData" not in dataset or dataset.file_meta.get("TransferSyntaxUID", None) is None:
+        return 0
+    if dataset.file_meta.TransferSyntaxUID.is_compressed:
+        return 0
+    try:
+        frames = int(dataset.get("NumberOfFrames", 1) or 1)
+        expected = (
+            int(dataset.Rows)
+            * int(dataset.Columns)
+            * int(dataset.get("SamplesPerPixel", 1))
+            * frames
+            * int(dataset.BitsAllocated)
+            // 8
+        )
+    except (AttributeError, TypeError, ValueError):
+        return 0
+    return max(expected - len(dataset.PixelData), 0)
+
+
+def _left_out_message(path: Path, reason: str) -> str:
+    """Names the bad file."""
+    return f"DICOM file '{path}' cannot be read ({reason}) and was left out of its series"
 
 
 def _corrected(

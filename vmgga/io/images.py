@@ -10,14 +10,24 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import SimpleITK as sitk
 
-from vmgga.errors import InputError
+from vmgga.errors import GeometryError, InputError
 from vmgga.frames import geometry_of
+from vmgga.io.capture import library_output
 from vmgga.io.dicom import check_not_multiframe, modality_hint, read_dicom_folder
+from vmgga.io.header_checks import check_nifti_header, check_stored_data
 from vmgga.io.nifti_check import check_nifti_data, is_nifti
-from vmgga.io.validate import VolumeLimits, check_components, check_dimension, check_size, validate_volume
+from vmgga.io.validate import (
+    VolumeLimits,
+    check_components,
+    check_dimension,
+    check_direction,
+    check_size,
+    validate_volume,
+)
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,7 @@ def read_image(
     else:
         path = Path(source)
         name = f"{role} image '{path}'"
-        _check_path(path, name)
+        check_path(path, name)
         raw = _read_path(path, name, dicom_series, volume_index, limits)
     warnings = validate_volume(raw.image, name, modality=raw.modality_hint, limits=limits)
     image = sitk.Cast(raw.image, sitk.sitkFloat32)
@@ -97,7 +107,7 @@ def read_image(
     )
 
 
-def _check_path(path: Path, name: str) -> None:
+def check_path(path: Path, name: str) -> None:
     """Missing and unreadable paths get their own messages."""
     if not path.exists():
         raise InputError(f"{name}: does not exist")
@@ -118,16 +128,27 @@ def _read_path(path: Path, name: str, dicom_series: str | None, volume_index: in
         raise InputError(f"{name}: --dicom-series applies to a DICOM folder, not to a file")
     if pydicom.misc.is_dicom(str(path)):
         check_not_multiframe([pydicom.dcmread(path, stop_before_pixels=True)], path)
-    return _Raw(_read_file(path, name, volume_index, limits), "file")
+    return _Raw(read_volume_file(path, name, volume_index, limits), "file")
 
 
-def _read_file(path: Path, name: str, volume_index: int | None, limits: VolumeLimits) -> sitk.Image:
-    """Check the header first, then read (one volume of a 4D file)."""
+def read_volume_file(path: Path, name: str, volume_index: int | None, limits: VolumeLimits) -> sitk.Image:
+    """Check the header against the file first, then read (one volume of a 4D file).
+
+    Nothing is allocated from the header's claims before they are checked against the file and
+    the limits; what ITK prints goes to the ``vmgga.libraries`` log (see :mod:`vmgga.io.capture`).
+    """
+    if is_nifti(path):
+        check_nifti_header(path, name)
+    check_stored_data(path, name, limits)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with library_output(f"reading the header of {name}"):
+            reader.ReadImageInformation()
     except RuntimeError as error:
+        geometry = _itk_geometry_reason(error)
+        if geometry is not None:
+            raise GeometryError(f"{name}: {geometry}") from None
         raise InputError(f"{name}: cannot be read as an image ({_first_line(error)})") from None
     size = tuple(int(s) for s in reader.GetSize())
     if len(size) == 4:
@@ -140,14 +161,25 @@ def _read_file(path: Path, name: str, volume_index: int | None, limits: VolumeLi
     check_dimension(size, name)
     check_components(int(reader.GetNumberOfComponents()), name)
     check_size(size, name, limits)
+    check_direction(_direction_3d(reader.GetDirection()), reader.GetSpacing()[:3], name, limits)
     if is_nifti(path):
         check_nifti_data(path, name)
     try:
-        return reader.Execute()
+        with library_output(f"reading {name}"):
+            return reader.Execute()
     except RuntimeError as error:
+        geometry = _itk_geometry_reason(error)
+        if geometry is not None:
+            raise GeometryError(f"{name}: {geometry}") from None
         raise InputError(
             f"{name}: cannot be read (truncated or corrupt file: {_first_line(error)})"
         ) from None
+
+
+def _direction_3d(direction: tuple[float, ...]) -> tuple[float, ...]:
+    """The spatial 3x3 block of a 3D or 4D (row-major) direction matrix."""
+    n = int(round(len(direction) ** 0.5))
+    return tuple(float(v) for v in np.asarray(direction).reshape(n, n)[:3, :3].ravel())
 
 
 def _volume_index_of(size_4d: tuple[int, ...], volume_index: int | None, name: str) -> int:
@@ -172,6 +204,18 @@ def _extract_volume(image: sitk.Image, volume_index: int | None, name: str) -> s
     size = tuple(image.GetSize())
     index = _volume_index_of(size, volume_index, name)
     return sitk.Extract(image, [*size[:3], 0], [0, 0, 0, index])
+
+
+def _itk_geometry_reason(error: Exception) -> str | None:
+    """A plain reason when ITK refused the header's geometry (not a damaged file), else None."""
+    text = str(error)
+    if "orthonormal direction cosines" in text:
+        return "its direction matrix is singular or not orthonormal (degenerate voxel axes)"
+    if "determinant is 0" in text:
+        return "has a singular direction matrix (determinant 0: a zero or repeated voxel axis)"
+    if "Refusing to change spacing" in text:
+        return f"its header gives an invalid voxel spacing (zero or negative): {_first_line(error)}"
+    return None
 
 
 def _first_line(error: Exception) -> str:

@@ -3,13 +3,16 @@ voxels become 0) and turns NaN voxels into 0. nibabel reads the raw data once to
 
 from __future__ import annotations
 
+import io
 import zlib
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.openers import ImageOpener
 
 from vmgga.errors import InputError, IntensityError
+from vmgga.io.capture import library_output
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".img.gz")
 
@@ -17,6 +20,23 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".img.gz")
 def is_nifti(path: str | Path) -> bool:
     """Whether the file name has a NIfTI/Analyze extension."""
     return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def read_nifti_header(path: str | Path):
+    """The NIfTI-1/2 (or Analyze) header of ``path`` exactly as stored: nibabel's fixes, which
+    would hide a zero ``pixdim``, are not applied. Reads only the header bytes.
+
+    Raises:
+        OSError, EOFError, zlib.error, nibabel's HeaderDataError: unreadable header.
+    """
+    with ImageOpener(str(path)) as stream:
+        block = stream.read(540)
+    if len(block) < 348:
+        raise EOFError(f"a NIfTI header has 348 bytes, the file holds {len(block)}")
+    size = int.from_bytes(block[:4], "little")
+    swapped = int.from_bytes(block[:4], "big")
+    header_class = nib.Nifti2Header if 540 in (size, swapped) else nib.Nifti1Header
+    return header_class.from_fileobj(io.BytesIO(block), check=False)
 
 
 def check_nifti_data(path: str | Path, name: str) -> None:
@@ -27,7 +47,8 @@ def check_nifti_data(path: str | Path, name: str) -> None:
         IntensityError: NaN or Inf voxels (which ITK would silently turn into 0).
     """
     try:
-        stored = np.asanyarray(nib.load(str(path)).dataobj.get_unscaled())
+        with library_output(f"checking the NIfTI data of {name}"):  # nibabel logs its header fixes
+            stored = np.asanyarray(nib.load(str(path)).dataobj.get_unscaled())
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as error:
         raise InputError(f"{name}: cannot be read (truncated or corrupt file: {error})") from None
     if np.issubdtype(stored.dtype, np.floating) and not np.isfinite(stored).all():

@@ -88,6 +88,11 @@ def check_direction(
     if min(spacing_mm) <= 0 or not np.all(np.isfinite(spacing_mm)):
         raise GeometryError(f"{name}: has an invalid voxel spacing {tuple(spacing_mm)} mm")
     matrix = np.asarray(direction, dtype=np.float64).reshape(3, 3)
+    if not np.all(np.isfinite(matrix)) or abs(float(np.linalg.det(matrix))) < 1e-6:
+        raise GeometryError(
+            f"{name}: has a singular direction matrix {tuple(round(v, 4) for v in direction)} (determinant 0: "
+            "a zero or repeated voxel axis); fix the header's orientation"
+        )
     error = float(np.abs(matrix.T @ matrix - np.eye(3)).max()) if np.all(np.isfinite(matrix)) else np.inf
     if error > limits.orthogonality_tolerance:
         raise GeometryError(

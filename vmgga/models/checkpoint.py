@@ -60,7 +60,9 @@ def load_checkpoint_dict(path: str | Path, map_location: str | torch.device = "c
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for corrupt files
-        raise InputError(f"matcher weights {path} cannot be read: {error}") from error
+        raise InputError(
+            f"matcher weights {path} cannot be read: not a PyTorch checkpoint, or damaged ({type(error).__name__})"
+        ) from None
     if not isinstance(payload, dict) or not {"config", "state_dict"} <= set(payload):
         raise InputError(f"{path} is not a VMGGA matcher checkpoint (needs 'config' and 'state_dict')")
     return payload

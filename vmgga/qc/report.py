@@ -76,6 +76,7 @@ def build_qc_html(result, volumes: DisplayVolumes, title: str) -> str:
     )
     body = [
         f"<h1>{html.escape(title)}</h1>",
+        f'<p class="inputs">{html.escape(inputs_line(report))}</p>',
         f'<p class="note">{html.escape(_orientation_note(volumes))}</p>',
         '<div class="sections">',
         numbers,
@@ -88,6 +89,28 @@ def build_qc_html(result, volumes: DisplayVolumes, title: str) -> str:
         + "\n".join(body)
         + "\n</body></html>\n"
     )
+
+
+def inputs_line(report: dict) -> str:
+    """``Fixed: T2.nii.gz · Moving: T1.nii.gz``: the inputs by file or folder name only (no folder
+    path, no DICOM patient tags), so the page says which pair it shows."""
+    inputs = report.get("inputs") or {}
+    parts = [f"{role.capitalize()}: {input_name(inputs.get(role) or {})}" for role in ("fixed", "moving")]
+    return " \u00b7 ".join(parts)
+
+
+def input_name(description: dict) -> str:
+    """One input's file name (a DICOM folder's name, with its series number and slice count)."""
+    path = description.get("path")
+    if not path:
+        return "(in memory)" if description.get("source") == "memory" else "(unknown)"
+    name = Path(path).name
+    dicom = description.get("dicom") or {}
+    if description.get("source") == "dicom":
+        number = dicom.get("series_number")
+        series = f"series {number}, " if number is not None else ""
+        return f"{name} (DICOM folder, {series}{dicom.get('num_slices', '?')} slices)"
+    return name
 
 
 def _orientation_note(volumes: DisplayVolumes) -> str:
