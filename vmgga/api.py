@@ -31,6 +31,12 @@ from vmgga.io.validate import check_ct_values
 from vmgga.preprocess.grid import resample_to_grid, working_geometry
 from vmgga.preprocess.intensity import detect_modality, normalise_intensity
 from vmgga.progress import ProgressCallback, as_callback
+from vmgga.qc.plausibility import (
+    affine_principal_scales,
+    assess_report,
+    foreground_dice,
+    normalised_mutual_information,
+)
 
 ImageSource = str | os.PathLike | sitk.Image
 
@@ -73,6 +79,8 @@ def register(
     moving_series: str | None = None,
     volume_index: int | None = None,
     include_phi: bool = False,
+    fixed_volume_index: int | None = None,
+    moving_volume_index: int | None = None,
 ) -> RegistrationResult:
     """Deformably register ``moving`` to ``fixed``.
 
@@ -84,7 +92,9 @@ def register(
         progress: ``True`` for a progress bar, ``False`` for none, or a
             ``(stage, fraction, message)`` callback.
         fixed_series, moving_series: DICOM SeriesInstanceUID to pick in a multi-series folder.
-        volume_index: the volume to take from a 4D input.
+        volume_index: deprecated: the volume to take from each input that is 4D (3D inputs ignore it).
+        fixed_volume_index, moving_volume_index: the volume to take from a 4D fixed / moving image
+            (they take precedence over ``volume_index``).
         include_phi: keep DICOM patient identifiers in the report (off by default).
 
     Raises:
@@ -98,13 +108,17 @@ def register(
         clock = time.perf_counter()
         report("read", 0.0, "reading images")
         fixed_in = read_image(
-            fixed, role="fixed", dicom_series=fixed_series, volume_index=volume_index, include_phi=include_phi
+            fixed,
+            role="fixed",
+            dicom_series=fixed_series,
+            volume_index=_volume_index_for(fixed, fixed_volume_index, volume_index),
+            include_phi=include_phi,
         )
         moving_in = read_image(
             moving,
             role="moving",
             dicom_series=moving_series,
-            volume_index=volume_index,
+            volume_index=_volume_index_for(moving, moving_volume_index, volume_index),
             include_phi=include_phi,
         )
         timings["read"] = _lap(clock)
@@ -149,6 +163,7 @@ def register(
         outputs = _resampled_outputs(fixed_in.image, moving_in.image, transform, affine.transform)
         confidence = _on_fixed_grid(dense.confidence.detach().cpu()[0, 0].numpy(), grid, fixed_in.image)
         det = jacobian_determinant(disp_ijk.float())
+        measures = _plausibility_measures(fixed_work, moving_work, moving_norm, transform, grid)
         timings["export"] = _lap(clock, timings)
         timings["total"] = time.perf_counter() - clock
         report("export", 1.0, f"done in {timings['total']:.1f} s")
@@ -165,6 +180,7 @@ def register(
         timings,
         config,
         dense.timings_s,
+        measures,
     )
     return RegistrationResult(
         transform=transform,
@@ -209,6 +225,29 @@ def _thread_limit(num_threads: int | None):
     finally:
         torch.set_num_threads(torch_before)
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_before)
+
+
+def _volume_index_for(source: ImageSource, own_index: int | None, shared_index: int | None) -> int | None:
+    """The volume index to read ``source`` with: its own, else the shared one if ``source`` is 4D."""
+    if own_index is not None or shared_index is None:
+        return own_index
+    return shared_index if _is_4d(source) else None
+
+
+def _is_4d(source: ImageSource) -> bool:
+    """Whether an in-memory image or an image file (header only) has 4 dimensions; folders are 3D."""
+    if isinstance(source, sitk.Image):
+        return source.GetDimension() == 4
+    path = Path(source)
+    if not path.is_file():
+        return False
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return False  # unreadable: read_image reports it
+    return reader.GetDimension() == 4
 
 
 def _lap(start: float, timings: dict[str, float] | None = None) -> float:
@@ -306,11 +345,69 @@ def _on_fixed_grid(values_dhw: np.ndarray, grid: Geometry, fixed: sitk.Image) ->
     )
 
 
+def _plausibility_measures(
+    fixed_work: torch.Tensor,
+    moving_affine_work: torch.Tensor,
+    moving_norm: sitk.Image,
+    transform: sitk.Transform,
+    grid: Geometry,
+) -> dict:
+    """Foreground Dice after the affine and NMI before/after the dense stage, on the working grid.
+
+    ``fixed_work``, ``moving_affine_work``: ``(1, 1, D, H, W)`` normalised intensities (moving through
+    the affine only); the moving image through the full ``transform`` is resampled here. The NMI
+    is taken over the union of both foregrounds after the affine, the same voxels before and after.
+    """
+    fixed = fixed_work[0, 0].numpy()
+    before = moving_affine_work[0, 0].numpy()
+    after = sitk.GetArrayFromImage(resample_to_grid(moving_norm, grid, transform))
+    fixed_mask, moving_mask = _foreground(fixed), _foreground(before)
+    union = fixed_mask | moving_mask
+    nmi_affine = normalised_mutual_information(fixed[union], before[union])
+    nmi_final = normalised_mutual_information(fixed[union], after[union])
+    return {
+        "foreground_dice": round(foreground_dice(fixed_mask, moving_mask), 4),
+        "nmi_affine": round(nmi_affine, 5),
+        "nmi_final": round(nmi_final, 5),
+        "nmi_gain": round(nmi_final - nmi_affine, 5),
+    }
+
+
+def _foreground(values_norm: np.ndarray) -> np.ndarray:
+    """Voxels above a tenth of the robust maximum (as the affine stage's mask)."""
+    return values_norm > 0.1 * float(np.percentile(values_norm, 99))
+
+
 def _report(
-    fixed_in, moving_in, modalities, grid, grid_notes, affine, det, confidence, timings, config, dense_timings
+    fixed_in,
+    moving_in,
+    modalities,
+    grid,
+    grid_notes,
+    affine,
+    det,
+    confidence,
+    timings,
+    config,
+    dense_timings,
+    measures,
 ):
-    """The JSON-serialisable report of one registration."""
+    """The JSON-serialisable report of one registration, with its plausibility verdict."""
+    report = _report_numbers(
+        fixed_in, moving_in, modalities, grid, grid_notes, affine, det, confidence, timings, config
+    )
+    report["affine"]["foreground_dice"] = measures["foreground_dice"]
+    report["similarity"] = {k: measures[k] for k in ("nmi_affine", "nmi_final", "nmi_gain")}
+    report["timings_s"]["dense_detail"] = {k: round(v, 4) for k, v in dense_timings.items()}
+    return {**assess_report(report).as_report_entries(), **report}
+
+
+def _report_numbers(
+    fixed_in, moving_in, modalities, grid, grid_notes, affine, det, confidence, timings, config
+):
+    """The measured part of the report."""
     values = sitk.GetArrayViewFromImage(confidence)
+    matrix = np.reshape(affine.transform.GetMatrix(), (3, 3))
     return {
         "vmgga_version": vmgga.__version__,
         "inputs": {
@@ -326,7 +423,8 @@ def _report(
             "matrix": list(affine.transform.GetMatrix()),
             "translation_mm": list(affine.transform.GetTranslation()),
             "center_lps_mm": list(affine.transform.GetCenter()),
-            "determinant": float(np.linalg.det(np.reshape(affine.transform.GetMatrix(), (3, 3)))),
+            "determinant": float(np.linalg.det(matrix)),
+            "principal_scales": [round(float(v), 5) for v in affine_principal_scales(matrix)],
             "mattes_mi": affine.metric_value,
             "overlap_fraction": affine.overlap_fraction,
         },
@@ -337,10 +435,7 @@ def _report(
             "p05": float(np.percentile(values, 5)),
             "fraction_above_0_5": float(np.mean(values > 0.5)),
         },
-        "timings_s": {
-            **{k: round(v, 4) for k, v in timings.items()},
-            "dense_detail": {k: round(v, 4) for k, v in dense_timings.items()},
-        },
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "transform_direction": "fixed -> moving (ITK resampling direction), LPS mm",
         "config": config.to_dict(),
         "environment": {

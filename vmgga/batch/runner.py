@@ -8,6 +8,7 @@ the same folder.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,7 +16,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vmgga.batch.case import CaseOutcome, CaseStatus, CaseTask, skipped_outcome
-from vmgga.batch.executors import run_dask, run_process_pool, run_serial, threads_per_worker, usable_cores
+from vmgga.batch.executors import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    connect_dask,
+    run_dask,
+    run_process_pool,
+    run_serial,
+    threads_per_worker,
+    usable_cores,
+)
 from vmgga.batch.manifest import Case, Manifest, read_manifest
 from vmgga.batch.state import case_fingerprint, completed_record, utc_now
 from vmgga.batch.summary import status_counts, summary_line, write_summary
@@ -32,6 +41,7 @@ class BatchOptions:
     output_dir: Path  # OUT
     workers: int = 1  # local worker processes (1: in this process)
     scheduler: str | None = None  # Dask scheduler address (tcp://host:8786); overrides workers
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S  # wait for the Dask scheduler at most this long
     force: bool = False  # recompute complete cases too
     preset: str = "fast"  # registration preset
     threads: int | None = None  # threads per worker; None: cores // workers
@@ -66,9 +76,10 @@ def run_batch(manifest: str | Path | Manifest, options: BatchOptions) -> BatchSu
         raise ConfigError(f"--workers must be at least 1, got {options.workers}")
     config = make_config(options.preset, **{**manifest.config_overrides, **options.config_overrides})
     output_dir = Path(options.output_dir).expanduser().resolve()
-    with OutputFolderLock(output_dir):
+    # connect before anything is written: an unreachable scheduler leaves no output folder
+    with _dask_client(options) as client, OutputFolderLock(output_dir):
         jobs = plan_jobs(manifest.cases, config, output_dir, options.force)
-        outcomes = _execute(jobs, options, len(manifest.cases))
+        outcomes = _execute(jobs, options, len(manifest.cases), client)
         ordered = [outcomes[case.case_id] for case in manifest.cases]
         summary = BatchSummary(ordered, status_counts(ordered), time.perf_counter() - start, output_dir)
         _write_reports(summary, manifest, config, options)
@@ -100,7 +111,22 @@ def plan_jobs(cases: tuple[Case, ...], config, output_dir: Path, force: bool) ->
     return jobs
 
 
-def _execute(jobs: list[list[CaseTask]], options: BatchOptions, total: int) -> dict[str, CaseOutcome]:
+@contextlib.contextmanager
+def _dask_client(options: BatchOptions):
+    """The connected Dask client when ``options.scheduler`` is set, else None; closed at the end."""
+    if not options.scheduler:
+        yield None
+        return
+    client = connect_dask(options.scheduler, options.connect_timeout_s)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _execute(
+    jobs: list[list[CaseTask]], options: BatchOptions, total: int, client=None
+) -> dict[str, CaseOutcome]:
     """Run the jobs that have work, with a progress bar over cases; outcomes by case id."""
     outcomes: dict[str, CaseOutcome] = {}
     with tqdm(total=total, unit="case", desc="vmgga batch", disable=options.quiet, dynamic_ncols=True) as bar:
@@ -119,14 +145,14 @@ def _execute(jobs: list[list[CaseTask]], options: BatchOptions, total: int) -> d
             else:
                 to_run.append(job)
         if to_run:
-            _dispatch(to_run, options, on_done)
+            _dispatch(to_run, options, on_done, client)
     return outcomes
 
 
-def _dispatch(jobs: list[list[CaseTask]], options: BatchOptions, on_done) -> None:
-    """Send the jobs to Dask, a process pool, or run them here."""
-    if options.scheduler:
-        run_dask(jobs, options.scheduler, on_done)
+def _dispatch(jobs: list[list[CaseTask]], options: BatchOptions, on_done, client=None) -> None:
+    """Send the jobs to Dask (``client``), a process pool, or run them here."""
+    if client is not None:
+        run_dask(jobs, client, on_done)
         return
     workers = min(options.workers, len(jobs))
     threads = threads_per_worker(workers, _requested_threads(options, jobs), usable_cores())

@@ -8,6 +8,12 @@ import signal
 import sys
 from pathlib import Path
 
+from vmgga.cli.checks import (
+    captured_library_output,
+    check_device,
+    check_output_folder,
+    library_write_failure,
+)
 from vmgga.config import FeatureBackend, Modality, Preset, make_config
 from vmgga.errors import VmggaError
 from vmgga.export.outputs import OUTPUT_FILES, QC_FILE
@@ -50,7 +56,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--moving-series", default=None, help="SeriesInstanceUID to use in a multi-series moving folder"
     )
-    parser.add_argument("--volume-index", type=int, default=None, help="volume to use from 4D inputs")
+    parser.add_argument(
+        "--fixed-volume-index", type=int, default=None, help="volume to use when the fixed image is 4D"
+    )
+    parser.add_argument(
+        "--moving-volume-index", type=int, default=None, help="volume to use when the moving image is 4D"
+    )
+    parser.add_argument(
+        "--volume-index",
+        type=int,
+        default=None,
+        help="deprecated: the volume to use from every 4D input (3D inputs ignore it); "
+        "prefer --fixed-volume-index / --moving-volume-index",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     parser.add_argument("--max-memory", type=float, default=None, help="memory cap of the dense stage in GB")
@@ -102,11 +120,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _register_and_write(args: argparse.Namespace, json_progress) -> dict[str, Path]:
     """The work of :func:`run`, with SIGTERM turned into a clean interrupt."""
-    from vmgga.api import register, write_outputs
+    from vmgga.api import register
 
     config = config_from_args(args)
+    check_device(config.device)
     output = Path(args.output).resolve()
     check_not_an_input(_planned_outputs(output), [args.fixed, args.moving])
+    check_output_folder(args.output)
     progress = json_progress or (silent if args.quiet else TqdmProgress())
     created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
@@ -123,9 +143,12 @@ def _register_and_write(args: argparse.Namespace, json_progress) -> dict[str, Pa
                 fixed_series=args.fixed_series,
                 moving_series=args.moving_series,
                 volume_index=args.volume_index,
+                fixed_volume_index=args.fixed_volume_index,
+                moving_volume_index=args.moving_volume_index,
                 include_phi=args.include_phi,
             )
-            return write_outputs(result, output, qc=args.qc)
+            warn_if_suspect(result.report, json_progress)
+            return _write(result, output, args.qc)
     except BaseException:
         if created and output.is_dir() and not any(output.iterdir()):
             output.rmdir()  # a failed run leaves no empty folder behind
@@ -134,6 +157,29 @@ def _register_and_write(args: argparse.Namespace, json_progress) -> dict[str, Pa
         signal.signal(signal.SIGTERM, previous)
         if hasattr(progress, "close"):
             progress.close()
+
+
+def _write(result, output: Path, qc: bool) -> dict[str, Path]:
+    """``write_outputs`` with the libraries' own error text (HDF5 diagnostics) kept off the terminal."""
+    from vmgga.api import write_outputs
+
+    with captured_library_output() as library_text:
+        try:
+            return write_outputs(result, output, qc=qc)
+        except RuntimeError as error:  # a C++ writer failed (full disk...): one line, not a stack
+            failure = error
+    raise library_write_failure(failure, "".join(library_text), output) from failure
+
+
+def warn_if_suspect(report: dict, json_progress=None) -> None:
+    """Print a warning (or a JSON ``warning`` event) when the result looks failed or implausible."""
+    if report.get("status") != "suspect":
+        return
+    reasons = "; ".join(report.get("suspect_reasons") or [])
+    message = f"the result is suspect, check it before use: {reasons}"
+    if json_progress is not None:
+        json_progress.emit({"event": "warning", "message": message})
+    print(f"vmgga register: warning: {message}", file=sys.stderr)
 
 
 def _planned_outputs(output: Path) -> list[Path]:
