@@ -94,6 +94,7 @@ MEASURES = (
     "confidence.mean",
     "confidence.fraction_above_0_5",
     "affine.foreground_dice",
+    "affine.foreground_overlap",
     "affine.overlap_fraction",
     "affine.principal_scales",
     "affine.determinant",
@@ -166,13 +167,23 @@ def summary(rows: list[dict]) -> dict:
 
 
 def markdown(rows: list[dict], totals: dict, info: dict) -> str:
-    header = ["pair", "expected", "status", "conf. mean", "fg Dice", "scales", "NMI gain", "reasons"]
+    header = [
+        "pair",
+        "expected",
+        "status",
+        "conf. mean",
+        "fg overlap",
+        "fg Dice",
+        "scales",
+        "NMI gain",
+        "reasons",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         m = r.get("measures") or {}
         scales = m.get("affine.principal_scales") or []
         cells = [r["pair"], r["expected"], r["status"], _num(m.get("confidence.mean")),
-                 _num(m.get("affine.foreground_dice")), " ".join(f"{s:.2f}" for s in scales),
+                 _num(m.get("affine.foreground_overlap")), _num(m.get("affine.foreground_dice")), " ".join(f"{s:.2f}" for s in scales),
                  _num(m.get("similarity.nmi_gain")), "; ".join(r.get("suspect_reasons") or [r.get("error", "")])]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return (
@@ -186,6 +197,21 @@ def _num(value) -> str:
     return "" if value is None else f"{value:.4g}"
 
 
+def _merged(old_rows: list[dict], new_rows: list[dict]) -> list[dict]:
+    """The saved rows with those of the pairs run now replaced, in the order of :data:`PAIRS`."""
+    by_name = {r["pair"]: r for r in old_rows} | {r["pair"]: r for r in new_rows}
+    order = [p.name for p in PAIRS]
+    return sorted(
+        by_name.values(), key=lambda r: order.index(r["pair"]) if r["pair"] in order else len(order)
+    )
+
+
+def _save_partial(rows: list[dict]) -> None:
+    """Keep the rows so far next to the results (a long run that is stopped keeps its measures)."""
+    partial = common.RESULTS_DIR / f"{RESULT_NAME}.partial.json"
+    partial.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -194,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reassess", action="store_true", help="re-judge the saved measures, no registration"
     )
+    parser.add_argument("--only", default=None, help="run only the pairs whose name contains this text")
+    parser.add_argument("--wrong-first", action="store_true", help="run the wrong pairs before the good ones")
+    parser.add_argument("--merge", action="store_true", help="keep the saved rows of pairs not run now")
     args = parser.parse_args(argv)
     saved = common.RESULTS_DIR / f"{RESULT_NAME}.json"
     if args.reassess:
@@ -201,13 +230,19 @@ def main(argv: list[str] | None = None) -> int:
         rows = [reassess(r) for r in payload["rows"]]
         info = payload.get("info", {})
     else:
+        pairs = [p for p in PAIRS if args.only is None or args.only in p.name]
+        if args.wrong_first:
+            pairs.sort(key=lambda p: p.expected == "ok")
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
-            for pair in PAIRS:
+            for pair in pairs:
                 row = run_pair(pair, args.threads, Path(tmp))
                 if row is not None:
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+                    _save_partial(rows)
+        if args.merge and saved.exists():
+            rows = _merged(json.loads(saved.read_text())["rows"], rows)
         info = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "preset": "fast",
                 **common.machine_info(args.threads)}  # fmt: skip
     totals = summary(rows)

@@ -35,6 +35,7 @@ from vmgga.qc.plausibility import (
     affine_principal_scales,
     assess_report,
     foreground_dice,
+    foreground_overlap,
     normalised_mutual_information,
 )
 
@@ -352,7 +353,7 @@ def _plausibility_measures(
     transform: sitk.Transform,
     grid: Geometry,
 ) -> dict:
-    """Foreground Dice after the affine and NMI before/after the dense stage, on the working grid.
+    """Foreground Dice/overlap after the affine and NMI before/after the dense stage (working grid).
 
     ``fixed_work``, ``moving_affine_work``: ``(1, 1, D, H, W)`` normalised intensities (moving through
     the affine only); the moving image through the full ``transform`` is resampled here. The NMI
@@ -367,6 +368,7 @@ def _plausibility_measures(
     nmi_final = normalised_mutual_information(fixed[union], after[union])
     return {
         "foreground_dice": round(foreground_dice(fixed_mask, moving_mask), 4),
+        "foreground_overlap": round(foreground_overlap(fixed_mask, moving_mask), 4),
         "nmi_affine": round(nmi_affine, 5),
         "nmi_final": round(nmi_final, 5),
         "nmi_gain": round(nmi_final - nmi_affine, 5),
@@ -396,7 +398,7 @@ def _report(
     report = _report_numbers(
         fixed_in, moving_in, modalities, grid, grid_notes, affine, det, confidence, timings, config
     )
-    report["affine"]["foreground_dice"] = measures["foreground_dice"]
+    report["affine"].update({k: measures[k] for k in ("foreground_dice", "foreground_overlap")})
     report["similarity"] = {k: measures[k] for k in ("nmi_affine", "nmi_final", "nmi_gain")}
     report["timings_s"]["dense_detail"] = {k: round(v, 4) for k, v in dense_timings.items()}
     return {**assess_report(report).as_report_entries(), **report}

@@ -201,8 +201,12 @@ def _write_labels(case: Case, result, case_dir: Path, outputs: dict[str, Path]) 
 
 
 def case_metrics(report: dict, dice: dict[int, float] | None) -> dict:
-    """Per-case numbers for the summary: Jacobian and confidence statistics, Dice."""
-    metrics = {}
+    """Per-case numbers for the summary: Jacobian and confidence statistics, Dice, and the verdict
+    on the result (``result_status`` ``ok``/``suspect`` with ``suspect_reasons``)."""
+    metrics = {
+        "result_status": report.get("status", "ok"),
+        "suspect_reasons": list(report.get("suspect_reasons") or []),
+    }
     for section in ("jacobian", "confidence"):
         for key, value in (report.get(section) or {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):

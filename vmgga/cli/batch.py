@@ -99,4 +99,10 @@ def run(args: argparse.Namespace) -> int:
     for outcome in summary.outcomes:
         if outcome.error:
             print(f"  {outcome.case_id}: {outcome.error}", file=sys.stderr)
+        elif (outcome.metrics or {}).get("result_status") == "suspect":
+            reasons = "; ".join(outcome.metrics.get("suspect_reasons") or [])
+            print(
+                f"  {outcome.case_id}: warning: suspect result, check it before use: {reasons}",
+                file=sys.stderr,
+            )
     return summary.exit_status

@@ -4,7 +4,7 @@ A run can finish without an error and still be wrong: two images without shared 
 affine stage that collapsed or stretched the moving image to fit, a dense stage that found nothing
 to match. :func:`assess_report` reads the numbers of a ``report.json`` and returns
 ``status: "ok" | "suspect"`` with the reasons. The measures that the report holds are computed by
-the small pure functions below (normalised mutual information, affine scales, foreground Dice).
+the small pure functions below (normalised mutual information, affine scales, foreground overlap).
 
 The thresholds (:class:`PlausibilityThresholds`) were chosen on the benchmark pairs and on
 deliberately wrong pairs; see ``docs/SUSPECT_RESULTS.md`` for the measurements.
@@ -25,7 +25,7 @@ class PlausibilityThresholds:
     """Limits beyond which a result is flagged as suspect (see docs/SUSPECT_RESULTS.md)."""
 
     min_confidence_mean: float = 0.05  # mean matching confidence on the fixed grid
-    min_foreground_dice: float = 0.5  # Dice of fixed and moving foregrounds after the affine stage
+    min_foreground_overlap: float = 0.5  # shared / smaller foreground, fixed and moving, after the affine
     min_affine_scale: float = 0.67  # smallest principal scale of the affine matrix (singular value)
     max_affine_scale: float = 1.5  # largest principal scale
     max_affine_anisotropy: float = 1.5  # largest / smallest principal scale (scale ratio + shear)
@@ -90,12 +90,22 @@ def foreground_dice(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
     return 0.0 if total == 0 else 2.0 * int(np.logical_and(mask_a, mask_b).sum()) / total
 
 
+def foreground_overlap(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
+    """Shared voxels over the smaller mask (overlap coefficient, 0 when one is empty).
+
+    Unlike Dice it stays near 1 when one image covers only part of the other (a short MR slab
+    inside a long CT), and falls when the anatomy does not overlap.
+    """
+    smaller = min(int(mask_a.sum()), int(mask_b.sum()))
+    return 0.0 if smaller == 0 else int(np.logical_and(mask_a, mask_b).sum()) / smaller
+
+
 def assess_report(
     report: dict, thresholds: PlausibilityThresholds = PlausibilityThresholds()
 ) -> Plausibility:
     """Flag a registration whose report shows a failure sign; missing numbers are not flagged.
 
-    Reads ``confidence.mean``, ``affine.foreground_dice``, ``affine.principal_scales`` and
+    Reads ``confidence.mean``, ``affine.foreground_overlap``, ``affine.principal_scales`` and
     ``similarity.nmi_gain`` of a report written by :func:`vmgga.register`.
     """
     reasons = [
@@ -115,10 +125,11 @@ def _confidence_reasons(confidence: dict, t: PlausibilityThresholds) -> list[str
 
 def _affine_reasons(affine: dict, t: PlausibilityThresholds) -> list[str]:
     reasons = []
-    dice = affine.get("foreground_dice")
-    if dice is not None and dice < t.min_foreground_dice:
+    overlap = affine.get("foreground_overlap")
+    if overlap is not None and overlap < t.min_foreground_overlap:
         reasons.append(
-            f"little overlap after the affine stage (foreground Dice {dice:.2f} < {t.min_foreground_dice})"
+            f"little overlap after the affine stage ({overlap:.0%} of the smaller foreground is shared; "
+            f"expected at least {t.min_foreground_overlap:.0%})"
         )
     scales = affine.get("principal_scales")
     if scales:
