@@ -156,7 +156,7 @@ def test_register_on_a_full_disk_is_one_line_and_leaves_nothing(small_disk, capf
 
     monkeypatch.setattr(vmgga.api, "register", lambda *args, **kwargs: constructed_result())
     status, lines = run_cli(["register", T2, T1, "-o", small_disk / "out", "--quiet"], capfd)
-    assert_one_line_error(status, lines, "disk is full", str(small_disk / "out"))
+    assert_one_line_error(status, lines, "no space left on the device")
     assert list(small_disk.iterdir()) == []  # no partial file, no staging folder, no empty folder
 
 

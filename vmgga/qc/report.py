@@ -76,8 +76,8 @@ def build_qc_html(result, volumes: DisplayVolumes, title: str) -> str:
         f'<section id="numbers"><h2>Key numbers</h2>{_numbers_table(key_numbers(report, result))}</section>'
     )
     body = [
-        f"<h1>{html.escape(title)}</h1>",
         suspect_banner_html(report),
+        f"<h1>{html.escape(title)}</h1>",
         f'<p class="note">{html.escape(_orientation_note(volumes))}</p>',
         '<div class="sections">',
         numbers,
@@ -89,18 +89,6 @@ def build_qc_html(result, volumes: DisplayVolumes, title: str) -> str:
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
         + "\n".join(body)
         + "\n</body></html>\n"
-    )
-
-
-def suspect_banner_html(report: dict) -> str:
-    """A warning banner for a result whose ``report["status"]`` is ``"suspect"`` (else ``""``)."""
-    if report.get("status") != "suspect":
-        return ""
-    reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in report.get("suspect_reasons") or [])
-    return (
-        '<div class="suspect" role="alert"><strong>Suspect result: check it before use.</strong> '
-        "The registration finished, but its numbers look like a failed or implausible alignment "
-        f"(for example images without shared anatomy):<ul>{reasons}</ul></div>"
     )
 
 
@@ -187,3 +175,15 @@ def _size_rows(result) -> list[tuple[str, str]]:
             spacing = "x".join(f"{s:.3g}" for s in image.GetSpacing())
             rows.append((f"{role} size (voxels) / spacing (mm)", f"{size} / {spacing}"))
     return rows
+
+
+def suspect_banner_html(report: dict) -> str:
+    """A warning banner for a result whose ``report["status"]`` is ``"suspect"`` (else ``""``)."""
+    if report.get("status") != "suspect":
+        return ""
+    reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in report.get("suspect_reasons") or [])
+    return (
+        '<div class="suspect" role="alert"><strong>Suspect result: check it before use.</strong> '
+        "The registration finished, but its numbers look like a failed or implausible alignment "
+        f"(for example images without shared anatomy):<ul>{reasons}</ul></div>"
+    )
