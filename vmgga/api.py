@@ -31,13 +31,6 @@ from vmgga.io.validate import check_ct_values
 from vmgga.preprocess.grid import resample_to_grid, working_geometry
 from vmgga.preprocess.intensity import detect_modality, normalise_intensity
 from vmgga.progress import ProgressCallback, as_callback
-from vmgga.qc.plausibility import (
-    affine_principal_scales,
-    assess_report,
-    foreground_dice,
-    foreground_overlap,
-    normalised_mutual_information,
-)
 
 ImageSource = str | os.PathLike | sitk.Image
 
@@ -164,10 +157,10 @@ def register(
         outputs = _resampled_outputs(fixed_in.image, moving_in.image, transform, affine.transform)
         confidence = _on_fixed_grid(dense.confidence.detach().cpu()[0, 0].numpy(), grid, fixed_in.image)
         det = jacobian_determinant(disp_ijk.float())
-        measures = _plausibility_measures(fixed_work, moving_work, moving_norm, transform, grid)
         timings["export"] = _lap(clock, timings)
         timings["total"] = time.perf_counter() - clock
         report("export", 1.0, f"done in {timings['total']:.1f} s")
+        measures = _plausibility_measures(fixed_work, moving_work, moving_norm, transform, grid)
 
     result_report = _report(
         fixed_in,
@@ -181,8 +174,8 @@ def register(
         timings,
         config,
         dense.timings_s,
-        measures,
     )
+    result_report = _with_verdict(result_report, measures)
     return RegistrationResult(
         transform=transform,
         fixed=fixed_in.image,
@@ -346,6 +339,56 @@ def _on_fixed_grid(values_dhw: np.ndarray, grid: Geometry, fixed: sitk.Image) ->
     )
 
 
+def _report(
+    fixed_in, moving_in, modalities, grid, grid_notes, affine, det, confidence, timings, config, dense_timings
+):
+    """The JSON-serialisable report of one registration."""
+    values = sitk.GetArrayViewFromImage(confidence)
+    return {
+        "vmgga_version": vmgga.__version__,
+        "inputs": {
+            "fixed": {**fixed_in.description, "modality": modalities[0].value, "messages": fixed_in.messages},
+            "moving": {
+                **moving_in.description,
+                "modality": modalities[1].value,
+                "messages": moving_in.messages,
+            },
+        },
+        "working_grid": {**grid.to_dict(), "notes": grid_notes},
+        "affine": {
+            "matrix": list(affine.transform.GetMatrix()),
+            "translation_mm": list(affine.transform.GetTranslation()),
+            "center_lps_mm": list(affine.transform.GetCenter()),
+            "determinant": float(np.linalg.det(np.reshape(affine.transform.GetMatrix(), (3, 3)))),
+            "principal_scales": _principal_scales(affine.transform.GetMatrix()),
+            "mattes_mi": affine.metric_value,
+            "overlap_fraction": affine.overlap_fraction,
+        },
+        "jacobian": jacobian_summary(det),
+        "confidence": {
+            "mean": float(values.mean()),
+            "median": float(np.median(values)),
+            "p05": float(np.percentile(values, 5)),
+            "fraction_above_0_5": float(np.mean(values > 0.5)),
+        },
+        "timings_s": {
+            **{k: round(v, 4) for k, v in timings.items()},
+            "dense_detail": {k: round(v, 4) for k, v in dense_timings.items()},
+        },
+        "transform_direction": "fixed -> moving (ITK resampling direction), LPS mm",
+        "config": config.to_dict(),
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "SimpleITK": sitk.Version_VersionString(),
+            "numpy": np.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "device": config.device,
+        },
+    }
+
+
 def _plausibility_measures(
     fixed_work: torch.Tensor,
     moving_affine_work: torch.Tensor,
@@ -359,6 +402,8 @@ def _plausibility_measures(
     the affine only); the moving image through the full ``transform`` is resampled here. The NMI
     is taken over the union of both foregrounds after the affine, the same voxels before and after.
     """
+    from vmgga.qc.plausibility import foreground_dice, foreground_overlap, normalised_mutual_information
+
     fixed = fixed_work[0, 0].numpy()
     before = moving_affine_work[0, 0].numpy()
     after = sitk.GetArrayFromImage(resample_to_grid(moving_norm, grid, transform))
@@ -380,73 +425,17 @@ def _foreground(values_norm: np.ndarray) -> np.ndarray:
     return values_norm > 0.1 * float(np.percentile(values_norm, 99))
 
 
-def _report(
-    fixed_in,
-    moving_in,
-    modalities,
-    grid,
-    grid_notes,
-    affine,
-    det,
-    confidence,
-    timings,
-    config,
-    dense_timings,
-    measures,
-):
-    """The JSON-serialisable report of one registration, with its plausibility verdict."""
-    report = _report_numbers(
-        fixed_in, moving_in, modalities, grid, grid_notes, affine, det, confidence, timings, config
-    )
+def _principal_scales(matrix: tuple[float, ...]) -> list[float]:
+    """Singular values of the affine's 3x3 matrix, largest first (see :mod:`vmgga.qc.plausibility`)."""
+    from vmgga.qc.plausibility import affine_principal_scales
+
+    return [round(float(v), 5) for v in affine_principal_scales(np.reshape(matrix, (3, 3)))]
+
+
+def _with_verdict(report: dict, measures: dict) -> dict:
+    """``report`` with the plausibility measures and, first, ``status`` and ``suspect_reasons``."""
+    from vmgga.qc.plausibility import assess_report
+
     report["affine"].update({k: measures[k] for k in ("foreground_dice", "foreground_overlap")})
     report["similarity"] = {k: measures[k] for k in ("nmi_affine", "nmi_final", "nmi_gain")}
-    report["timings_s"]["dense_detail"] = {k: round(v, 4) for k, v in dense_timings.items()}
     return {**assess_report(report).as_report_entries(), **report}
-
-
-def _report_numbers(
-    fixed_in, moving_in, modalities, grid, grid_notes, affine, det, confidence, timings, config
-):
-    """The measured part of the report."""
-    values = sitk.GetArrayViewFromImage(confidence)
-    matrix = np.reshape(affine.transform.GetMatrix(), (3, 3))
-    return {
-        "vmgga_version": vmgga.__version__,
-        "inputs": {
-            "fixed": {**fixed_in.description, "modality": modalities[0].value, "messages": fixed_in.messages},
-            "moving": {
-                **moving_in.description,
-                "modality": modalities[1].value,
-                "messages": moving_in.messages,
-            },
-        },
-        "working_grid": {**grid.to_dict(), "notes": grid_notes},
-        "affine": {
-            "matrix": list(affine.transform.GetMatrix()),
-            "translation_mm": list(affine.transform.GetTranslation()),
-            "center_lps_mm": list(affine.transform.GetCenter()),
-            "determinant": float(np.linalg.det(matrix)),
-            "principal_scales": [round(float(v), 5) for v in affine_principal_scales(matrix)],
-            "mattes_mi": affine.metric_value,
-            "overlap_fraction": affine.overlap_fraction,
-        },
-        "jacobian": jacobian_summary(det),
-        "confidence": {
-            "mean": float(values.mean()),
-            "median": float(np.median(values)),
-            "p05": float(np.percentile(values, 5)),
-            "fraction_above_0_5": float(np.mean(values > 0.5)),
-        },
-        "timings_s": {k: round(v, 4) for k, v in timings.items()},
-        "transform_direction": "fixed -> moving (ITK resampling direction), LPS mm",
-        "config": config.to_dict(),
-        "environment": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "SimpleITK": sitk.Version_VersionString(),
-            "numpy": np.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(),
-            "device": config.device,
-        },
-    }

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from vmgga.batch.case import CaseOutcome, CaseStatus, CaseTask, run_job, set_thread_limits
-from vmgga.errors import ConfigError
 
 OnDone = Callable[[list[CaseOutcome]], None]
 
@@ -49,38 +48,16 @@ def run_process_pool(jobs: list[list[CaseTask]], workers: int, threads: int, on_
             on_done(_outcomes_of(future, futures[future]))
 
 
-#: Seconds to wait for a Dask scheduler to answer (``vmgga batch --connect-timeout``).
-DEFAULT_CONNECT_TIMEOUT_S = 10.0
-
-
-def connect_dask(address: str, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S):
-    """A ``distributed.Client`` of the scheduler at ``address``, waiting at most ``timeout_s``.
-
-    Raises:
-        ConfigError: one line naming the address when no scheduler answers or the address is malformed.
-    """
-    if not timeout_s > 0:
-        raise ConfigError(f"--connect-timeout must be > 0 seconds, got {timeout_s}")
+def run_dask(jobs: list[list[CaseTask]], address: str, on_done: OnDone) -> None:
+    """Jobs as tasks of an existing Dask distributed cluster (``distributed.Client(address)``)."""
     from distributed import Client
-
-    try:
-        return Client(address, timeout=timeout_s)
-    except Exception as error:  # OSError (timed out, refused), ValueError (bad address)...
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(
-            f"no Dask scheduler answered at {address!r} within {timeout_s:g} s ({detail}); check the "
-            "address, or wait longer with --connect-timeout"
-        ) from None
-
-
-def run_dask(jobs: list[list[CaseTask]], client, on_done: OnDone) -> None:
-    """Jobs as tasks of a Dask distributed cluster, through a connected ``client`` (:func:`connect_dask`)."""
     from distributed import as_completed as dask_as_completed
 
-    threads = dask_threads_by_worker(client)
-    futures = {client.submit(run_job, job, threads, pure=False): job for job in jobs}
-    for future in dask_as_completed(list(futures)):
-        on_done(_outcomes_of(future, futures[future]))
+    with Client(address) as client:
+        threads = dask_threads_by_worker(client)
+        futures = {client.submit(run_job, job, threads, pure=False): job for job in jobs}
+        for future in dask_as_completed(list(futures)):
+            on_done(_outcomes_of(future, futures[future]))
 
 
 def dask_threads_by_worker(client) -> dict[str, int]:
@@ -106,3 +83,29 @@ def _outcomes_of(future, job: list[CaseTask]) -> list[CaseOutcome]:
     except Exception as error:  # a crashed worker process (BrokenProcessPool, KilledWorker...)
         message = f"worker failed: {type(error).__name__}: {error}"
         return [CaseOutcome(task.case.case_id, CaseStatus.FAILED, 0.0, error=message) for task in job]
+
+
+#: Seconds to wait for a Dask scheduler to answer (``vmgga batch --connect-timeout``).
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+
+
+def check_scheduler(address: str, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> None:
+    """Connect to the Dask scheduler at ``address`` once, waiting at most ``timeout_s`` seconds.
+
+    Raises:
+        ConfigError: one line naming the address when no scheduler answers or the address is malformed.
+    """
+    from vmgga.errors import ConfigError
+
+    if not timeout_s > 0:
+        raise ConfigError(f"--connect-timeout must be > 0 seconds, got {timeout_s}")
+    from distributed import Client
+
+    try:
+        Client(address, timeout=timeout_s).close()
+    except Exception as error:  # OSError (timed out, refused), ValueError (bad address)...
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(
+            f"no Dask scheduler answered at {address!r} within {timeout_s:g} s ({detail}); check the "
+            "address, or wait longer with --connect-timeout"
+        ) from None

@@ -8,7 +8,6 @@ the same folder.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,8 +16,7 @@ from tqdm import tqdm
 
 from vmgga.batch.case import CaseOutcome, CaseStatus, CaseTask, skipped_outcome
 from vmgga.batch.executors import (
-    DEFAULT_CONNECT_TIMEOUT_S,
-    connect_dask,
+    check_scheduler,
     run_dask,
     run_process_pool,
     run_serial,
@@ -41,7 +39,7 @@ class BatchOptions:
     output_dir: Path  # OUT
     workers: int = 1  # local worker processes (1: in this process)
     scheduler: str | None = None  # Dask scheduler address (tcp://host:8786); overrides workers
-    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S  # wait for the Dask scheduler at most this long
+    connect_timeout_s: float = 10.0  # wait for the Dask scheduler at most this long (seconds)
     force: bool = False  # recompute complete cases too
     preset: str = "fast"  # registration preset
     threads: int | None = None  # threads per worker; None: cores // workers
@@ -76,10 +74,11 @@ def run_batch(manifest: str | Path | Manifest, options: BatchOptions) -> BatchSu
         raise ConfigError(f"--workers must be at least 1, got {options.workers}")
     config = make_config(options.preset, **{**manifest.config_overrides, **options.config_overrides})
     output_dir = Path(options.output_dir).expanduser().resolve()
-    # connect before anything is written: an unreachable scheduler leaves no output folder
-    with _dask_client(options) as client, OutputFolderLock(output_dir):
+    if options.scheduler:  # before anything is written: an unreachable scheduler leaves no folder
+        check_scheduler(options.scheduler, options.connect_timeout_s)
+    with OutputFolderLock(output_dir):
         jobs = plan_jobs(manifest.cases, config, output_dir, options.force)
-        outcomes = _execute(jobs, options, len(manifest.cases), client)
+        outcomes = _execute(jobs, options, len(manifest.cases))
         ordered = [outcomes[case.case_id] for case in manifest.cases]
         summary = BatchSummary(ordered, status_counts(ordered), time.perf_counter() - start, output_dir)
         _write_reports(summary, manifest, config, options)
@@ -111,22 +110,7 @@ def plan_jobs(cases: tuple[Case, ...], config, output_dir: Path, force: bool) ->
     return jobs
 
 
-@contextlib.contextmanager
-def _dask_client(options: BatchOptions):
-    """The connected Dask client when ``options.scheduler`` is set, else None; closed at the end."""
-    if not options.scheduler:
-        yield None
-        return
-    client = connect_dask(options.scheduler, options.connect_timeout_s)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def _execute(
-    jobs: list[list[CaseTask]], options: BatchOptions, total: int, client=None
-) -> dict[str, CaseOutcome]:
+def _execute(jobs: list[list[CaseTask]], options: BatchOptions, total: int) -> dict[str, CaseOutcome]:
     """Run the jobs that have work, with a progress bar over cases; outcomes by case id."""
     outcomes: dict[str, CaseOutcome] = {}
     with tqdm(total=total, unit="case", desc="vmgga batch", disable=options.quiet, dynamic_ncols=True) as bar:
@@ -145,14 +129,14 @@ def _execute(
             else:
                 to_run.append(job)
         if to_run:
-            _dispatch(to_run, options, on_done, client)
+            _dispatch(to_run, options, on_done)
     return outcomes
 
 
-def _dispatch(jobs: list[list[CaseTask]], options: BatchOptions, on_done, client=None) -> None:
-    """Send the jobs to Dask (``client``), a process pool, or run them here."""
-    if client is not None:
-        run_dask(jobs, client, on_done)
+def _dispatch(jobs: list[list[CaseTask]], options: BatchOptions, on_done) -> None:
+    """Send the jobs to Dask, a process pool, or run them here."""
+    if options.scheduler:
+        run_dask(jobs, options.scheduler, on_done)
         return
     workers = min(options.workers, len(jobs))
     threads = threads_per_worker(workers, _requested_threads(options, jobs), usable_cores())

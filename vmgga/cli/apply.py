@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vmgga.cli.checks import check_output_file
 from vmgga.export.apply import apply_transform
 from vmgga.export.itk_transform import read_transform
 from vmgga.io.atomic import check_not_an_input, write_image_atomic
@@ -25,9 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Warp and write atomically; never overwrite an input."""
+    from vmgga.cli.checks import check_output_file
+
     output = Path(args.output)
     check_not_an_input([output], [args.transform, args.image, args.reference])
-    check_output_file(output)
+    check_output_file(output)  # a folder, an unknown suffix or a read-only folder: before any work
     transform = read_transform(args.transform)
     image = read_image(args.image, role="image to warp").image
     reference = read_image(args.reference, role="reference").image

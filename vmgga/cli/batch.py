@@ -75,14 +75,10 @@ def parse_overrides(items: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """Run the batch; print the counts; 0 if every case is complete, 1 if any failed."""
-    from vmgga.batch.manifest import read_manifest
     from vmgga.batch.runner import BatchOptions, run_batch, summary_line
-    from vmgga.cli.checks import check_device, check_output_folder
 
     overrides = parse_overrides(args.set)
-    manifest = read_manifest(args.manifest)
-    check_device(str({**manifest.config_overrides, **overrides}.get("device", "cpu")), "device")
-    check_output_folder(args.output)
+    manifest = _checked_manifest(args, overrides)
     options = BatchOptions(
         output_dir=Path(args.output),
         workers=args.workers,
@@ -106,3 +102,14 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return summary.exit_status
+
+
+def _checked_manifest(args: argparse.Namespace, overrides: dict):
+    """The manifest, once it, the device and the output folder are known to be usable (before any work)."""
+    from vmgga.batch.manifest import read_manifest
+    from vmgga.cli.checks import check_device, check_output_folder
+
+    manifest = read_manifest(args.manifest)
+    check_device(str({**manifest.config_overrides, **overrides}.get("device", "cpu")), "device")
+    check_output_folder(args.output)
+    return manifest

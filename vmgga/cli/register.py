@@ -8,12 +8,6 @@ import signal
 import sys
 from pathlib import Path
 
-from vmgga.cli.checks import (
-    captured_library_output,
-    check_device,
-    check_output_folder,
-    library_write_failure,
-)
 from vmgga.config import FeatureBackend, Modality, Preset, make_config
 from vmgga.errors import VmggaError
 from vmgga.export.outputs import OUTPUT_FILES, QC_FILE
@@ -120,15 +114,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _register_and_write(args: argparse.Namespace, json_progress) -> dict[str, Path]:
     """The work of :func:`run`, with SIGTERM turned into a clean interrupt."""
-    from vmgga.api import register
+    from vmgga.api import register, write_outputs
 
     config = config_from_args(args)
-    check_device(config.device)
     output = Path(args.output).resolve()
     check_not_an_input(_planned_outputs(output), [args.fixed, args.moving])
-    check_output_folder(args.output)
     progress = json_progress or (silent if args.quiet else TqdmProgress())
     created = not output.exists()
+    _check_before_work(config, args.output)
     output.mkdir(parents=True, exist_ok=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -148,7 +141,7 @@ def _register_and_write(args: argparse.Namespace, json_progress) -> dict[str, Pa
                 include_phi=args.include_phi,
             )
             warn_if_suspect(result.report, json_progress)
-            return _write(result, output, args.qc)
+            return _write_quietly(lambda: write_outputs(result, output, qc=args.qc), output)
     except BaseException:
         if created and output.is_dir() and not any(output.iterdir()):
             output.rmdir()  # a failed run leaves no empty folder behind
@@ -159,29 +152,6 @@ def _register_and_write(args: argparse.Namespace, json_progress) -> dict[str, Pa
             progress.close()
 
 
-def _write(result, output: Path, qc: bool) -> dict[str, Path]:
-    """``write_outputs`` with the libraries' own error text (HDF5 diagnostics) kept off the terminal."""
-    from vmgga.api import write_outputs
-
-    with captured_library_output() as library_text:
-        try:
-            return write_outputs(result, output, qc=qc)
-        except RuntimeError as error:  # a C++ writer failed (full disk...): one line, not a stack
-            failure = error
-    raise library_write_failure(failure, "".join(library_text), output) from failure
-
-
-def warn_if_suspect(report: dict, json_progress=None) -> None:
-    """Print a warning (or a JSON ``warning`` event) when the result looks failed or implausible."""
-    if report.get("status") != "suspect":
-        return
-    reasons = "; ".join(report.get("suspect_reasons") or [])
-    message = f"the result is suspect, check it before use: {reasons}"
-    if json_progress is not None:
-        json_progress.emit({"event": "warning", "message": message})
-    print(f"vmgga register: warning: {message}", file=sys.stderr)
-
-
 def _planned_outputs(output: Path) -> list[Path]:
     """Every file a run may write into ``output`` (checked against the inputs before any work)."""
     return [output, *(output / name for name in (*OUTPUT_FILES.values(), QC_FILE))]
@@ -190,3 +160,35 @@ def _planned_outputs(output: Path) -> list[Path]:
 def _raise_interrupt(signum, frame) -> None:
     """SIGTERM behaves like Ctrl-C: unwind, leaving only complete outputs."""
     raise KeyboardInterrupt
+
+
+def _check_before_work(config, output: str) -> None:
+    """The device and the output folder are usable (one-line errors before any image is read)."""
+    from vmgga.cli.checks import check_device, check_output_folder
+
+    check_device(config.device)
+    check_output_folder(output)
+
+
+def _write_quietly(write, output: Path) -> dict[str, Path]:
+    """``write()`` with the libraries' own error text (HDF5 diagnostics) kept off the terminal; a
+    failure inside a C++ writer (a full disk...) becomes one line."""
+    from vmgga.cli.checks import captured_library_output, library_write_failure
+
+    with captured_library_output() as library_text:
+        try:
+            return write()
+        except RuntimeError as error:
+            failure = error
+    raise library_write_failure(failure, "".join(library_text), output) from failure
+
+
+def warn_if_suspect(report: dict, json_progress=None) -> None:
+    """Print a warning (and a JSON ``warning`` event) when the result looks failed or implausible."""
+    if report.get("status") != "suspect":
+        return
+    reasons = "; ".join(report.get("suspect_reasons") or [])
+    message = f"the result is suspect, check it before use: {reasons}"
+    if json_progress is not None:
+        json_progress.emit({"event": "warning", "message": message})
+    print(f"vmgga register: warning: {message}", file=sys.stderr)
