@@ -207,8 +207,8 @@ def _merged(old_rows: list[dict], new_rows: list[dict]) -> list[dict]:
 
 
 def _save_partial(rows: list[dict]) -> None:
-    """Keep the rows so far next to the results (a long run that is stopped keeps its measures)."""
-    partial = common.RESULTS_DIR / f"{RESULT_NAME}.partial.json"
+    """Keep the rows so far in the temp folder (a long run that is stopped keeps its measures)."""
+    partial = Path(tempfile.gettempdir()) / f"{RESULT_NAME}.partial.json"
     partial.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
 
 
