@@ -156,3 +156,26 @@ def test_a_second_batch_on_the_same_folder_is_refused(manifest, tmp_path):
     assert first.returncode == 0, stderr
     assert_cases_none_or_complete(out, manifest)
     assert all((out / c / "done.json").exists() for c in CASES)
+
+
+def test_batch_onto_a_full_disk_is_one_line_and_exit_2(manifest, tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)]
+    if subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        out = folder / "out"
+        run = subprocess.run(
+            vmgga_command("batch", manifest, "-o", out, "--quiet"),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert run.returncode == 2, run.stderr
+        assert "Traceback" not in run.stderr
+        ours = [line for line in run.stderr.splitlines() if line.startswith("vmgga")]
+        assert len(ours) == 1 and "no space left" in ours[0].lower(), run.stderr
+        assert not list(out.rglob("done.json")) and not list(out.rglob("report.json"))
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)

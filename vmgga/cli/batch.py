@@ -74,7 +74,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the batch; print the counts; 0 if every case is complete, 1 if any failed."""
+    """Run the batch; print the counts; 0 if every case is complete, 1 if any failed, 2 on a full disk."""
     from vmgga.batch.runner import BatchOptions, run_batch, summary_line
 
     overrides = parse_overrides(args.set)
@@ -91,6 +91,15 @@ def run(args: argparse.Namespace) -> int:
         config_overrides=overrides,
     )
     summary = run_batch(manifest, options)
+    full = [o.case_id for o in summary.outcomes if o.disk_full]
+    if full:  # not a problem of the cases: one line, exit 2, the same command resumes later
+        print(
+            f"vmgga batch: error: no space left on the device for '{summary.output_dir}': "
+            f"{len(full)} case(s) could not be written ({', '.join(full[:3])}{'...' if len(full) > 3 else ''}); "
+            "complete cases are kept; free some space and run the same command again",
+            file=sys.stderr,
+        )
+        return 2
     print(summary_line(summary.counts, summary.output_dir), file=sys.stderr)
     for outcome in summary.outcomes:
         if outcome.error:
