@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         "--reassess", action="store_true", help="re-judge the saved measures, no registration"
     )
     parser.add_argument("--only", default=None, help="run only the pairs whose name contains this text")
+    parser.add_argument("--expected", choices=["ok", "suspect"], default=None, help="only good / wrong pairs")
     parser.add_argument("--wrong-first", action="store_true", help="run the wrong pairs before the good ones")
     parser.add_argument("--merge", action="store_true", help="keep the saved rows of pairs not run now")
     args = parser.parse_args(argv)
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         info = payload.get("info", {})
     else:
         pairs = [p for p in PAIRS if args.only is None or args.only in p.name]
+        pairs = [p for p in pairs if args.expected in (None, p.expected)]
         if args.wrong_first:
             pairs.sort(key=lambda p: p.expected == "ok")
         rows = []
