@@ -157,6 +157,15 @@ def test_values_at_the_thresholds_are_ok_and_several_signs_are_all_listed():
     assert len(assess_report(bad).reasons) == 2
 
 
+def test_no_gain_is_expected_when_the_images_already_agree_after_the_affine():
+    # an image registered to itself: NMI is at its maximum (2) after the affine, nothing to gain
+    report = with_value("similarity", "nmi_gain", T.min_nmi_gain - 0.01)
+    report["similarity"]["nmi_affine"] = T.aligned_nmi + 0.1
+    assert assess_report(report).status == STATUS_OK
+    report["similarity"]["nmi_affine"] = T.aligned_nmi - 0.1
+    assert assess_report(report).status == STATUS_SUSPECT
+
+
 def test_custom_thresholds_are_used():
     strict = PlausibilityThresholds(min_confidence_mean=0.9)
     assert assess_report(good_report(), strict).status == STATUS_SUSPECT

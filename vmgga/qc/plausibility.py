@@ -29,7 +29,8 @@ class PlausibilityThresholds:
     min_affine_scale: float = 0.67  # smallest principal scale of the affine matrix (singular value)
     max_affine_scale: float = 1.5  # largest principal scale
     max_affine_anisotropy: float = 1.5  # largest / smallest principal scale (scale ratio + shear)
-    min_nmi_gain: float = -0.005  # NMI(fixed, final) - NMI(fixed, affine only)
+    min_nmi_gain: float = -0.001  # NMI(fixed, final) - NMI(fixed, affine only): the dense stage's gain
+    aligned_nmi: float = 1.5  # NMI after the affine above which the images already agree: no gain needed
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ def _affine_reasons(affine: dict, t: PlausibilityThresholds) -> list[str]:
 
 def _similarity_reasons(similarity: dict, t: PlausibilityThresholds) -> list[str]:
     gain = similarity.get("nmi_gain")
-    if gain is not None and gain < t.min_nmi_gain:
+    already_aligned = (similarity.get("nmi_affine") or 1.0) >= t.aligned_nmi  # e.g. an image with itself
+    if gain is not None and gain < t.min_nmi_gain and not already_aligned:
         return [f"no similarity gain over the affine stage (NMI change {gain:+.4f} < {t.min_nmi_gain:+})"]
     return []
