@@ -29,7 +29,7 @@ class PlausibilityThresholds:
     min_affine_scale: float = 0.67  # smallest principal scale of the affine matrix (singular value)
     max_affine_scale: float = 1.5  # largest principal scale
     max_affine_anisotropy: float = 1.5  # largest / smallest principal scale (scale ratio + shear)
-    min_nmi_gain: float = -0.001  # NMI(fixed, final) - NMI(fixed, affine only): the dense stage's gain
+    min_nmi_gain: float = -0.005  # NMI(fixed, final) - NMI(fixed, affine only): the dense stage's gain
     aligned_nmi: float = 1.5  # NMI after the affine above which the images already agree: no gain needed
 
 
