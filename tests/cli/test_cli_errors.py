@@ -253,3 +253,24 @@ def test_3d_fixed_with_a_4d_moving_registers(tmp_path, capfd):
         assert report["inputs"]["fixed"]["volume_index"] is None
         assert report["inputs"]["moving"]["volume_index"] == 1
         assert report["status"] == "ok"  # volume 0 is blank: a wrong pick would not be a plausible result
+
+
+def test_a_system_error_the_user_can_act_on_is_one_line(tmp_path, capfd, monkeypatch):
+    import errno
+
+    import vmgga.api
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "x"))
+
+    monkeypatch.setattr(vmgga.api, "register", full_disk)
+    status, lines = run_cli(["register", T2, T1, "-o", tmp_path / "out", "--quiet"], capfd)
+    assert_one_line_error(status, lines, "No space left on device", str(tmp_path / "out" / "x"))
+    assert not (tmp_path / "out").exists()  # the folder made for the run is removed again
+
+    def bug(*args, **kwargs):
+        raise OSError(errno.EBADF, "Bad file descriptor")  # not a user error: the traceback stays
+
+    monkeypatch.setattr(vmgga.api, "register", bug)
+    with pytest.raises(OSError):
+        main([str(a) for a in ["register", T2, T1, "-o", tmp_path / "out", "--quiet"]])
