@@ -20,7 +20,7 @@ from vmgga.batch.chain import chained_result
 from vmgga.batch.labels import dice_per_label, label_values, read_labels, warp_labels
 from vmgga.batch.manifest import Case
 from vmgga.batch.state import clear_markers, utc_now, write_done, write_error
-from vmgga.errors import InputError, OutputError, VmggaError
+from vmgga.errors import InputError, OutputError
 from vmgga.io.atomic import remove_stale_partials, write_image_atomic
 
 WARPED_LABELS_NAME = "warped_labels.nii.gz"
@@ -132,7 +132,7 @@ def run_case(task: CaseTask, failed_predecessor: str | None = None) -> CaseOutco
         run_time = time.perf_counter() - start
         try:
             write_error(case_dir, task.case.case_id, error, run_time)
-        except (OSError, VmggaError):
+        except Exception:  # OSError, or a write error of vmgga (e.g. a full disk) on error.json itself
             pass  # the outcome still carries the message into the summary
         return CaseOutcome(task.case.case_id, CaseStatus.FAILED, run_time, error=_one_line(error),
                            disk_full=is_disk_full(error, case_dir))  # fmt: skip

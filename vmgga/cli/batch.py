@@ -74,7 +74,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the batch; print the counts; 0 if every case is complete, 1 if any failed, 2 on a full disk."""
+    """Run the batch; print the counts; 0 if every case is complete, 1 if any failed."""
     from vmgga.batch.runner import BatchOptions, run_batch, summary_line
 
     overrides = parse_overrides(args.set)
