@@ -274,3 +274,36 @@ def test_a_system_error_the_user_can_act_on_is_one_line(tmp_path, capfd, monkeyp
     monkeypatch.setattr(vmgga.api, "register", bug)
     with pytest.raises(OSError):
         main([str(a) for a in ["register", T2, T1, "-o", tmp_path / "out", "--quiet"]])
+
+
+def test_sigterm_during_a_simpleitk_callback_becomes_a_clean_interrupt(small_image):
+    """A SIGTERM that lands inside SimpleITK's Python callback (the affine's progress) must not turn
+    into SimpleITK's RuntimeError and printed traceback: it is re-sent and interrupts afterwards."""
+    import os
+    import signal
+
+    from vmgga.cli.register import _raise_interrupt
+
+    moved = sitk.Image(small_image)
+    moved.SetOrigin(tuple(o + 1.5 for o in small_image.GetOrigin()))  # something to optimise
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMeanSquares()
+    method.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-4, 5)
+    method.SetInitialTransform(sitk.TranslationTransform(3), inPlace=False)
+    method.SetInterpolator(sitk.sitkLinear)
+    sent = []
+
+    def callback():
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)  # handled inside this callback, inside Execute
+
+    method.AddCommand(sitk.sitkIterationEvent, callback)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            method.Execute(small_image, moved)
+            time.sleep(5)  # the re-sent signal arrives here, outside SimpleITK
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sent

@@ -158,8 +158,33 @@ def _planned_outputs(output: Path) -> list[Path]:
 
 
 def _raise_interrupt(signum, frame) -> None:
-    """SIGTERM behaves like Ctrl-C: unwind, leaving only complete outputs."""
+    """SIGTERM behaves like Ctrl-C: unwind, leaving only complete outputs.
+
+    Inside a Python callback called by SimpleITK (the affine stage's progress), an exception would
+    be printed by SimpleITK and turned into a RuntimeError; there the signal is sent again a moment
+    later, until it arrives outside SimpleITK.
+    """
+    if _inside_simpleitk(frame):
+        import threading
+
+        main_thread = threading.main_thread().ident  # where Python runs signal handlers
+        timer = threading.Timer(_SIGNAL_RETRY_S, signal.pthread_kill, args=(main_thread, signum))
+        timer.daemon = True
+        timer.start()
+        return
     raise KeyboardInterrupt
+
+
+_SIGNAL_RETRY_S = 0.2  # seconds between re-sent SIGTERMs while SimpleITK runs a callback
+
+
+def _inside_simpleitk(frame) -> bool:
+    """Whether a frame of the SimpleITK wrapper is on the stack of ``frame`` (a C++ callback)."""
+    while frame is not None:
+        if "SimpleITK" in Path(frame.f_code.co_filename).parts:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _check_before_work(config, output: str) -> None:
