@@ -53,6 +53,8 @@ def register(
     moving_series: str | None = None,
     volume_index: int | None = None,
     include_phi: bool = False,
+    fixed_volume_index: int | None = None,
+    moving_volume_index: int | None = None,
 ) -> RegistrationResult:
     """Deformably register ``moving`` to ``fixed``.
 
@@ -64,7 +66,9 @@ def register(
         progress: ``True`` for a progress bar, ``False`` for none, or a
             ``(stage, fraction, message)`` callback.
         fixed_series, moving_series: DICOM SeriesInstanceUID to pick in a multi-series folder.
-        volume_index: the volume to take from a 4D input.
+        volume_index: deprecated: the volume to take from each input that is 4D (3D inputs ignore it).
+        fixed_volume_index, moving_volume_index: the volume to take from a 4D fixed / moving image
+            (they take precedence over ``volume_index``).
         include_phi: keep DICOM patient identifiers in the report (off by default).
 
     Raises:
@@ -78,13 +82,17 @@ def register(
         clock = time.perf_counter()
         report("read", 0.0, "reading images")
         fixed_in = read_image(
-            fixed, role="fixed", dicom_series=fixed_series, volume_index=volume_index, include_phi=include_phi
+            fixed,
+            role="fixed",
+            dicom_series=fixed_series,
+            volume_index=_volume_index_for(fixed, fixed_volume_index, volume_index),
+            include_phi=include_phi,
         )
         moving_in = read_image(
             moving,
             role="moving",
             dicom_series=moving_series,
-            volume_index=volume_index,
+            volume_index=_volume_index_for(moving, moving_volume_index, volume_index),
             include_phi=include_phi,
         )
         timings["read"] = _lap(clock)
@@ -132,6 +140,7 @@ def register(
         timings["export"] = _lap(clock, timings)
         timings["total"] = time.perf_counter() - clock
         report("export", 1.0, f"done in {timings['total']:.1f} s")
+        measures = _plausibility_measures(fixed_work, moving_work, moving_norm, transform, grid)
 
     result_report = _report(
         fixed_in,
@@ -146,6 +155,7 @@ def register(
         config,
         dense.timings_s,
     )
+    result_report = _with_verdict(result_report, measures)
     return RegistrationResult(
         transform=transform,
         fixed=fixed_in.image,
@@ -189,6 +199,29 @@ def _thread_limit(num_threads: int | None):
     finally:
         torch.set_num_threads(torch_before)
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_before)
+
+
+def _volume_index_for(source: ImageSource, own_index: int | None, shared_index: int | None) -> int | None:
+    """The volume index to read ``source`` with: its own, else the shared one if ``source`` is 4D."""
+    if own_index is not None or shared_index is None:
+        return own_index
+    return shared_index if _is_4d(source) else None
+
+
+def _is_4d(source: ImageSource) -> bool:
+    """Whether an in-memory image or an image file (header only) has 4 dimensions; folders are 3D."""
+    if isinstance(source, sitk.Image):
+        return source.GetDimension() == 4
+    path = Path(source)
+    if not path.is_file():
+        return False
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return False  # unreadable: read_image reports it
+    return reader.GetDimension() == 4
 
 
 def _lap(start: float, timings: dict[str, float] | None = None) -> float:
@@ -307,6 +340,7 @@ def _report(
             "translation_mm": list(affine.transform.GetTranslation()),
             "center_lps_mm": list(affine.transform.GetCenter()),
             "determinant": float(np.linalg.det(np.reshape(affine.transform.GetMatrix(), (3, 3)))),
+            "principal_scales": _principal_scales(affine.transform.GetMatrix()),
             "mattes_mi": affine.metric_value,
             "overlap_fraction": affine.overlap_fraction,
         },
@@ -333,3 +367,55 @@ def _report(
             "device": config.device,
         },
     }
+
+
+def _plausibility_measures(
+    fixed_work: torch.Tensor,
+    moving_affine_work: torch.Tensor,
+    moving_norm: sitk.Image,
+    transform: sitk.Transform,
+    grid: Geometry,
+) -> dict:
+    """Foreground Dice/overlap after the affine and NMI before/after the dense stage (working grid).
+
+    ``fixed_work``, ``moving_affine_work``: ``(1, 1, D, H, W)`` normalised intensities (moving through
+    the affine only); the moving image through the full ``transform`` is resampled here. The NMI
+    is taken over the union of both foregrounds after the affine, the same voxels before and after.
+    """
+    from vmgga.qc.plausibility import foreground_dice, foreground_overlap, normalised_mutual_information
+
+    fixed = fixed_work[0, 0].numpy()
+    before = moving_affine_work[0, 0].numpy()
+    after = sitk.GetArrayFromImage(resample_to_grid(moving_norm, grid, transform))
+    fixed_mask, moving_mask = _foreground(fixed), _foreground(before)
+    union = fixed_mask | moving_mask
+    nmi_affine = normalised_mutual_information(fixed[union], before[union])
+    nmi_final = normalised_mutual_information(fixed[union], after[union])
+    return {
+        "foreground_dice": round(foreground_dice(fixed_mask, moving_mask), 4),
+        "foreground_overlap": round(foreground_overlap(fixed_mask, moving_mask), 4),
+        "nmi_affine": round(nmi_affine, 5),
+        "nmi_final": round(nmi_final, 5),
+        "nmi_gain": round(nmi_final - nmi_affine, 5),
+    }
+
+
+def _foreground(values_norm: np.ndarray) -> np.ndarray:
+    """Voxels above a tenth of the robust maximum (as the affine stage's mask)."""
+    return values_norm > 0.1 * float(np.percentile(values_norm, 99))
+
+
+def _principal_scales(matrix: tuple[float, ...]) -> list[float]:
+    """Singular values of the affine's 3x3 matrix, largest first (see :mod:`vmgga.qc.plausibility`)."""
+    from vmgga.qc.plausibility import affine_principal_scales
+
+    return [round(float(v), 5) for v in affine_principal_scales(np.reshape(matrix, (3, 3)))]
+
+
+def _with_verdict(report: dict, measures: dict) -> dict:
+    """``report`` with the plausibility measures and, first, ``status`` and ``suspect_reasons``."""
+    from vmgga.qc.plausibility import assess_report
+
+    report["affine"].update({k: measures[k] for k in ("foreground_dice", "foreground_overlap")})
+    report["similarity"] = {k: measures[k] for k in ("nmi_affine", "nmi_final", "nmi_gain")}
+    return {**assess_report(report).as_report_entries(), **report}

@@ -140,3 +140,10 @@ def test_matcher_and_features_options_reach_the_config():
     assert (dense.matcher, dense.features) == ("vmgga", "mind+vmgga")
     default = config_from_args(parser.parse_args(["f.nii", "m.nii", "-o", "out"])).dense
     assert (default.matcher, default.features) == ("fused", "mind")  # the preset's
+
+
+def test_register_report_judges_a_good_pair_ok(registered):
+    out, completed = registered
+    report = json.loads((out / "report.json").read_text())
+    assert (report["status"], report["suspect_reasons"]) == ("ok", [])
+    assert "suspect" not in completed.stderr

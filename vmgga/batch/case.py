@@ -59,6 +59,7 @@ class CaseOutcome:
     run_time_s: float  # registration + outputs (the recorded time for skipped cases)
     metrics: dict = field(default_factory=dict)  # jacobian / confidence / dice statistics
     error: str | None = None  # one-line message of a failed case
+    disk_full: bool = False  # failed because the output device ran out of space
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -133,9 +134,10 @@ def run_case(task: CaseTask, failed_predecessor: str | None = None) -> CaseOutco
         run_time = time.perf_counter() - start
         try:
             write_error(case_dir, task.case.case_id, error, run_time)
-        except OSError:
+        except Exception:  # OSError, or a write error of vmgga (e.g. a full disk) on error.json itself
             pass  # the outcome still carries the message into the summary
-        return CaseOutcome(task.case.case_id, CaseStatus.FAILED, run_time, error=_one_line(error))
+        return CaseOutcome(task.case.case_id, CaseStatus.FAILED, run_time, error=_one_line(error),
+                           disk_full=is_disk_full(error, case_dir))  # fmt: skip
     return CaseOutcome(task.case.case_id, CaseStatus.DONE, time.perf_counter() - start, metrics)
 
 
@@ -203,8 +205,12 @@ def _write_labels(case: Case, result, case_dir: Path, outputs: dict[str, Path]) 
 
 
 def case_metrics(report: dict, dice: dict[int, float] | None) -> dict:
-    """Per-case numbers for the summary: Jacobian and confidence statistics, Dice."""
-    metrics = {}
+    """Per-case numbers for the summary: Jacobian and confidence statistics, Dice, and the verdict
+    on the result (``result_status`` ``ok``/``suspect`` with ``suspect_reasons``)."""
+    metrics = {
+        "result_status": report.get("status", "ok"),
+        "suspect_reasons": list(report.get("suspect_reasons") or []),
+    }
     for section in ("jacobian", "confidence"):
         for key, value in (report.get(section) or {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -221,6 +227,26 @@ def _check_outside_inputs(case: Case, case_dir: Path) -> None:
     for path in (case.fixed, case.moving, case.fixed_labels, case.moving_labels):
         if path and (Path(path).resolve() == out or out in Path(path).resolve().parents):
             raise OutputError(f"case {case.case_id!r}: input '{path}' lies inside its output folder '{out}'")
+
+
+def is_disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether a case failed because its output device is full: ENOSPC/EDQUOT, a full-disk error
+    class of :mod:`vmgga.errors`, or a C++ writer error with (almost) no space left in ``folder``."""
+    import errno
+    import shutil
+
+    from vmgga import errors
+
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(error, getattr(errors, "DiskFullError", ())):
+        return True
+    if isinstance(error, RuntimeError):
+        try:
+            return shutil.disk_usage(folder if folder.exists() else folder.parent).free < 2**20
+        except OSError:
+            return False
+    return False
 
 
 def _one_line(error: BaseException) -> str:

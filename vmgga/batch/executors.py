@@ -83,3 +83,29 @@ def _outcomes_of(future, job: list[CaseTask]) -> list[CaseOutcome]:
     except Exception as error:  # a crashed worker process (BrokenProcessPool, KilledWorker...)
         message = f"worker failed: {type(error).__name__}: {error}"
         return [CaseOutcome(task.case.case_id, CaseStatus.FAILED, 0.0, error=message) for task in job]
+
+
+#: Seconds to wait for a Dask scheduler to answer (``vmgga batch --connect-timeout``).
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+
+
+def check_scheduler(address: str, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> None:
+    """Connect to the Dask scheduler at ``address`` once, waiting at most ``timeout_s`` seconds.
+
+    Raises:
+        ConfigError: one line naming the address when no scheduler answers or the address is malformed.
+    """
+    from vmgga.errors import ConfigError
+
+    if not timeout_s > 0:
+        raise ConfigError(f"--connect-timeout must be > 0 seconds, got {timeout_s}")
+    from distributed import Client
+
+    try:
+        Client(address, timeout=timeout_s).close()
+    except Exception as error:  # OSError (timed out, refused), ValueError (bad address)...
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(
+            f"no Dask scheduler answered at {address!r} within {timeout_s:g} s ({detail}); check the "
+            "address, or wait longer with --connect-timeout"
+        ) from None

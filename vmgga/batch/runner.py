@@ -15,7 +15,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vmgga.batch.case import CaseOutcome, CaseStatus, CaseTask, skipped_outcome
-from vmgga.batch.executors import run_dask, run_process_pool, run_serial, threads_per_worker, usable_cores
+from vmgga.batch.executors import (
+    check_scheduler,
+    run_dask,
+    run_process_pool,
+    run_serial,
+    threads_per_worker,
+    usable_cores,
+)
 from vmgga.batch.manifest import Case, Manifest, read_manifest
 from vmgga.batch.state import case_fingerprint, completed_record, utc_now
 from vmgga.batch.summary import status_counts, summary_line, write_summary
@@ -32,6 +39,7 @@ class BatchOptions:
     output_dir: Path  # OUT
     workers: int = 1  # local worker processes (1: in this process)
     scheduler: str | None = None  # Dask scheduler address (tcp://host:8786); overrides workers
+    connect_timeout_s: float = 10.0  # wait for the Dask scheduler at most this long (seconds)
     force: bool = False  # recompute complete cases too
     preset: str = "fast"  # registration preset
     threads: int | None = None  # threads per worker; None: cores // workers
@@ -66,6 +74,8 @@ def run_batch(manifest: str | Path | Manifest, options: BatchOptions) -> BatchSu
         raise ConfigError(f"--workers must be at least 1, got {options.workers}")
     config = make_config(options.preset, **{**manifest.config_overrides, **options.config_overrides})
     output_dir = Path(options.output_dir).expanduser().resolve()
+    if options.scheduler:  # before anything is written: an unreachable scheduler leaves no folder
+        check_scheduler(options.scheduler, options.connect_timeout_s)
     with OutputFolderLock(output_dir):
         jobs = plan_jobs(manifest.cases, config, output_dir, options.force)
         outcomes = _execute(jobs, options, len(manifest.cases))

@@ -16,12 +16,14 @@ SUMMARY_JSON = "summary.json"
 CSV_COLUMNS = (
     "case_id",
     "status",
+    "result",
     "run_time_s",
     "jacobian_negative_fraction",
     "jacobian_sd_log_j",
     "confidence_mean",
     "dice_mean",
     "dice_per_label",
+    "suspect_reasons",
     "error",
 )
 
@@ -39,6 +41,8 @@ def csv_row(outcome: CaseOutcome) -> dict[str, str]:
     for column in ("jacobian_negative_fraction", "jacobian_sd_log_j", "confidence_mean", "dice_mean"):
         row[column] = "" if metrics.get(column) is None else f"{metrics[column]:.6g}"
     row["dice_per_label"] = " ".join(f"{k}:{v:.4f}" for k, v in (metrics.get("dice") or {}).items())
+    row["result"] = metrics.get("result_status", "") if outcome.status != CaseStatus.FAILED else ""
+    row["suspect_reasons"] = "; ".join(metrics.get("suspect_reasons") or [])
     row["error"] = outcome.error or ""
     return row
 

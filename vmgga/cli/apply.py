@@ -29,8 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Warp and write atomically; never overwrite an input."""
+    from vmgga.cli.checks import check_output_file
+
     output = Path(args.output)
     check_not_an_input([output], [args.transform, args.image, args.reference])
+    check_output_file(output)  # a folder, an unknown suffix or a read-only folder: before any work
     transform = read_transform(args.transform)
     if args.labels:
         image = read_label_map(args.image, role="label map to warp")

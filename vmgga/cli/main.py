@@ -1,7 +1,8 @@
 """``vmgga`` command line: one sub-command per module in :mod:`vmgga.cli`.
 
 Each sub-command module defines ``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int``.
-User errors (:class:`vmgga.errors.VmggaError`) are printed without a traceback and exit with 2;
+User errors (:class:`vmgga.errors.VmggaError`, and system errors a user can act on such as a full
+disk or a read-only folder) are printed as one line without a traceback and exit with 2;
 ``--debug`` shows the traceback.
 """
 
@@ -50,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"vmgga {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        from vmgga.cli.checks import USER_ERRNOS, os_error_message
+
+        if args.debug or error.errno not in USER_ERRNOS:
+            raise
+        print(f"vmgga {args.command}: error: {os_error_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"vmgga {args.command}: interrupted; no partial output was left", file=sys.stderr)

@@ -50,7 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--moving-series", default=None, help="SeriesInstanceUID to use in a multi-series moving folder"
     )
-    parser.add_argument("--volume-index", type=int, default=None, help="volume to use from 4D inputs")
+    parser.add_argument(
+        "--fixed-volume-index", type=int, default=None, help="volume to use when the fixed image is 4D"
+    )
+    parser.add_argument(
+        "--moving-volume-index", type=int, default=None, help="volume to use when the moving image is 4D"
+    )
+    parser.add_argument(
+        "--volume-index",
+        type=int,
+        default=None,
+        help="deprecated: the volume to use from every 4D input (3D inputs ignore it); "
+        "prefer --fixed-volume-index / --moving-volume-index",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     parser.add_argument("--max-memory", type=float, default=None, help="memory cap of the dense stage in GB")
@@ -109,6 +121,7 @@ def _register_and_write(args: argparse.Namespace, json_progress) -> dict[str, Pa
     check_not_an_input(_planned_outputs(output), [args.fixed, args.moving])
     progress = json_progress or (silent if args.quiet else TqdmProgress())
     created = not output.exists()
+    _check_before_work(config, args.output)
     output.mkdir(parents=True, exist_ok=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -123,9 +136,12 @@ def _register_and_write(args: argparse.Namespace, json_progress) -> dict[str, Pa
                 fixed_series=args.fixed_series,
                 moving_series=args.moving_series,
                 volume_index=args.volume_index,
+                fixed_volume_index=args.fixed_volume_index,
+                moving_volume_index=args.moving_volume_index,
                 include_phi=args.include_phi,
             )
-            return write_outputs(result, output, qc=args.qc)
+            warn_if_suspect(result.report, json_progress)
+            return _write_quietly(lambda: write_outputs(result, output, qc=args.qc), output)
     except BaseException:
         if created and output.is_dir() and not any(output.iterdir()):
             output.rmdir()  # a failed run leaves no empty folder behind
@@ -142,5 +158,62 @@ def _planned_outputs(output: Path) -> list[Path]:
 
 
 def _raise_interrupt(signum, frame) -> None:
-    """SIGTERM behaves like Ctrl-C: unwind, leaving only complete outputs."""
+    """SIGTERM behaves like Ctrl-C: unwind, leaving only complete outputs.
+
+    Inside a Python callback called by SimpleITK (the affine stage's progress), an exception would
+    be printed by SimpleITK and turned into a RuntimeError; there the signal is sent again a moment
+    later, until it arrives outside SimpleITK.
+    """
+    if _inside_simpleitk(frame):
+        import threading
+
+        main_thread = threading.main_thread().ident  # where Python runs signal handlers
+        timer = threading.Timer(_SIGNAL_RETRY_S, signal.pthread_kill, args=(main_thread, signum))
+        timer.daemon = True
+        timer.start()
+        return
     raise KeyboardInterrupt
+
+
+_SIGNAL_RETRY_S = 0.2  # seconds between re-sent SIGTERMs while SimpleITK runs a callback
+
+
+def _inside_simpleitk(frame) -> bool:
+    """Whether a frame of the SimpleITK wrapper is on the stack of ``frame`` (a C++ callback)."""
+    while frame is not None:
+        if "SimpleITK" in Path(frame.f_code.co_filename).parts:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _check_before_work(config, output: str) -> None:
+    """The device and the output folder are usable (one-line errors before any image is read)."""
+    from vmgga.cli.checks import check_device, check_output_folder
+
+    check_device(config.device)
+    check_output_folder(output)
+
+
+def _write_quietly(write, output: Path) -> dict[str, Path]:
+    """``write()`` with the libraries' own error text (HDF5 diagnostics) kept off the terminal; a
+    failure inside a C++ writer (a full disk...) becomes one line."""
+    from vmgga.cli.checks import captured_library_output, library_write_failure
+
+    with captured_library_output() as library_text:
+        try:
+            return write()
+        except RuntimeError as error:
+            failure = error
+    raise library_write_failure(failure, "".join(library_text), output) from failure
+
+
+def warn_if_suspect(report: dict, json_progress=None) -> None:
+    """Print a warning (and a JSON ``warning`` event) when the result looks failed or implausible."""
+    if report.get("status") != "suspect":
+        return
+    reasons = "; ".join(report.get("suspect_reasons") or [])
+    message = f"the result is suspect, check it before use: {reasons}"
+    if json_progress is not None:
+        json_progress.emit({"event": "warning", "message": message})
+    print(f"vmgga register: warning: {message}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """``OUT/index.html``: every case of a batch with a thumbnail, its key numbers and outlier flags.
 
-Flags: failed; low confidence (mean below :data:`LOW_CONFIDENCE_MEAN`, or a robust outlier below
+Flags: failed; suspect result (``report.json`` status ``suspect``, with its reasons); low confidence (mean below :data:`LOW_CONFIDENCE_MEAN`, or a robust outlier below
 the batch median); folding (fraction of det J <= 0 above :data:`MAX_FOLDING_FRACTION`). Thumbnails
 are embedded (base64), so the page works offline and when copied alone; each case id links to
 ``<case_id>/qc.html``.
@@ -41,7 +41,7 @@ def case_flags(row: dict, confidence_floor: float | None = None) -> list[str]:
     if row.get("status") == "failed":
         return ["failed"]
     metrics = row.get("metrics") or {}
-    flags = []
+    flags = ["suspect result"] if metrics.get("result_status") == "suspect" else []
     confidence = metrics.get("confidence_mean")
     if confidence is not None and (
         confidence < LOW_CONFIDENCE_MEAN or (confidence_floor is not None and confidence < confidence_floor)
@@ -77,7 +77,8 @@ def write_index(output_dir: str | os.PathLike, rows: list[dict], title: str = "v
     page = (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-        f"<p>{len(rows)} cases, {flagged} flagged. Flags: failed; low confidence (mean &lt; "
+        f"<p>{len(rows)} cases, {flagged} flagged. Flags: failed; suspect result (the registration "
+        "looks failed or implausible, reasons listed; see the case's report.json); low confidence (mean &lt; "
         f"{LOW_CONFIDENCE_MEAN} or a robust outlier of this batch); folding (det J &le; 0 in more than "
         f"{100 * MAX_FOLDING_FRACTION:g}% of voxels). Thumbnails: axial colour fusion after registration "
         "(fixed magenta, moving green).</p><table><tr><th>thumbnail</th><th>case</th><th>status</th>"
@@ -100,6 +101,8 @@ def _row_html(output_dir: Path, row: dict, flags: list[str]) -> str:
     )
     if row.get("error"):
         flag_html += f"<br>{html.escape(str(row['error']))}"
+    for reason in metrics.get("suspect_reasons") or []:
+        flag_html += f"<br>{html.escape(str(reason))}"
     cells = [
         _thumbnail_html(output_dir / case_id / THUMBNAIL_NAME, case_id, link) if has_page else "",
         name,

@@ -36,6 +36,7 @@ h1{font-size:1.4em;margin:0 0 .3em}h2{font-size:1.05em;margin:.2em 0;border-bott
 table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}
 td.v{font-family:ui-monospace,monospace;text-align:right}.note{color:#555;font-size:.85em;max-width:62em}
 section .note{max-width:30em}img{max-width:100%;height:auto;display:block}
+.suspect{background:#fde8e8;border:2px solid #b00;color:#600;padding:.5em 1em;margin:.4em 0 .8em;max-width:62em}
 """
 
 
@@ -75,6 +76,7 @@ def build_qc_html(result, volumes: DisplayVolumes, title: str) -> str:
         f'<section id="numbers"><h2>Key numbers</h2>{_numbers_table(key_numbers(report, result))}</section>'
     )
     body = [
+        suspect_banner_html(report),
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="inputs">{html.escape(inputs_line(report))}</p>',
         f'<p class="note">{html.escape(_orientation_note(volumes))}</p>',
@@ -196,3 +198,15 @@ def _size_rows(result) -> list[tuple[str, str]]:
             spacing = "x".join(f"{s:.3g}" for s in image.GetSpacing())
             rows.append((f"{role} size (voxels) / spacing (mm)", f"{size} / {spacing}"))
     return rows
+
+
+def suspect_banner_html(report: dict) -> str:
+    """A warning banner for a result whose ``report["status"]`` is ``"suspect"`` (else ``""``)."""
+    if report.get("status") != "suspect":
+        return ""
+    reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in report.get("suspect_reasons") or [])
+    return (
+        '<div class="suspect" role="alert"><strong>Suspect result: check it before use.</strong> '
+        "The registration finished, but its numbers look like a failed or implausible alignment "
+        f"(for example images without shared anatomy):<ul>{reasons}</ul></div>"
+    )

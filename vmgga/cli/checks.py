@@ -1,0 +1,183 @@
+"""Checks that the command line makes before any work, and the translation of system errors.
+
+Every check raises a :class:`~vmgga.errors.VmggaError` subclass with one line naming the option,
+the path and the problem; ``vmgga.cli.main`` prints it and exits 2. Nothing is written by a check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from vmgga.errors import ConfigError, OutputError
+
+#: ``errno`` values of ``OSError`` that a user can act on (space, permissions, wrong kind of path).
+USER_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EEXIST,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENAMETOOLONG,
+        errno.ENOENT,
+    }
+)
+#: Image suffixes that ``vmgga apply -o`` can write (SimpleITK picks the format from the suffix).
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # single-file formats: renamed atomically
+_DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+_DISK_FULL_SIGNS = ("no space left", "nwad", "disk full", "enospc", "file too large", "quota")
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for a system error: what failed, on which path (``strerror`` and file names)."""
+    reason = error.strerror or str(error) or type(error).__name__
+    names = [str(n) for n in (error.filename, error.filename2) if n is not None]
+    return f"{reason}: {' -> '.join(repr(n) for n in names)}" if names else reason
+
+
+def check_device(device: str, option: str = "--device") -> None:
+    """Refuse a device string that is malformed or not available on this machine (before any work).
+
+    Raises:
+        ConfigError: e.g. ``--device cuda`` with a torch built without CUDA, or ``cuda:3`` on a 1-GPU machine.
+    """
+    text = str(device).strip().lower()
+    if not _DEVICE_PATTERN.match(text):
+        raise ConfigError(f"{option} {device!r} is not a device; expected cpu, cuda, cuda:N or mps")
+    if text == "cpu":
+        return
+    import torch
+
+    if text == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"{option} mps: this machine has no Apple GPU (MPS); use {option} cpu")
+        return
+
+    if not torch.cuda.is_available():
+        why = "was built without CUDA" if torch.version.cuda is None else "finds no usable GPU"
+        raise ConfigError(f"{option} {device}: this torch ({torch.__version__}) {why}; use {option} cpu")
+    index = int(text.split(":")[1]) if ":" in text else 0
+    if index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"{option} {device}: only {torch.cuda.device_count()} GPU(s) found (cuda:0 to "
+            f"cuda:{torch.cuda.device_count() - 1})"
+        )
+
+
+def check_output_folder(folder: str | os.PathLike, option: str = "-o") -> Path:
+    """``folder`` can be used as an output folder: an existing writable folder, or creatable.
+
+    Raises:
+        OutputError: it is an existing file, lies under a file, or it (or its nearest existing
+            parent, for a new folder) cannot be written (read-only file system, permissions).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{option} '{folder}' is an existing file; give a folder for the outputs")
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        raise OutputError(f"{option} '{folder}': '{existing}' is a file, so the folder cannot be created")
+    _check_writable(existing, folder, option)
+    return folder
+
+
+def check_output_file(path: str | os.PathLike, option: str = "-o", suffixes=IMAGE_SUFFIXES) -> Path:
+    """``path`` can be written as an image file: not a folder, a known suffix, a writable folder.
+
+    Raises:
+        OutputError: naming the option, the path and what is wrong.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} '{path}' is a folder; give an image file name such as warped.nii.gz")
+    if not path.name.lower().endswith(tuple(suffixes)):
+        raise OutputError(f"{option} '{path}' has an unknown suffix; use one of {', '.join(suffixes)}")
+    existing = _nearest_existing(path.parent)
+    if not existing.is_dir():
+        raise OutputError(f"{option} '{path}': '{existing}' is a file, so the folder cannot be created")
+    _check_writable(existing, path.parent, option)
+    return path
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest existing parent (the folder that a new output would be created in)."""
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_writable(existing: Path, wanted: Path, option: str) -> None:
+    """Raise if no file can be created in the folder ``existing`` (root is stopped only by read-only
+    mounts and immutable folders, which ``os.access`` reports too)."""
+    if os.access(existing, os.W_OK | os.X_OK):
+        return
+    where = f"'{wanted}'" if existing == wanted.absolute() else f"'{wanted}' (in '{existing}')"
+    raise OutputError(f"{option} {where} cannot be written: {_why_not_writable(existing)}")
+
+
+def _why_not_writable(folder: Path) -> str:
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "it is on a read-only file system"
+    except (OSError, AttributeError):
+        pass
+    return "permission denied"
+
+
+def library_write_failure(error: Exception, library_text: str, output: Path) -> OutputError:
+    """One line for a writer that failed inside a C++ library (ITK, HDF5), e.g. on a full disk."""
+    text = f"{error}\n{library_text}".lower()
+    if any(sign in text for sign in _DISK_FULL_SIGNS) or _almost_full(output):
+        reason = "the disk is full (no space left on the device)"
+    else:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(error).__name__
+    return OutputError(f"cannot write the outputs in '{output}': {reason}; nothing was written")
+
+
+def _almost_full(output: Path) -> bool:
+    """Less than 1 MiB free where the outputs go (a failed write of ours has been removed again)."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(_nearest_existing(output)).free < 2**20
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def captured_library_output():
+    """Collect what C/C++ libraries print on file descriptor 2 inside the block (HDF5 diagnostics).
+
+    Yields a list that holds the collected text once the block ends (also on error). Python's own
+    ``sys.stderr`` is flushed first; nothing that the block prints reaches the terminal.
+    """
+    collected: list[str] = []
+    sys.stderr.flush()
+    try:
+        sink = tempfile.TemporaryFile(mode="w+b")
+    except OSError:  # no room for the temporary file either: discard the library's text
+        sink = open(os.devnull, "w+b")  # noqa: SIM115  (closed by the with block below)
+    saved = os.dup(2)
+    with sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield collected
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            with contextlib.suppress(OSError):
+                sink.seek(0)
+                collected.append(sink.read().decode("utf-8", "replace"))
