@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vmgga.export.apply import apply_transform
-from vmgga.export.itk_transform import read_transform
-from vmgga.io.atomic import check_not_an_input, write_image_atomic
-from vmgga.io.images import read_image
-
 HELP = "resample an image or label map through a transform (fixed -> moving) onto the fixed grid"
 
 
@@ -24,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Warp and write atomically; never overwrite an input."""
+    from vmgga.export.apply import apply_transform
+    from vmgga.export.itk_transform import read_transform
+    from vmgga.io.atomic import check_not_an_input, write_image_atomic
+    from vmgga.io.images import read_image
+
     output = Path(args.output)
     check_not_an_input([output], [args.transform, args.image, args.reference])
     transform = read_transform(args.transform)

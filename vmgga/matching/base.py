@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Protocol, runtime_checkable
 
 import torch
 
-from vmgga.config import DenseConfig, FeatureBackend
+from vmgga.config import DenseConfig, FeatureBackend, MatcherName
 from vmgga.errors import look_up_option
 from vmgga.features.base import load_backend
 
@@ -40,15 +39,6 @@ class Matcher(Protocol):
     ) -> DenseMatch:
         """Volumes ``(1, 1, D, H, W)``, features ``(1, C, D, H, W)`` -> :class:`DenseMatch`."""
         ...
-
-
-class MatcherName(str, Enum):
-    """``DenseConfig.matcher`` values."""
-
-    AUTO = "auto"  # vmgga features -> vmgga matcher, otherwise the cost volume
-    COST_VOLUME = "cost_volume"  # discrete search + coupled convex optimisation (training-free)
-    VMGGA = "vmgga"  # the learned gated-attention matcher
-    FUSED = "fused"  # both, fused by confidence (vmgga.matching.fused)
 
 
 def resolve_matcher_name(config: DenseConfig) -> str:
