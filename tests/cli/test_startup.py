@@ -113,3 +113,15 @@ def test_register_output_over_an_input_is_refused_before_torch(tmp_path):
     assert "torch" not in heavy
     assert completed.stderr.splitlines()[0].startswith("vmgga register: error:")
     assert moving.read_bytes() == (STROKE / "T2.nii.gz").read_bytes()
+
+
+def test_apply_output_over_an_input_is_refused_before_heavy_imports(tmp_path):
+    image = tmp_path / "labels.nii.gz"
+    image.write_bytes((STROKE / "T2.nii.gz").read_bytes())
+    args = ["apply", "transform.h5", str(image), "--reference", str(STROKE / "T1.nii.gz"), "-o", str(image)]
+    status, heavy, completed = run_main(args, tmp_path)
+    assert status == 2
+    assert heavy == []
+    assert completed.stderr.splitlines()[0].startswith("vmgga apply: error:")
+    assert image.read_bytes() == (STROKE / "T2.nii.gz").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.nii.gz"]

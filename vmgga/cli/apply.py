@@ -19,13 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Warp and write atomically; never overwrite an input."""
-    from vmgga.export.apply import apply_transform
-    from vmgga.export.itk_transform import read_transform
-    from vmgga.io.atomic import check_not_an_input, write_image_atomic
-    from vmgga.io.images import read_image
+    from vmgga.io.paths import check_not_an_input
 
     output = Path(args.output)
-    check_not_an_input([output], [args.transform, args.image, args.reference])
+    check_not_an_input([output], [args.transform, args.image, args.reference])  # before heavy imports
+    from vmgga.export.apply import apply_transform
+    from vmgga.export.itk_transform import read_transform
+    from vmgga.io.atomic import write_image_atomic
+    from vmgga.io.images import read_image
+
     transform = read_transform(args.transform)
     image = read_image(args.image, role="image to warp").image
     reference = read_image(args.reference, role="reference").image
