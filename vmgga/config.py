@@ -41,6 +41,15 @@ class FeatureBackend(str, Enum):
     HYBRID = "mind+vmgga"  # MIND-SSC and the learned VMGGA features, concatenated (weighted)
 
 
+class MatcherName(str, Enum):
+    """``DenseConfig.matcher`` values."""
+
+    AUTO = "auto"  # vmgga features -> vmgga matcher, otherwise the cost volume
+    COST_VOLUME = "cost_volume"  # discrete search + coupled convex optimisation (training-free)
+    VMGGA = "vmgga"  # the learned gated-attention matcher
+    FUSED = "fused"  # both, fused by confidence (vmgga.matching.fused)
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """Working grid and intensity normalisation."""
@@ -261,7 +270,7 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "affine.initialization": ("moments", "geometry"),
     "affine.transform": ("rigid", "affine"),
     "dense.features": tuple(f.value for f in FeatureBackend),
-    "dense.matcher": ("auto", "cost_volume", "vmgga", "fused"),
+    "dense.matcher": tuple(m.value for m in MatcherName),
     "dense.regularisation": ("diffusion", "bending"),
 }
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from vmgga.batch.case import CaseOutcome, CaseStatus, CaseTask, run_job, set_thread_limits
+from vmgga.extras import import_optional
 
 OnDone = Callable[[list[CaseOutcome]], None]
 
@@ -50,8 +51,8 @@ def run_process_pool(jobs: list[list[CaseTask]], workers: int, threads: int, on_
 
 def run_dask(jobs: list[list[CaseTask]], address: str, on_done: OnDone) -> None:
     """Jobs as tasks of an existing Dask distributed cluster (``distributed.Client(address)``)."""
-    from distributed import Client
-    from distributed import as_completed as dask_as_completed
+    distributed = import_optional("distributed", extra="dask", feature="batch --scheduler")
+    Client, dask_as_completed = distributed.Client, distributed.as_completed
 
     with Client(address) as client:
         threads = dask_threads_by_worker(client)
@@ -99,7 +100,7 @@ def check_scheduler(address: str, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) 
 
     if not timeout_s > 0:
         raise ConfigError(f"--connect-timeout must be > 0 seconds, got {timeout_s}")
-    from distributed import Client
+    Client = import_optional("distributed", extra="dask", feature="batch --scheduler").Client
 
     try:
         Client(address, timeout=timeout_s).close()

@@ -5,12 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vmgga.export.apply import apply_transform
-from vmgga.export.itk_transform import read_transform
-from vmgga.io.atomic import check_not_an_input, write_image_atomic
-from vmgga.io.images import read_image
-from vmgga.io.labels import read_label_map
-
 HELP = "resample an image or label map through a transform (fixed -> moving) onto the fixed grid"
 
 
@@ -30,10 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Warp and write atomically; never overwrite an input."""
     from vmgga.cli.checks import check_output_file
+    from vmgga.io.paths import check_not_an_input
 
     output = Path(args.output)
-    check_not_an_input([output], [args.transform, args.image, args.reference])
+    check_not_an_input([output], [args.transform, args.image, args.reference])  # before heavy imports
     check_output_file(output)  # a folder, an unknown suffix or a read-only folder: before any work
+    from vmgga.export.apply import apply_transform
+    from vmgga.export.itk_transform import read_transform
+    from vmgga.io.atomic import write_image_atomic
+    from vmgga.io.images import read_image
+    from vmgga.io.labels import read_label_map
+
     transform = read_transform(args.transform)
     if args.labels:
         image = read_label_map(args.image, role="label map to warp")

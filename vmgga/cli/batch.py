@@ -75,6 +75,10 @@ def parse_overrides(items: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """Run the batch; print the counts; 0 if every case is complete, 1 if any failed."""
+    from vmgga.extras import require_extra
+
+    if args.scheduler:
+        require_extra("dask", feature="--scheduler")  # before the output folder is created
     from vmgga.batch.runner import BatchOptions, run_batch, summary_line
 
     overrides = parse_overrides(args.set)

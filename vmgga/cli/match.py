@@ -11,23 +11,25 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
-import SimpleITK as sitk
-import torch
-from matplotlib import colormaps
-
+# Light imports only: the parser (and `vmgga match --help`) must not load torch, OpenCV or numpy;
+# each function imports what it uses.
 from vmgga.errors import GeometryError, InputError, IntensityError
-from vmgga.io.atomic import atomic_write, write_image_atomic, write_json_atomic
+from vmgga.extras import import_optional, require_extra
 from vmgga.io.paths import check_not_an_input
-from vmgga.models.matcher2d import Matcher2D
-from vmgga.models.types import MatchResult
+
+if TYPE_CHECKING:
+    import numpy as np
+    import SimpleITK as sitk
+
+    from vmgga.models.matcher2d import Matcher2D
+    from vmgga.models.types import MatchResult
 
 HELP = "match two 2D images (PNG or 2D NIfTI): dense flow, confidence, correspondences, pictures"
 
 _PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-_COLOURS = colormaps["viridis"]
+_COLOUR_MAP = "viridis"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read, match, write the four outputs atomically; return 0."""
+    _cv2()  # a missing extra stops here, before any work
+    if args.backend == "dinov2":
+        require_extra("dinov2", feature="--backend dinov2")
+    import torch
+
+    from vmgga.io.atomic import write_json_atomic
+    from vmgga.models.matcher2d import Matcher2D
+
     paths = [Path(args.image0), Path(args.image1)]
     output = Path(args.output)
     check_not_an_input([output], paths)
@@ -82,6 +92,9 @@ def read_slice(path: Path) -> Slice:
     Raises:
         InputError: missing or unreadable file. GeometryError: not 2D. IntensityError: NaN/constant.
     """
+    import numpy as np
+    import SimpleITK as sitk
+
     if not path.is_file():
         raise InputError(f"image '{path}' does not exist")
     if path.suffix.lower() in _PICTURE_SUFFIXES:
@@ -97,6 +110,9 @@ def read_slice(path: Path) -> Slice:
 
 
 def _read_picture(path: Path) -> np.ndarray:
+    cv2 = _cv2()
+    import numpy as np
+
     picture = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if picture is None:
         raise InputError(f"cannot read '{path}' as a picture")
@@ -106,6 +122,8 @@ def _read_picture(path: Path) -> np.ndarray:
 
 
 def _read_medical(path: Path) -> sitk.Image:
+    import SimpleITK as sitk
+
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
@@ -128,6 +146,8 @@ def _read_medical(path: Path) -> sitk.Image:
 
 def normalise(array: np.ndarray) -> np.ndarray:
     """Robust [0, 1] scaling (0.5 and 99.5 percentiles), float32."""
+    import numpy as np
+
     low, high = np.percentile(array, [0.5, 99.5])
     if high <= low:
         low, high = float(array.min()), float(array.max())
@@ -136,6 +156,11 @@ def normalise(array: np.ndarray) -> np.ndarray:
 
 def write_flow(flow: np.ndarray, first: Slice, output: Path) -> Path:
     """``flow.nii.gz`` on image0's grid when it is a medical image, else ``flow.npy``."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from vmgga.io.atomic import atomic_write, write_image_atomic
+
     if first.image is not None:
         vector = sitk.GetImageFromArray(np.moveaxis(flow, 0, -1).astype(np.float32), isVector=True)
         vector.CopyInformation(first.image)
@@ -145,12 +170,18 @@ def write_flow(flow: np.ndarray, first: Slice, output: Path) -> Path:
 
 def colour(values: np.ndarray) -> np.ndarray:
     """``(H, W)`` in [0, 1] -> ``(H, W, 3)`` uint8 BGR (viridis)."""
-    rgb = _COLOURS(np.clip(values, 0, 1))[..., :3]
+    import numpy as np
+    from matplotlib import colormaps
+
+    rgb = colormaps[_COLOUR_MAP](np.clip(values, 0, 1))[..., :3]
     return (rgb[..., ::-1] * 255).round().astype(np.uint8)
 
 
 def write_picture(picture: np.ndarray, path: Path) -> Path:
     """Write a BGR/grey uint8 picture atomically (format from the suffix)."""
+    from vmgga.io.atomic import atomic_write
+
+    cv2 = _cv2()
 
     def writer(tmp: Path) -> None:
         if not cv2.imwrite(str(tmp), picture):
@@ -177,6 +208,9 @@ def draw_matches(
 ) -> np.ndarray:
     """IMG0 | IMG1 side by side (grey, [0, 1] inputs) with lines for the ``max_lines`` most confident
     matches, coloured by confidence."""
+    import numpy as np
+
+    cv2 = _cv2()
     height = max(image0.shape[0], image1.shape[0])
     canvas = np.zeros((height, image0.shape[1] + image1.shape[1]), np.uint8)
     canvas[: image0.shape[0], : image0.shape[1]] = (image0 * 255).astype(np.uint8)
@@ -204,3 +238,8 @@ def matches_document(args, matcher: Matcher2D, result: MatchResult, matches: lis
         "grid_step_px": args.grid_step,
         "matches": matches,
     }
+
+
+def _cv2():
+    """OpenCV (the ``match`` extra), or a :class:`~vmgga.extras.MissingExtraError` naming it."""
+    return import_optional("cv2", extra="match", feature="2D matching")

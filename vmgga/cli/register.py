@@ -8,12 +8,9 @@ import signal
 import sys
 from pathlib import Path
 
-from vmgga.config import FeatureBackend, Modality, Preset, make_config
+# Light imports only: the parser (and `vmgga register --help`) must not load torch.
+from vmgga.config import FeatureBackend, MatcherName, Modality, Preset, make_config
 from vmgga.errors import VmggaError
-from vmgga.export.outputs import OUTPUT_FILES, QC_FILE
-from vmgga.io.atomic import OutputFolderLock, check_not_an_input, remove_stale_partials
-from vmgga.matching.registry import MatcherName
-from vmgga.progress import JsonLinesProgress, TqdmProgress, silent
 
 HELP = "register a moving image to a fixed image (NIfTI/NRRD/MHA files or DICOM series folders)"
 
@@ -98,6 +95,8 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Register, write the outputs atomically under a folder lock; returns the exit status."""
+    from vmgga.progress import JsonLinesProgress
+
     json_progress = JsonLinesProgress() if args.progress_json else None
     try:
         paths = _register_and_write(args, json_progress)
@@ -114,11 +113,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _register_and_write(args: argparse.Namespace, json_progress) -> dict[str, Path]:
     """The work of :func:`run`, with SIGTERM turned into a clean interrupt."""
-    from vmgga.api import register, write_outputs
+    from vmgga.io.paths import check_not_an_input
 
-    config = config_from_args(args)
+    config = config_from_args(args)  # argument errors come before the heavy imports
+    _require_extras(config)
     output = Path(args.output).resolve()
     check_not_an_input(_planned_outputs(output), [args.fixed, args.moving])
+    from vmgga.api import register, write_outputs
+    from vmgga.io.atomic import OutputFolderLock, remove_stale_partials
+    from vmgga.progress import TqdmProgress, silent
+
     progress = json_progress or (silent if args.quiet else TqdmProgress())
     created = not output.exists()
     _check_before_work(config, args.output)
@@ -152,8 +156,18 @@ def _register_and_write(args: argparse.Namespace, json_progress) -> dict[str, Pa
             progress.close()
 
 
+def _require_extras(config) -> None:
+    """A backend whose extra is not installed fails here, before any file is read or written."""
+    from vmgga.extras import require_extra
+
+    if config.dense.features == FeatureBackend.DINOV2.value:
+        require_extra("dinov2", feature="--features dinov2")
+
+
 def _planned_outputs(output: Path) -> list[Path]:
     """Every file a run may write into ``output`` (checked against the inputs before any work)."""
+    from vmgga.export.outputs import OUTPUT_FILES, QC_FILE
+
     return [output, *(output / name for name in (*OUTPUT_FILES.values(), QC_FILE))]
 
 

@@ -6,11 +6,9 @@ module and is imported only when asked for.
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
 
-from vmgga.config import DenseConfig, FeatureBackend
+from vmgga.config import DenseConfig, FeatureBackend, MatcherName
 from vmgga.errors import look_up_option
 from vmgga.features.base import load_backend
 from vmgga.matching.base import Matcher
@@ -21,15 +19,6 @@ _MATCHERS = {
     "vmgga": ("vmgga.matching.vmgga_matcher", "VmggaMatcher"),
     "fused": ("vmgga.matching.fused", "FusedMatcher"),
 }
-
-
-class MatcherName(str, Enum):
-    """``DenseConfig.matcher`` values."""
-
-    AUTO = "auto"  # vmgga features -> vmgga matcher, otherwise the cost volume
-    COST_VOLUME = "cost_volume"  # discrete search + coupled convex optimisation (training-free)
-    VMGGA = "vmgga"  # the learned gated-attention matcher
-    FUSED = "fused"  # both, fused by confidence (vmgga.matching.fused)
 
 
 def resolve_matcher_name(config: DenseConfig) -> str:

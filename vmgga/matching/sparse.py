@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from vmgga.errors import look_up_option
+from vmgga.extras import import_optional
 from vmgga.frames import ALIGN_CORNERS, coarse_from_fine, fine_from_coarse, norm_from_ijk
 from vmgga.models.network import VMGGANet
+
+cv2 = import_optional("cv2", extra="sparse", feature="sparse matching (OpenCV keypoints)")
 
 
 @dataclass

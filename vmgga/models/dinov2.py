@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vmgga.errors import ConfigError, InputError
+from vmgga.extras import import_optional
 
 #: ImageNet statistics DINOv2 was trained with (RGB).
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -34,7 +35,9 @@ def load_dinov2(path: str | Path | None, device: str | torch.device = "cpu") -> 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise InputError(f"{path} is not a DINOv2 model directory (no config.json; use save_pretrained)")
-    from transformers import Dinov2Model  # heavy import, only when this backend is used
+    # heavy import, only when this backend is used
+    transformers = import_optional("transformers", extra="dinov2", feature="the dinov2 backend")
+    Dinov2Model = transformers.Dinov2Model
 
     try:
         model = Dinov2Model.from_pretrained(str(path), local_files_only=True)

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vmgga.errors import ConfigError
+from vmgga.extras import import_optional
 from vmgga.synth.sources import HELDOUT_LABEL_MAP_IDS, TRAIN_LABEL_MAP_IDS
 
 
@@ -125,7 +124,11 @@ def _read_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"training config {path} does not exist")
     text = path.read_text()
-    values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if path.suffix == ".json":
+        values = json.loads(text)
+    else:
+        yaml = import_optional("yaml", extra="train", feature=f"the YAML training config {path}")
+        values = yaml.safe_load(text)
     if not isinstance(values, dict):
         raise ConfigError(
             f"training config {path} must hold a mapping of fields, got {type(values).__name__}"
