@@ -40,6 +40,34 @@ def resolve_device(device: str = AUTO) -> str:
     device = check_device_name(device, allow_auto=True)
     if device == AUTO:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} was asked for but PyTorch sees no CUDA GPU; use cpu or auto")
+    check_device_available(device)
     return device
+
+
+def check_device_available(device: str, *, option: str = "device") -> None:
+    """Refuse a device string that is malformed or not available on this machine (before any work).
+
+    Raises:
+        ConfigError: e.g. ``--device cuda`` with a torch built without CUDA, or ``cuda:3`` on a 1-GPU machine.
+    """
+    text = str(device).strip().lower()
+    if not _CONCRETE.fullmatch(text):
+        raise ConfigError(f"{option} {device!r} is not a device; expected cpu, cuda, cuda:N or mps")
+    if text == "cpu":
+        return
+    import torch
+
+    if text == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"{option} mps: this machine has no Apple GPU (MPS); use {option} cpu")
+        return
+
+    if not torch.cuda.is_available():
+        why = "was built without CUDA" if torch.version.cuda is None else "finds no usable GPU"
+        raise ConfigError(f"{option} {device}: this torch ({torch.__version__}) {why}; use {option} cpu")
+    index = int(text.split(":")[1]) if ":" in text else 0
+    if index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"{option} {device}: only {torch.cuda.device_count()} GPU(s) found (cuda:0 to "
+            f"cuda:{torch.cuda.device_count() - 1})"
+        )

@@ -9,12 +9,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
 
-from vmgga.errors import ConfigError, OutputError
+from vmgga.errors import OutputError
 
 #: ``errno`` values of ``OSError`` that a user can act on (space, permissions, wrong kind of path).
 USER_ERRNOS = frozenset(
@@ -34,7 +33,6 @@ USER_ERRNOS = frozenset(
 )
 #: Image suffixes that ``vmgga apply -o`` can write (SimpleITK picks the format from the suffix).
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # single-file formats: renamed atomically
-_DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _DISK_FULL_SIGNS = ("no space left", "nwad", "disk full", "enospc", "file too large", "quota")
 
 
@@ -46,32 +44,13 @@ def os_error_message(error: OSError) -> str:
 
 
 def check_device(device: str, option: str = "--device") -> None:
-    """Refuse a device string that is malformed or not available on this machine (before any work).
+    """Refuse a device that is malformed or not available on this machine, before any work.
 
-    Raises:
-        ConfigError: e.g. ``--device cuda`` with a torch built without CUDA, or ``cuda:3`` on a 1-GPU machine.
+    The rule lives in :func:`vmgga.device.check_device_available`; this names the option.
     """
-    text = str(device).strip().lower()
-    if not _DEVICE_PATTERN.match(text):
-        raise ConfigError(f"{option} {device!r} is not a device; expected cpu, cuda, cuda:N or mps")
-    if text == "cpu":
-        return
-    import torch
+    from vmgga.device import check_device_available
 
-    if text == "mps":
-        if not torch.backends.mps.is_available():
-            raise ConfigError(f"{option} mps: this machine has no Apple GPU (MPS); use {option} cpu")
-        return
-
-    if not torch.cuda.is_available():
-        why = "was built without CUDA" if torch.version.cuda is None else "finds no usable GPU"
-        raise ConfigError(f"{option} {device}: this torch ({torch.__version__}) {why}; use {option} cpu")
-    index = int(text.split(":")[1]) if ":" in text else 0
-    if index >= torch.cuda.device_count():
-        raise ConfigError(
-            f"{option} {device}: only {torch.cuda.device_count()} GPU(s) found (cuda:0 to "
-            f"cuda:{torch.cuda.device_count() - 1})"
-        )
+    check_device_available(device, option=option)
 
 
 def check_output_folder(folder: str | os.PathLike, option: str = "-o") -> Path:
