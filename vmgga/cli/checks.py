@@ -6,11 +6,8 @@ the path and the problem; ``vmgga.cli.main`` prints it and exits 2. Nothing is w
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import sys
-import tempfile
 from pathlib import Path
 
 from vmgga.errors import OutputError
@@ -133,30 +130,3 @@ def _almost_full(output: Path) -> bool:
         return shutil.disk_usage(_nearest_existing(output)).free < 2**20
     except OSError:
         return False
-
-
-@contextlib.contextmanager
-def captured_library_output():
-    """Collect what C/C++ libraries print on file descriptor 2 inside the block (HDF5 diagnostics).
-
-    Yields a list that holds the collected text once the block ends (also on error). Python's own
-    ``sys.stderr`` is flushed first; nothing that the block prints reaches the terminal.
-    """
-    collected: list[str] = []
-    sys.stderr.flush()
-    try:
-        sink = tempfile.TemporaryFile(mode="w+b")
-    except OSError:  # no room for the temporary file either: discard the library's text
-        sink = open(os.devnull, "w+b")  # noqa: SIM115  (closed by the with block below)
-    saved = os.dup(2)
-    with sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield collected
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            with contextlib.suppress(OSError):
-                sink.seek(0)
-                collected.append(sink.read().decode("utf-8", "replace"))

@@ -212,14 +212,15 @@ def _check_before_work(config, output: str) -> None:
 def _write_quietly(write, output: Path) -> dict[str, Path]:
     """``write()`` with the libraries' own error text (HDF5 diagnostics) kept off the terminal; a
     failure inside a C++ writer (a full disk...) becomes one line."""
-    from vmgga.cli.checks import captured_library_output, library_write_failure
+    from vmgga.cli.checks import library_write_failure
+    from vmgga.io.capture import library_output
 
-    with captured_library_output() as library_text:
+    with library_output("writing the outputs") as captured:
         try:
             return write()
         except RuntimeError as error:
             failure = error
-    raise library_write_failure(failure, "".join(library_text), output) from failure
+    raise library_write_failure(failure, captured.text, output) from failure
 
 
 def warn_if_suspect(report: dict, json_progress=None) -> None:
