@@ -166,3 +166,15 @@ def test_odd_but_readable_nifti_prints_nothing(tmp_path, capfd, kind):
     assert status == 0
     assert capfd.readouterr().err == ""
     np.testing.assert_allclose(sitk.GetArrayFromImage(sitk.ReadImage(str(output))), array, atol=1e-4)
+
+
+def test_verbose_shows_the_library_text_that_is_otherwise_hidden(tmp_path):
+    image, transform = truncated_h5(tmp_path)
+    args = ["apply", transform, image, "--reference", FIXED, "-o", tmp_path / "w.nii.gz"]
+    quiet, verbose = vmgga(*args), vmgga("--verbose", *args)
+    assert quiet.returncode == verbose.returncode == 2
+    assert len(quiet.stderr.strip().splitlines()) == 1
+    library_lines = [line for line in verbose.stderr.splitlines() if "printed:" in line]
+    assert library_lines, verbose.stderr  # the HDF5 text, logged where --verbose shows it
+    assert verbose.stderr.strip().splitlines()[-1] == quiet.stderr.strip()  # the same one-line error last
+    assert not (tmp_path / "w.nii.gz").exists()

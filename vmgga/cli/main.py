@@ -3,13 +3,15 @@
 Each sub-command module defines ``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int``.
 User errors (:class:`vmgga.errors.VmggaError`, and system errors a user can act on such as a full
 disk or a read-only folder) are printed as one line without a traceback and exit with 2;
-``--debug`` shows the traceback.
+``--debug`` shows the traceback; ``--verbose`` also shows what the C libraries (GDCM, HDF5, ITK)
+printed, which is otherwise kept off the terminal (logger ``vmgga.libraries``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from vmgga.errors import VmggaError
@@ -28,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available sub-command."""
     parser = argparse.ArgumentParser(prog="vmgga", description="VMGGA CT-MRI deformable registration")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show what the C libraries (GDCM, HDF5, ITK) printed"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module_name in SUBCOMMANDS.items():
         try:
@@ -45,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vmgga`` script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        show_library_output()
     try:
         return int(args.run(args) or 0)
     except VmggaError as error:
@@ -62,6 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"vmgga {args.command}: interrupted; no partial output was left", file=sys.stderr)
         return 130
+
+
+def show_library_output() -> None:
+    """Send the captured library text (logger ``vmgga.libraries``, DEBUG) to stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("vmgga: %(message)s"))
+    logger = logging.getLogger("vmgga.libraries")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
 
 
 if __name__ == "__main__":
