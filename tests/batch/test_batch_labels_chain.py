@@ -100,3 +100,17 @@ def test_chained_result_of_two_translations():
     np.testing.assert_allclose(array_from_image(out.confidence)[3:-3, 3:-3, 3:-3], 0.5)  # min of links
     assert out.report["chain"]["jacobian_voxels"] > 0
     assert out.fixed is baseline
+
+
+def test_a_case_without_labels_removes_the_warped_labels_of_an_earlier_run(tmp_path):
+    from vmgga.batch.case import WARPED_LABELS_NAME, _write_labels
+    from vmgga.batch.manifest import Case
+
+    stale = tmp_path / WARPED_LABELS_NAME
+    stale.write_bytes(b"labels of the previous pair")
+    keep = tmp_path / "notes.txt"
+    keep.write_text("a user's file")
+    case = Case(case_id="c1", fixed="fixed.nii.gz", moving="moving.nii.gz")
+    outputs: dict = {}
+    assert _write_labels(case, None, tmp_path, outputs) is None
+    assert not stale.exists() and keep.exists() and outputs == {}

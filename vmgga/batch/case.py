@@ -189,8 +189,13 @@ def _read_transform(path: Path) -> sitk.Transform:
 
 
 def _write_labels(case: Case, result, case_dir: Path, outputs: dict[str, Path]) -> dict[int, float] | None:
-    """Warp the moving labels (nearest neighbour) and score them against the fixed labels."""
+    """Warp the moving labels (nearest neighbour) and score them against the fixed labels.
+
+    A case without moving labels removes a ``warped_labels.nii.gz`` left by an earlier run, so the
+    folder never shows labels of another pair.
+    """
     if not case.moving_labels:
+        (case_dir / WARPED_LABELS_NAME).unlink(missing_ok=True)
         return None
     moving_labels = read_labels(case.moving_labels, "moving")
     warped = warp_labels(moving_labels, result.fixed, result.transform)
