@@ -45,7 +45,7 @@ def test_dice_per_label_against_hand_counts():
 
 def test_read_labels_refuses_fractional_maps(tmp_path):
     path = tmp_path / "soft.nii.gz"
-    sitk.WriteImage(sitk.GetImageFromArray(np.full((3, 3, 3), 0.5, np.float32)), str(path))
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((10, 10, 10), 0.5, np.float32)), str(path))
     with pytest.raises(InputError, match="non-integer"):
         read_labels(str(path), "moving")
 

@@ -212,7 +212,9 @@ def test_trained_weights_are_installed_atomically(tmp_path, monkeypatch):
     assert sorted(p.name for p in target.parent.iterdir()) == ["model.pt"]  # no temporary file left
 
     trained.unlink()  # the copy fails: the installed weights stay as they were
-    with pytest.raises(FileNotFoundError):
+    from vmgga.errors import OutputWriteError
+
+    with pytest.raises(OutputWriteError, match="No such file"):
         bundle_network.train_matcher(object(), model_path=target)
     assert target.read_bytes() == b"new weights"
     assert sorted(p.name for p in target.parent.iterdir()) == ["model.pt"]

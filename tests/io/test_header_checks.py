@@ -148,3 +148,21 @@ def test_singular_metaimage_direction_says_singular(tmp_path):
         match=r"flat.mha': has a singular direction matrix \(1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0\)",
     ):
         read_image(path)
+
+
+def test_a_nifti_with_header_extensions_reads_like_without(tmp_path):
+    """Extensions (a label table, a comment) follow the 348 header bytes; the checks must not
+    stumble on them (a real label map of the abdomen set carries a Caret label table)."""
+    from vmgga.frames import array_from_image
+    from vmgga.io.labels import read_label_map
+
+    labels = np.zeros((12, 10, 9), np.uint8)
+    labels[2:6, 3:7, 1:5] = 7
+    image = nib.Nifti1Image(labels, np.diag([1.5, 1.0, 2.0, 1.0]))
+    image.header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"x" * 3000))
+    path = tmp_path / "with_extension.nii.gz"
+    nib.save(image, path)
+    assert nib.load(path).header.extensions  # the file really carries one
+    read = read_label_map(path)
+    assert read.GetSize() == (12, 10, 9)
+    np.testing.assert_array_equal(array_from_image(read), labels.transpose(2, 1, 0))

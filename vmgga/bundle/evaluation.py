@@ -11,10 +11,11 @@ import SimpleITK as sitk
 
 from vmgga.bundle.pairs import RegistrationPair
 from vmgga.bundle.runner import RegistrationRunner
-from vmgga.errors import ConfigError, InputError
+from vmgga.errors import ConfigError
 from vmgga.export.itk_transform import flatten_composite
 from vmgga.frames import array_from_image
 from vmgga.io.atomic import write_json_atomic
+from vmgga.io.labels import read_label_map
 from vmgga.metrics import dice_per_label
 
 logger = logging.getLogger("vmgga.bundle")
@@ -74,14 +75,8 @@ def scored_labels(fixed_zyx: np.ndarray, moving_zyx: np.ndarray, labels: Sequenc
 
 
 def _read_labels(path: str, role: str) -> sitk.Image:
-    """A 3D label map, or :class:`InputError` naming the file and the problem."""
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        raise InputError(f"{role} {path} cannot be read as an image: {error}") from error
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{role} {path} must be a 3D scalar label map, got {image.GetDimension()}D")
-    return image
+    """A 3D label map in its integer type, or an :class:`InputError` naming the file and the problem."""
+    return read_label_map(path, role=role)
 
 
 def _or_nan(value: float | None) -> float:

@@ -3,7 +3,6 @@ voxels become 0) and turns NaN voxels into 0. nibabel reads the raw data once to
 
 from __future__ import annotations
 
-import io
 import zlib
 from pathlib import Path
 
@@ -35,8 +34,13 @@ def read_nifti_header(path: str | Path):
         raise EOFError(f"a NIfTI header has 348 bytes, the file holds {len(block)}")
     size = int.from_bytes(block[:4], "little")
     swapped = int.from_bytes(block[:4], "big")
-    header_class = nib.Nifti2Header if 540 in (size, swapped) else nib.Nifti1Header
-    return header_class.from_fileobj(io.BytesIO(block), check=False)
+    header_class, header_bytes = (
+        (nib.Nifti2Header, 540) if 540 in (size, swapped) else (nib.Nifti1Header, 348)
+    )
+    if len(block) < header_bytes:
+        raise EOFError(f"a NIfTI-2 header has 540 bytes, the file holds {len(block)}")
+    # The header bytes alone: extensions (e.g. a label table) follow them and are not needed here.
+    return header_class(binaryblock=block[:header_bytes], check=False)
 
 
 def check_nifti_data(path: str | Path, name: str) -> None:
