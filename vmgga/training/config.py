@@ -58,6 +58,9 @@ class TrainConfig:
     max_translation_px: float = 6.0  # image-0 vs image-1 translation ~ U(-max, max) per axis
     max_angle_deg: float = 12.0  # rotation ~ U(-max, max)
     same_contrast_probability: float = 0.0  # share of label pairs with one contrast (curriculum)
+    finetune_real_fraction: float = 0.0  # share of fine-tuning pairs from the real intensity volumes
+    real_remap_probability: float = 0.5  # real-volume pairs: chance of a monotone remap per image
+    real_nonmonotone_probability: float = 0.0  # ... of a non-monotone remap (a scanner-like contrast)
     # --- optimisation ---
     batch_size: int = 4  # pairs per step
     pretrain_steps: int = 100  # stage 1: encoder-only dense InfoNCE
