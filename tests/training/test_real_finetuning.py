@@ -76,3 +76,20 @@ def test_a_finetuning_step_runs_on_a_real_scan_pair():
     output = finetune_step(model, batch, config, torch.Generator().manual_seed(0))
     assert torch.isfinite(output.loss)
     assert set(output.parts) >= {"match", "fine", "confidence"}
+
+
+def test_prefetching_workers_give_the_same_training_as_building_pairs_in_process():
+    from vmgga.training.trainer import Trainer
+
+    histories = []
+    for workers in (0, 2):
+        config = _config(
+            data_workers=workers, pretrain_steps=1, finetune_steps=2, contrastive_points=16,
+            hardest_negatives=4, hard_fraction=0.5, hard_buffer_size=2, warmup_steps=1, seed=3,
+            finetune_real_fraction=0.5,
+        )  # fmt: skip
+        trainer = Trainer(config, stage_samplers(config, _sources()))
+        trainer.run(progress=False)
+        histories.append([(row["stage"], round(row["loss"], 6)) for row in trainer.history])
+    assert len(histories[0]) == 3
+    assert histories[0] == histories[1]

@@ -29,6 +29,8 @@ class TrainConfig:
     output_dir: str = "runs/vmgga"  # checkpoints, curves, final weights
     max_wall_minutes: float | None = None  # stop (with a checkpoint) after this long; None: no limit
     checkpoint_every: int = 50  # steps between resumable checkpoints
+    data_workers: int = 0  # processes building pairs ahead of the steps (0: in the training process)
+    prefetch_steps: int = 4  # data_workers > 0: steps whose pairs are requested ahead
     # --- data ---
     data_root: str = "../shared/data"  # folder of the shared datasets
     label_maps_dir: str = "brain-label-maps-synthseg"  # SynthSeg label maps under data_root
