@@ -70,3 +70,22 @@ def test_mind_matcher_with_refinement_recovers_a_shift(shift_xy):
     flow = result.flow_px[0].numpy()[:, 16:-16, 16:-16]
     error = np.hypot(flow[0] - dx, flow[1] - dy)
     assert np.median(error) < 0.5
+
+
+def test_smoothing_by_confidence_is_a_normalised_gaussian_convolution():
+    from vmgga.models.matcher2d import smooth_by_confidence
+
+    rng = np.random.default_rng(1)
+    h, w, sigma = 40, 48, 2.0
+    flow = rng.normal(size=(2, h, w))
+    conf = rng.uniform(0.05, 1.0, size=(h, w))
+    out = smooth_by_confidence(torch.from_numpy(flow)[None], torch.from_numpy(conf)[None, None], sigma)[0]
+    radius = int(round(3 * sigma))
+
+    def blur(a):
+        return ndimage.gaussian_filter(a, sigma, mode="mirror", truncate=radius / sigma)
+
+    expected = np.stack([blur(flow[c] * conf) / blur(conf) for c in range(2)])
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-6)
+    constant = torch.full((1, 2, h, w), 3.5, dtype=torch.float64)
+    assert torch.allclose(smooth_by_confidence(constant, torch.from_numpy(conf)[None, None], sigma), constant)

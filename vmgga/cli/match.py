@@ -30,6 +30,8 @@ _PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _COLOURS = colormaps["viridis"]
 #: Default search (px) of the second, local matching pass (benchmarks/matcher_2d_real.py).
 REFINE_PX = 12.0
+#: Default Gaussian sigma (px) of the confidence-weighted smoothing of the second pass's flow.
+SMOOTH_PX = 8.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="second local pass after a robust affine of the first matches, searching PX pixels "
         f"(default {REFINE_PX:g}; 0: one pass)",
     )
+    parser.add_argument(
+        "--smooth",
+        type=float,
+        default=SMOOTH_PX,
+        metavar="PX",
+        help=f"with --refine: smooth the second flow by confidence, Gaussian sigma PX (default {SMOOTH_PX:g}; 0: off)",
+    )
     parser.add_argument("--grid-step", type=int, default=16, help="spacing (px) of the listed matches")
     parser.add_argument(
         "--min-confidence", type=float, default=0.0, help="list only matches at least this sure"
@@ -64,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     check_not_an_input([output], paths)
     images = [read_slice(p) for p in paths]
     refine = args.refine if args.refine and args.refine > 0 else None
+    smooth = args.smooth if args.smooth and args.smooth > 0 else None
     matcher = Matcher2D(
-        args.backend, args.weights, args.dinov2_path, args.device, args.max_displacement, refine
+        args.backend, args.weights, args.dinov2_path, args.device, args.max_displacement, refine, smooth
     )
     result = matcher(*(torch.from_numpy(normalise(im.array))[None, None] for im in images))
     output.mkdir(parents=True, exist_ok=True)

@@ -128,6 +128,28 @@ def sample_at(image: Tensor, positions_px: Tensor) -> Tensor:
     return F.grid_sample(image[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
 
 
+def smooth_by_confidence(flow_px: Tensor, confidence: Tensor, sigma_px: float) -> Tensor:
+    """Normalised convolution: ``G * (c flow) / G * c`` with a Gaussian ``G`` of ``sigma_px``.
+
+    ``flow_px (B, 2, H, W)``, ``confidence (B, 1, H, W)`` -> ``(B, 2, H, W)``. Averages out the
+    per-pixel noise of the matches, confident ones counting more (borders: reflect padding).
+    """
+    radius = max(1, int(round(3 * sigma_px)))
+    x = torch.arange(-radius, radius + 1, dtype=flow_px.dtype, device=flow_px.device)
+    kernel = torch.exp(-0.5 * (x / sigma_px) ** 2)
+    kernel = kernel / kernel.sum()
+
+    def blur(field: Tensor) -> Tensor:
+        c = field.shape[1]
+        out = F.pad(field, (radius, radius, 0, 0), mode="reflect")
+        out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        out = F.pad(out, (0, 0, radius, radius), mode="reflect")
+        return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+    weight = confidence.clamp_min(1e-3)
+    return blur(flow_px * weight) / blur(weight)
+
+
 def refine_with_affine(
     match: Callable[[Tensor, Tensor, float | None], MatchResult],
     image0: Tensor,
@@ -135,6 +157,7 @@ def refine_with_affine(
     first: MatchResult,
     search_px: float,
     foreground_level: float = 0.05,
+    smooth_px: float | None = None,
 ) -> MatchResult:
     """Second, local pass: undo the robust affine of the first matches, match again, compose.
 
@@ -143,6 +166,7 @@ def refine_with_affine(
     for the second flow ``g``. A pair whose affine cannot be fitted keeps ``first``. Images are
     ``(B, 1, H, W)``; the result is a :class:`MatchResult` of image0 to the *original* image1
     (flow, confidence; the coarse/fine fields are the second pass's, in the resampled frame).
+    ``smooth_px``: the second flow is first smoothed (:func:`smooth_by_confidence`, Gaussian sigma).
     """
     h, w = image0.shape[-2:]
     flows, confidences, warped, affines = [], [], [], []
@@ -156,6 +180,9 @@ def refine_with_affine(
             sample_at(image1[b], positions.to(image1.device)) if positions is not None else image1[b]
         )
     second = match(image0, torch.stack(warped), search_px)
+    if smooth_px:
+        smoothed = smooth_by_confidence(second.flow_px, second.confidence, smooth_px)
+        second = dataclasses.replace(second, flow_px=smoothed)
     for b, affine in enumerate(affines):
         if affine is None:
             flows.append(first.flow_px[b])
@@ -177,7 +204,8 @@ class Matcher2D:
     """A 2D matcher chosen by backend name; call it with two ``(B, 1, H, W)`` images in ~[0, 1].
 
     ``refine_px``: when set, a second local pass (:func:`refine_with_affine`) with the coarse search
-    limited to this many pixels, after a robust affine of the first pass's matches.
+    limited to this many pixels, after a robust affine of the first pass's matches; ``smooth_px``
+    smooths that second flow by confidence (Gaussian sigma, pixels).
     """
 
     def __init__(
@@ -188,8 +216,9 @@ class Matcher2D:
         device: str | torch.device = "cpu",
         max_displacement_px: float | None = None,
         refine_px: float | None = None,
+        smooth_px: float | None = None,
     ) -> None:
-        self.refine_px = refine_px
+        self.refine_px, self.smooth_px = refine_px, smooth_px
         self.backend = look_up_option(backend, EncoderBackend, "backend")
         self.device, self.max_displacement_px = torch.device(device), max_displacement_px
         self.network: VMGGANet | None = None
@@ -212,6 +241,7 @@ class Matcher2D:
             "weights": str(self.weights) if self.weights else None,
             "max_displacement_px": self.max_displacement_px,
             "refine_px": self.refine_px,
+            "smooth_px": self.smooth_px,
             "record": record,
         }
 
@@ -221,7 +251,9 @@ class Matcher2D:
         first = self._match(image0, image1, self.max_displacement_px)
         if self.refine_px is None:
             return first
-        return refine_with_affine(self._match, image0, image1, first, self.refine_px)
+        return refine_with_affine(
+            self._match, image0, image1, first, self.refine_px, smooth_px=self.smooth_px
+        )
 
     def _match(self, image0: Tensor, image1: Tensor, search_px: float | None) -> MatchResult:
         """One matching pass with the coarse search limited to ``search_px`` (None: global)."""
