@@ -281,10 +281,9 @@ def make_matchers(names: list[str], weights: str | None) -> dict[str, Matcher2D]
     """The requested methods (:data:`METHODS`)."""
     matchers = {}
     for name in names:
-        backend, search, refine = METHODS[name]
-        matchers[name] = Matcher2D(
-            backend, weights if backend == "vmgga" else None, None, "cpu", search, refine
-        )
+        backend, search, refine, smooth = METHODS[name]
+        weights_used = weights if backend == "vmgga" else None
+        matchers[name] = Matcher2D(backend, weights_used, None, "cpu", search, refine, smooth)
     return matchers
 
 
