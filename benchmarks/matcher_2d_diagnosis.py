@@ -44,7 +44,9 @@ def run(matcher: Matcher2D, pair: real.RealPair, motion: real.Motion):
     stride = result.coarse_stride
     centre = stride // 2
     tokens = mask[centre::stride, centre::stride]
-    coarse_error = np.linalg.norm(coarse - motion.flow_px[:, centre::stride, centre::stride], axis=0)[tokens]
+    truth = motion.flow_px[:, centre::stride, centre::stride]
+    coarse = coarse[:, : truth.shape[1], : truth.shape[2]]  # tokens of the padding are dropped
+    coarse_error = np.linalg.norm(coarse - truth, axis=0)[tokens]
     return error, mask, coarse_error
 
 
