@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     check_not_an_input([output], paths)
     images = [read_slice(p) for p in paths]
     refine = args.refine if args.refine and args.refine > 0 else None
-    smooth = args.smooth if args.smooth and args.smooth > 0 else None
+    smooth = args.smooth if refine and args.smooth and args.smooth > 0 else None  # only with --refine
     matcher = Matcher2D(
         args.backend, args.weights, args.dinov2_path, args.device, args.max_displacement, refine, smooth
     )
