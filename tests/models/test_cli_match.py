@@ -98,3 +98,28 @@ def test_user_errors_exit_2_with_a_message(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(checkpoint, "SHIPPED_WEIGHTS", tmp_path / "absent.pt")
     assert main(["match", str(png), str(png), "-o", str(tmp_path / "o")]) == 2
     assert "no trained VMGGA matcher weights are shipped yet" in capsys.readouterr().err
+
+
+def test_refine_and_smooth_options_reach_the_matcher(tmp_path):
+    from vmgga.models.matcher2d import Matcher2D
+
+    big = _texture((160, 176), seed=3)
+    image0, image1 = big[32:128, 32:144], big[26:122, 37:149]  # image0 pixel p is at p + (-5, 6) in image1
+    paths = [_write_png(tmp_path / "a.png", image0), _write_png(tmp_path / "b.png", image1)]
+    tensors = [
+        torch.from_numpy(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE).astype(np.float32))[None, None]
+        for p in paths
+    ]
+    tensors = [(t - t.min()) / (t.max() - t.min()) for t in tensors]  # what normalise() gives here
+    cases = {"default": ([], (12.0, 8.0)), "one pass": (["--refine", "0"], (None, None)),
+             "no smoothing": (["--smooth", "0"], (12.0, None))}  # fmt: skip
+    for name, (options, (refine, smooth)) in cases.items():
+        out = tmp_path / name.replace(" ", "_")
+        assert main(["match", *map(str, paths), "-o", str(out), "--backend", "mind", *options]) == 0
+        document = json.loads((out / "matches.json").read_text())
+        assert (document["matcher"]["refine_px"], document["matcher"]["smooth_px"]) == (refine, smooth)
+        expected = Matcher2D("mind", refine_px=refine, smooth_px=smooth)(*tensors).flow_px[0].numpy()
+        np.testing.assert_allclose(np.load(out / "flow.npy"), expected, atol=1e-3)
+    flow = np.load(tmp_path / "default" / "flow.npy")
+    assert np.median(flow[0, 24:72, 24:88]) == pytest.approx(-5, abs=0.5)
+    assert np.median(flow[1, 24:72, 24:88]) == pytest.approx(6, abs=0.5)

@@ -30,6 +30,10 @@ HELP = "match two 2D images (PNG or 2D NIfTI): dense flow, confidence, correspon
 
 _PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _COLOUR_MAP = "viridis"
+#: Default search (px) of the second, local matching pass (benchmarks/matcher_2d_real.py).
+REFINE_PX = 12.0
+#: Default Gaussian sigma (px) of the confidence-weighted smoothing of the second pass's flow.
+SMOOTH_PX = 8.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +46,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, help="matcher checkpoint (default: the shipped weights)")
     parser.add_argument("--dinov2-path", default=None, help="local DINOv2 model directory (backend dinov2)")
     parser.add_argument("--max-displacement", type=float, default=None, help="coarse search limit (px)")
+    parser.add_argument(
+        "--refine",
+        type=float,
+        default=REFINE_PX,
+        metavar="PX",
+        help="second local pass after a robust affine of the first matches, searching PX pixels "
+        f"(default {REFINE_PX:g}; 0: one pass)",
+    )
+    parser.add_argument(
+        "--smooth",
+        type=float,
+        default=SMOOTH_PX,
+        metavar="PX",
+        help=f"with --refine: smooth the second flow by confidence, Gaussian sigma PX (default {SMOOTH_PX:g}; 0: off)",
+    )
     parser.add_argument("--grid-step", type=int, default=16, help="spacing (px) of the listed matches")
     parser.add_argument(
         "--min-confidence", type=float, default=0.0, help="list only matches at least this sure"
@@ -63,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     check_not_an_input([output], paths)
     images = [read_slice(p) for p in paths]
-    matcher = Matcher2D(args.backend, args.weights, args.dinov2_path, args.device, args.max_displacement)
+    refine = args.refine if args.refine and args.refine > 0 else None
+    smooth = args.smooth if refine and args.smooth and args.smooth > 0 else None  # only with --refine
+    matcher = Matcher2D(
+        args.backend, args.weights, args.dinov2_path, args.device, args.max_displacement, refine, smooth
+    )
     result = matcher(*(torch.from_numpy(normalise(im.array))[None, None] for im in images))
     output.mkdir(parents=True, exist_ok=True)
     flow, confidence = result.flow_px[0].cpu().numpy(), result.confidence[0, 0].cpu().numpy()

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vmgga.errors import look_up_option
+from vmgga.extras import import_optional
 from vmgga.models import head
 from vmgga.models.checkpoint import resolve_weights
 from vmgga.models.config import EncoderBackend, MatcherConfig
@@ -78,8 +79,135 @@ def training_free_match(
     )
 
 
+def affine_from_matches(
+    flow_px: Tensor, confidence: Tensor, foreground: Tensor, step: int = 4, threshold_px: float = 3.0
+) -> Tensor | None:
+    """Robust (RANSAC) affine ``(2, 3)`` of one image's matches: ``A @ [x, y, 1] = x + flow``.
+
+    Args:
+        flow_px: ``(2, H, W)`` (x, y) flow of one image pair, pixels.
+        confidence: ``(H, W)`` match confidence; only the more confident half of the samples is used.
+        foreground: ``(H, W)`` bool: pixels worth matching (e.g. image0 above its background).
+        step: sampling step of the grid of matches (px).
+        threshold_px: RANSAC inlier distance.
+
+    Returns:
+        The affine as a float64 tensor, or None when fewer than 12 matches or RANSAC fails.
+    """
+    import numpy as np
+
+    cv2 = import_optional("cv2", extra="match", feature="vmgga match --refine (robust affine)")
+    h, w = confidence.shape
+    ys, xs = np.mgrid[step // 2 : h : step, step // 2 : w : step]
+    keep = foreground[ys, xs].cpu().numpy()
+    conf = confidence[ys, xs].cpu().numpy()
+    if keep.sum() >= 12:
+        keep &= conf >= np.median(conf[keep])
+    if keep.sum() < 12:
+        return None
+    flow = flow_px[:, ys, xs].cpu().numpy()
+    src = np.stack([xs[keep], ys[keep]], axis=1).astype(np.float32)
+    dst = src + np.stack([flow[0][keep], flow[1][keep]], axis=1).astype(np.float32)
+    affine, _ = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold_px)
+    return None if affine is None else torch.from_numpy(affine)
+
+
+def affine_positions(affine: Tensor, height: int, width: int) -> Tensor:
+    """``(2, H, W)`` (x, y): where ``affine (2, 3)`` sends every pixel of an ``H x W`` grid."""
+    y, x = torch.meshgrid(
+        torch.arange(height, dtype=affine.dtype), torch.arange(width, dtype=affine.dtype), indexing="ij"
+    )
+    return torch.einsum("ij,jhw->ihw", affine[:, :2], torch.stack([x, y])) + affine[:, 2, None, None]
+
+
+def sample_at(image: Tensor, positions_px: Tensor) -> Tensor:
+    """Bilinear samples of ``image (C, H1, W1)`` at ``positions_px (2, H, W)`` (x, y; outside: 0)."""
+    h1, w1 = image.shape[-2:]
+    gx = 2 * positions_px[0] / max(w1 - 1, 1) - 1
+    gy = 2 * positions_px[1] / max(h1 - 1, 1) - 1
+    grid = torch.stack([gx, gy], dim=-1)[None].to(image.dtype)
+    return F.grid_sample(image[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+
+
+def smooth_by_confidence(flow_px: Tensor, confidence: Tensor, sigma_px: float) -> Tensor:
+    """Normalised convolution: ``G * (c flow) / G * c`` with a Gaussian ``G`` of ``sigma_px``.
+
+    ``flow_px (B, 2, H, W)``, ``confidence (B, 1, H, W)`` -> ``(B, 2, H, W)``. Averages out the
+    per-pixel noise of the matches, confident ones counting more (borders: reflect padding).
+    """
+    radius = max(1, int(round(3 * sigma_px)))
+    x = torch.arange(-radius, radius + 1, dtype=flow_px.dtype, device=flow_px.device)
+    kernel = torch.exp(-0.5 * (x / sigma_px) ** 2)
+    kernel = kernel / kernel.sum()
+
+    def blur(field: Tensor) -> Tensor:
+        c = field.shape[1]
+        out = F.pad(field, (radius, radius, 0, 0), mode="reflect")
+        out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        out = F.pad(out, (0, 0, radius, radius), mode="reflect")
+        return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+    weight = confidence.clamp_min(1e-3)
+    return blur(flow_px * weight) / blur(weight)
+
+
+def refine_with_affine(
+    match: Callable[[Tensor, Tensor, float | None], MatchResult],
+    image0: Tensor,
+    image1: Tensor,
+    first: MatchResult,
+    search_px: float,
+    foreground_level: float = 0.05,
+    smooth_px: float | None = None,
+) -> MatchResult:
+    """Second, local pass: undo the robust affine of the first matches, match again, compose.
+
+    Image1 is resampled at ``A(p)`` (``A``: :func:`affine_from_matches` of ``first``), matched
+    again with the coarse search limited to ``search_px``, and the flow becomes ``A(p + g(p)) - p``
+    for the second flow ``g``. A pair whose affine cannot be fitted keeps ``first``. Images are
+    ``(B, 1, H, W)``; the result is a :class:`MatchResult` of image0 to the *original* image1
+    (flow, confidence; the coarse/fine fields are the second pass's, in the resampled frame).
+    ``smooth_px``: the second flow is first smoothed (:func:`smooth_by_confidence`, Gaussian sigma).
+    """
+    h, w = image0.shape[-2:]
+    flows, confidences, warped, affines = [], [], [], []
+    for b in range(image0.shape[0]):
+        affine = affine_from_matches(
+            first.flow_px[b], first.confidence[b, 0], image0[b, 0] > foreground_level
+        )
+        affines.append(affine)
+        positions = affine_positions(affine, h, w) if affine is not None else None
+        warped.append(
+            sample_at(image1[b], positions.to(image1.device)) if positions is not None else image1[b]
+        )
+    second = match(image0, torch.stack(warped), search_px)
+    if smooth_px:
+        smoothed = smooth_by_confidence(second.flow_px, second.confidence, smooth_px)
+        second = dataclasses.replace(second, flow_px=smoothed)
+    for b, affine in enumerate(affines):
+        if affine is None:
+            flows.append(first.flow_px[b])
+            confidences.append(first.confidence[b])
+            continue
+        grid = torch.stack(
+            torch.meshgrid(
+                torch.arange(h, dtype=affine.dtype), torch.arange(w, dtype=affine.dtype), indexing="ij"
+            )[::-1]
+        )
+        target = grid + second.flow_px[b].cpu().to(affine.dtype)
+        moved = torch.einsum("ij,jhw->ihw", affine[:, :2], target) + affine[:, 2, None, None]
+        flows.append((moved - grid).to(first.flow_px.dtype).to(first.flow_px.device))
+        confidences.append(second.confidence[b])
+    return dataclasses.replace(second, flow_px=torch.stack(flows), confidence=torch.stack(confidences))
+
+
 class Matcher2D:
-    """A 2D matcher chosen by backend name; call it with two ``(B, 1, H, W)`` images in ~[0, 1]."""
+    """A 2D matcher chosen by backend name; call it with two ``(B, 1, H, W)`` images in ~[0, 1].
+
+    ``refine_px``: when set, a second local pass (:func:`refine_with_affine`) with the coarse search
+    limited to this many pixels, after a robust affine of the first pass's matches; ``smooth_px``
+    smooths that second flow by confidence (Gaussian sigma, pixels).
+    """
 
     def __init__(
         self,
@@ -88,7 +216,10 @@ class Matcher2D:
         dinov2_path: str | Path | None = None,
         device: str | torch.device = "cpu",
         max_displacement_px: float | None = None,
+        refine_px: float | None = None,
+        smooth_px: float | None = None,
     ) -> None:
+        self.refine_px, self.smooth_px = refine_px, smooth_px
         self.backend = look_up_option(backend, EncoderBackend, "backend")
         self.device, self.max_displacement_px = torch.device(device), max_displacement_px
         self.network: VMGGANet | None = None
@@ -109,16 +240,27 @@ class Matcher2D:
         return {
             "backend": self.backend,
             "weights": str(self.weights) if self.weights else None,
+            "max_displacement_px": self.max_displacement_px,
+            "refine_px": self.refine_px,
+            "smooth_px": self.smooth_px,
             "record": record,
         }
 
     @torch.no_grad()
     def __call__(self, image0: Tensor, image1: Tensor) -> MatchResult:
         image0, image1 = image0.to(self.device, torch.float32), image1.to(self.device, torch.float32)
-        if self.network is not None:
-            return self.network.match(image0, image1, max_displacement_px=self.max_displacement_px)
-        if self.backend == "mind":
-            return training_free_match(image0, image1, lambda im: mind_maps(im, self.config), self.config)
-        return training_free_match(
-            image0, image1, lambda im: dinov2_maps(self.dinov2, im, self.config), self.config
+        first = self._match(image0, image1, self.max_displacement_px)
+        if self.refine_px is None:
+            return first
+        return refine_with_affine(
+            self._match, image0, image1, first, self.refine_px, smooth_px=self.smooth_px
         )
+
+    def _match(self, image0: Tensor, image1: Tensor, search_px: float | None) -> MatchResult:
+        """One matching pass with the coarse search limited to ``search_px`` (None: global)."""
+        if self.network is not None:
+            return self.network.match(image0, image1, max_displacement_px=search_px)
+        config = dataclasses.replace(self.config, max_displacement_px=search_px)
+        if self.backend == "mind":
+            return training_free_match(image0, image1, lambda im: mind_maps(im, config), config)
+        return training_free_match(image0, image1, lambda im: dinov2_maps(self.dinov2, im, config), config)

@@ -8,7 +8,7 @@ Images are 2D ``(H, W)`` float32 arrays in [0, 1] (the pipeline's normalised int
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum, IntEnum
 
 import numpy as np
@@ -109,6 +109,7 @@ class RandomCorruption:
     log_gamma_std: float = 0.25  # log gamma ~ N(0, std)
     max_noise_std: float = 0.04  # noise std ~ U(0, max)
     invert_probability: float = 0.0  # chance of 1 - x
+    nonmonotone_probability: float = 0.0  # chance of a non-monotone look-up (0 stays 0): a new "contrast"
 
     def __call__(self, rng: np.random.Generator) -> CorruptionParams:
         knots = None
@@ -116,7 +117,7 @@ class RandomCorruption:
             knots = np.sort(rng.random(8))
             knots = (knots - knots[0]) / max(knots[-1] - knots[0], 1e-6)
         degrade = rng.random() < 0.3
-        return CorruptionParams(
+        params = CorruptionParams(
             remap_knots=knots,
             blur_sigma_px=float(rng.uniform(0, self.max_blur_sigma_px)),
             resolution_factor=float(rng.uniform(1, self.max_resolution_factor)) if degrade else 1.0,
@@ -127,6 +128,16 @@ class RandomCorruption:
             noise_seed=int(rng.integers(2**31)),
             invert=bool(rng.random() < self.invert_probability),
         )
+        if self.nonmonotone_probability > 0 and rng.random() < self.nonmonotone_probability:
+            params = replace(params, remap_knots=nonmonotone_knots(rng))
+        return params
+
+
+def nonmonotone_knots(rng: np.random.Generator, n_knots: int = 8) -> np.ndarray:
+    """Look-up knots of a real-scanner-like contrast change: background (0) stays dark, every other
+    intensity level gets a random brightness in [0.05, 1] (tissue orderings can swap, as between
+    T1, T2 and FLAIR)."""
+    return np.concatenate([[0.0], rng.uniform(0.05, 1.0, n_knots - 1)])
 
 
 @dataclass(frozen=True)

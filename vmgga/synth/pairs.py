@@ -184,6 +184,30 @@ class PairSampler:
         return collate([self.pair(int(s)) for s in seeds])
 
 
+@dataclass
+class MixedSampler:
+    """Pairs from one of several samplers, chosen by the pair's seed (so still a pure function of it).
+
+    ``weights`` are the chances of each sampler; pair ``seed`` always comes from the same one.
+    """
+
+    samplers: list[PairSampler]
+    weights: tuple[float, ...]
+
+    def which(self, seed: int) -> int:
+        """Index of the sampler that draws pair ``seed``."""
+        p = np.asarray(self.weights, dtype=float)
+        return int(np.random.default_rng([int(seed), 0x5EED]).choice(len(p), p=p / p.sum()))
+
+    def pair(self, seed: int) -> SyntheticPair:
+        """Pair number ``seed`` of the sampler it falls to."""
+        return self.samplers[self.which(seed)].pair(seed)
+
+    def batch(self, seeds: list[int]) -> dict[str, torch.Tensor]:
+        """Collated pairs (see :func:`collate`)."""
+        return collate([self.pair(int(s)) for s in seeds])
+
+
 def collate(pairs: list[SyntheticPair]) -> dict[str, torch.Tensor]:
     """Stack pairs: image0/image1 ``(B, 1, H, W)``, flow01_px ``(B, 2, H, W)``, valid ``(B, 1, H, W)``."""
     return {

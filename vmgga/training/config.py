@@ -28,6 +28,8 @@ class TrainConfig:
     output_dir: str = "runs/vmgga"  # checkpoints, curves, final weights
     max_wall_minutes: float | None = None  # stop (with a checkpoint) after this long; None: no limit
     checkpoint_every: int = 50  # steps between resumable checkpoints
+    data_workers: int = 0  # processes building pairs ahead of the steps (0: in the training process)
+    prefetch_steps: int = 4  # data_workers > 0: steps whose pairs are requested ahead
     # --- data ---
     data_root: str = "../shared/data"  # folder of the shared datasets
     label_maps_dir: str = "brain-label-maps-synthseg"  # SynthSeg label maps under data_root
@@ -57,6 +59,9 @@ class TrainConfig:
     max_translation_px: float = 6.0  # image-0 vs image-1 translation ~ U(-max, max) per axis
     max_angle_deg: float = 12.0  # rotation ~ U(-max, max)
     same_contrast_probability: float = 0.0  # share of label pairs with one contrast (curriculum)
+    finetune_real_fraction: float = 0.0  # share of fine-tuning pairs from the real intensity volumes
+    real_remap_probability: float = 0.5  # real-volume pairs: chance of a monotone remap per image
+    real_nonmonotone_probability: float = 0.0  # ... of a non-monotone remap (a scanner-like contrast)
     # --- optimisation ---
     batch_size: int = 4  # pairs per step
     pretrain_steps: int = 100  # stage 1: encoder-only dense InfoNCE

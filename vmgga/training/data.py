@@ -6,7 +6,7 @@ from pathlib import Path
 
 from vmgga.synth.contrast import RandomContrast, RandomCorruption
 from vmgga.synth.deformation import RandomDeformation
-from vmgga.synth.pairs import PairSampler, RandomPair
+from vmgga.synth.pairs import MixedSampler, PairSampler, RandomPair
 from vmgga.synth.sources import (
     SourceKind,
     SourceVolume,
@@ -57,22 +57,31 @@ def random_pair(config: TrainConfig, shapes_probability: float | None = None) ->
     deformation = RandomDeformation(
         max_angle_deg=config.max_angle_deg, max_translation_px=config.max_translation_px
     )
+    real = RandomCorruption(
+        remap_probability=config.real_remap_probability,
+        nonmonotone_probability=config.real_nonmonotone_probability,
+    )
     return RandomPair(
         crop_hw=(config.crop_size, config.crop_size),
         shapes_probability=shapes,
         deformation=deformation,
         contrast=contrast,
         same_contrast_probability=config.same_contrast_probability,
+        corruption=real,
     )
 
 
-def stage_samplers(config: TrainConfig, sources: list[SourceVolume]) -> dict[str, PairSampler]:
-    """``pretrain``: every source (two-view and two-contrast pairs); ``finetune``: label sources only."""
+def stage_samplers(config: TrainConfig, sources: list[SourceVolume]) -> dict[str, PairSampler | MixedSampler]:
+    """``pretrain``: every source (two-view and two-contrast pairs); ``finetune``: label sources,
+    plus real intensity volumes for ``finetune_real_fraction`` of the pairs (no shapes among those)."""
     labels = [s for s in sources if s.kind is SourceKind.LABELS]
-    return {
-        "pretrain": PairSampler(sources, random_pair(config)),
-        "finetune": PairSampler(labels, random_pair(config)),
-    }
+    finetune: PairSampler | MixedSampler = PairSampler(labels, random_pair(config))
+    real = [s for s in sources if s.kind is SourceKind.INTENSITY]
+    fraction = config.finetune_real_fraction
+    if fraction > 0 and real:
+        real_sampler = PairSampler(real, random_pair(config, shapes_probability=0.0))
+        finetune = MixedSampler([finetune, real_sampler], (1.0 - fraction, fraction))
+    return {"pretrain": PairSampler(sources, random_pair(config)), "finetune": finetune}
 
 
 def heldout_sampler(config: TrainConfig, sources: list[SourceVolume] | None = None) -> PairSampler:

@@ -9,6 +9,7 @@ buffer and history, so a resumed run continues exactly as an uninterrupted one.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from vmgga.device import resolve_device
 from vmgga.errors import ConfigError
 from vmgga.models.config import matcher_config_from_dict
 from vmgga.models.network import VMGGANet
-from vmgga.synth.pairs import PairSampler
+from vmgga.synth.pairs import PairSampler, SyntheticPair, collate
 from vmgga.training.config import TrainConfig
 from vmgga.training.curves import write_history
 from vmgga.training.mining import HardExampleBuffer
@@ -75,6 +76,45 @@ def check_pretraining_has_parameters(model: VMGGANet, config: TrainConfig) -> No
         )
 
 
+#: The samplers of the running :class:`PairPrefetcher`, inherited by its forked worker processes.
+_WORKER_SAMPLERS: dict = {}
+
+
+def _build_pair(stage: str, seed: int) -> SyntheticPair:
+    """Worker side of :class:`PairPrefetcher`: pair ``seed`` of ``stage``'s sampler."""
+    return _WORKER_SAMPLERS[stage].pair(seed)
+
+
+class PairPrefetcher:
+    """Builds training pairs in ``workers`` forked processes, ahead of the steps that need them.
+
+    Pairs are pure functions of (stage, seed), so a prefetched batch is identical to one built in
+    the training process: only the wall time changes (the pair synthesis runs on the CPU cores while
+    the accelerator trains). Linux only (``fork``: workers share the loaded sources).
+    """
+
+    def __init__(self, samplers: dict, workers: int) -> None:
+        _WORKER_SAMPLERS.clear()
+        _WORKER_SAMPLERS.update(samplers)
+        self.pool = multiprocessing.get_context("fork").Pool(workers)
+        self.pending: dict[tuple[str, int], multiprocessing.pool.AsyncResult] = {}
+
+    def request(self, stage: str, seeds: list[int]) -> None:
+        """Start building these pairs (no-op for those already under way)."""
+        for seed in seeds:
+            if (stage, seed) not in self.pending:
+                self.pending[(stage, seed)] = self.pool.apply_async(_build_pair, (stage, int(seed)))
+
+    def batch(self, stage: str, seeds: list[int]) -> dict:
+        """The collated batch of these pairs (built now if not requested before)."""
+        self.request(stage, seeds)
+        return collate([self.pending.pop((stage, int(s))).get() for s in seeds])
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pending.clear()
+
+
 @dataclass
 class Trainer:
     """Holds everything that changes during training; :meth:`step` advances it by one step."""
@@ -87,6 +127,8 @@ class Trainer:
     history: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        workers = self.config.data_workers
+        self.prefetcher = PairPrefetcher(self.samplers, workers) if workers > 0 else None
         self.model = (self.model or build_model(self.config)).to(self.device)
         check_pretraining_has_parameters(self.model, self.config)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -102,6 +144,15 @@ class Trainer:
     def stage(self) -> str:
         return "pretrain" if self.step < self.config.pretrain_steps else "finetune"
 
+    def stage_of(self, step: int) -> str:
+        return "pretrain" if step < self.config.pretrain_steps else "finetune"
+
+    def fresh_seeds(self, step: int) -> list[int]:
+        """The fresh (not hard-example) pair seeds of ``step`` when the hard buffer is full enough."""
+        batch = self.config.batch_size
+        n_hard = int(round(self.config.hard_fraction * batch)) if self.stage_of(step) == "finetune" else 0
+        return pair_seeds(self.config.seed, step, batch)[: batch - n_hard]
+
     def batch_seeds(self) -> list[int]:
         """Fresh seeds, the last ``hard_fraction`` of them replaced by remembered hard pairs."""
         batch = self.config.batch_size
@@ -111,11 +162,20 @@ class Trainer:
             seeds = seeds[: batch - n_hard] + self.hard.pop_hardest(n_hard)
         return seeds
 
+    def _batch(self, stage: str, seeds: list[int]) -> dict:
+        """The step's batch: from the prefetching workers (asking for the next steps' pairs too), or built here."""
+        if self.prefetcher is None:
+            return self.samplers[stage].batch(seeds)
+        ahead = range(self.step + 1, min(self.step + 1 + self.config.prefetch_steps, self.config.total_steps))
+        for step in ahead:
+            self.prefetcher.request(self.stage_of(step), self.fresh_seeds(step))
+        return self.prefetcher.batch(stage, seeds)
+
     def train_step(self) -> dict:
         """One optimiser step; returns the logged row."""
         started = time.perf_counter()
         stage, seeds = self.stage, self.batch_seeds()
-        batch = {k: v.to(self.device) for k, v in self.samplers[stage].batch(seeds).items()}
+        batch = {k: v.to(self.device) for k, v in self._batch(stage, seeds).items()}
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed * 1_000_003 + self.step)
         self.model.train()
         run = pretrain_step if stage == "pretrain" else finetune_step
@@ -191,3 +251,5 @@ class Trainer:
             if done:
                 break
         bar.close()
+        if self.prefetcher is not None:
+            self.prefetcher.close()

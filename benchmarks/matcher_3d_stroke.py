@@ -1,0 +1,177 @@
+"""3D stroke pairs: the learned matches alone (accuracy, calibration) and what they buy end to end.
+
+The stroke benchmark's construction (:mod:`benchmarks.stroke_known_deformation`): the stroke T1 warped
+by a random cubic B-spline ``phi`` (``common.BSplineDeformationSpec(seed)``) is the fixed image, T2 or
+FLAIR (co-registered with T1) the moving one, so fixed voxel ``x`` truly matches ``phi(x)``. Here
+both are resampled to the pipeline's 1.5 mm working grid (T1's orientation) and normalised to [0, 1]
+(0.5/99.5 percentiles), and the dense stage runs on them directly (no affine stage: the truth is a
+pure deformation), so the matches can be scored voxel by voxel against ``phi``:
+
+* **matches alone** (``get_matcher(...).match``): accuracy at 1/2/4 mm, mean and median error over
+  the brain (fixed > 0), ECE of the confidence against "error < 2 mm", for the MIND cost volume, the
+  learned matcher and their fusion;
+* **end to end** (``estimate_dense_field``): mean / p95 TRE over the brain and seconds per stage for
+  each matcher with the ``fast`` preset's instance optimisation at several iteration counts (does a
+  better start let it stop earlier?).
+
+    python benchmarks/matcher_3d_stroke.py --threads 1 --seeds 0 1 [--weights W] [--iterations 40,20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from vmgga.field.dense import estimate_dense_field  # noqa: E402
+
+from vmgga.config import make_config  # noqa: E402
+from vmgga.features.base import get_feature_extractor  # noqa: E402
+from vmgga.matching.base import get_matcher  # noqa: E402
+from vmgga.training import evaluate  # noqa: E402
+
+DATASET = "mr-stroke-t1-t2-flair"
+SPACING_MM = 1.5
+MATCHERS = ("cost_volume", "vmgga", "fused")
+
+
+def working_grid(image: sitk.Image, spacing_mm: float = SPACING_MM) -> sitk.Image:
+    """``image``'s box and orientation at an isotropic ``spacing_mm``."""
+    size = [int(round(n * s / spacing_mm)) for n, s in zip(image.GetSize(), image.GetSpacing(), strict=True)]
+    grid = sitk.Image(size, sitk.sitkFloat32)
+    grid.SetOrigin(image.GetOrigin())
+    grid.SetDirection(image.GetDirection())
+    grid.SetSpacing([spacing_mm] * 3)
+    return grid
+
+
+def to_unit_tensor(image: sitk.Image) -> torch.Tensor:
+    """``(1, 1, D, H, W)`` float32, 0.5/99.5-percentile scaled to [0, 1]."""
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    low, high = np.percentile(array, [0.5, 99.5])
+    return torch.from_numpy(np.clip((array - low) / max(high - low, 1e-6), 0, 1))[None, None]
+
+
+def truth_ijk(phi: sitk.Transform, grid: sitk.Image) -> np.ndarray:
+    """``phi(x) - x`` on ``grid`` in working voxels, ``(3, D, H, W)`` channels (i, j, k)."""
+    disp_lps = common.displacement_lps_mm(phi, grid)  # (D, H, W, 3) LPS mm
+    direction = np.asarray(grid.GetDirection()).reshape(3, 3)
+    ijk = np.einsum("ba,dhwb->adhw", direction, disp_lps) / SPACING_MM
+    return ijk
+
+
+def make_pair(folder: Path, seed: int, moving_name: str):
+    """Fixed = T1 o phi, moving = T2/FLAIR on the working grid; truth in voxels; brain mask."""
+    t1 = sitk.ReadImage(str(folder / "T1.nii.gz"), sitk.sitkFloat32)
+    moving = sitk.ReadImage(str(folder / f"{moving_name}.nii.gz"), sitk.sitkFloat32)
+    grid = working_grid(t1)
+    phi = common.bspline_deformation(t1, common.BSplineDeformationSpec(seed=seed))
+    fixed = sitk.Resample(t1, grid, phi, sitk.sitkLinear, 0.0)
+    moving = sitk.Resample(moving, grid, sitk.Transform(), sitk.sitkLinear, 0.0)
+    mask = sitk.GetArrayFromImage(fixed) > 0
+    return to_unit_tensor(fixed), to_unit_tensor(moving), truth_ijk(phi, grid), mask
+
+
+def error_mm(disp_ijk: torch.Tensor, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """End-point error (mm) over ``mask`` of a ``(1, 3, D, H, W)`` voxel displacement."""
+    return np.linalg.norm(disp_ijk[0].double().numpy() - truth, axis=0)[mask] * SPACING_MM
+
+
+def dense_config(matcher: str, iterations: int, weights: str | None, threads: int):
+    """The ``fast`` preset's dense stage with this matcher and instance-optimisation length."""
+    overrides = {"dense.matcher": matcher, "dense.adam_iterations": iterations}
+    if weights and matcher != "cost_volume":
+        overrides["dense.matcher_weights"] = weights
+    return make_config("fast", num_threads=threads, **overrides).dense
+
+
+def matches_alone(fixed, moving, truth, mask, weights, threads) -> dict[str, dict]:
+    """Per matcher: errors (mm), confidences and seconds of the raw matches."""
+    config = dense_config("cost_volume", 0, weights, threads)
+    extractor = get_feature_extractor(config)
+    fixed_feat, moving_feat = extractor.extract(fixed), extractor.extract(moving)
+    out = {}
+    for name in MATCHERS:
+        start = time.perf_counter()
+        match = get_matcher(dense_config(name, 0, weights, threads)).match(
+            fixed, moving, fixed_feat, moving_feat
+        )
+        seconds = time.perf_counter() - start
+        out[name] = {"errors": error_mm(match.disp_ijk, truth, mask), "confidence": match.confidence[0, 0].numpy()[mask], "seconds": seconds}  # fmt: skip
+    return out
+
+
+def end_to_end(fixed, moving, truth, mask, matcher, iterations, weights, threads) -> dict:
+    """TRE (mm) and stage timings of the dense stage with ``matcher`` and ``iterations``."""
+    result = estimate_dense_field(fixed, moving, dense_config(matcher, iterations, weights, threads))
+    errors = error_mm(result.disp_ijk, truth, mask)
+    return {"tre_mean_mm": float(errors.mean()), "tre_p95_mm": float(np.percentile(errors, 95)), **{f"s_{k}": v for k, v in result.timings_s.items()}}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--moving", default="T2,FLAIR")
+    parser.add_argument("--weights", default=None, help="VMGGA checkpoint (default: the shipped one)")
+    parser.add_argument("--iterations", default="40,20", help="instance-optimisation lengths to compare")
+    parser.add_argument("--name", default="matcher_3d_stroke")
+    args = parser.parse_args(argv)
+    folder = common.skip_if_missing(DATASET, ["T1.nii.gz", "T2.nii.gz", "FLAIR.nii.gz"])
+    common.set_threads(args.threads)
+    info = common.machine_info(args.threads)
+    pools = {name: {"errors": [], "confidence": [], "seconds": []} for name in MATCHERS}
+    e2e_rows, identity = [], []
+    iterations = [int(n) for n in args.iterations.split(",")]
+    for seed in args.seeds:
+        for moving_name in args.moving.split(","):
+            fixed, moving, truth, mask = make_pair(folder, seed, moving_name)
+            pair = f"seed{seed}-{moving_name}"
+            identity.append(np.linalg.norm(truth, axis=0)[mask] * SPACING_MM)
+            for name, values in matches_alone(fixed, moving, truth, mask, args.weights, args.threads).items():
+                for key in pools[name]:
+                    pools[name][key].append(values[key])
+            for matcher in MATCHERS:
+                for n in iterations:
+                    row = end_to_end(fixed, moving, truth, mask, matcher, n, args.weights, args.threads)
+                    e2e_rows.append({"pair": pair, "method": f"{matcher} + {n} it", **row})
+                    print(pair, e2e_rows[-1], flush=True)
+    match_rows = []
+    for name, pool in pools.items():
+        epe = torch.from_numpy(np.concatenate(pool["errors"])).float()
+        conf = torch.from_numpy(np.concatenate(pool["confidence"])).float()
+        result = evaluate.summarise(name, epe, conf, len(pool["seconds"]), 2.0)
+        match_rows.append({"matcher": name, "acc_1mm": result.accuracy["1px"], "acc_2mm": result.accuracy["2px"],
+                           "acc_4mm": result.accuracy["4px"], "mean_mm": result.epe_mean_px,
+                           "median_mm": result.epe_median_px, "ece": result.ece,
+                           "seconds": float(np.mean(pool["seconds"]))})  # fmt: skip
+        evaluate.plot_reliability(
+            result, common.RESULTS_DIR / "figures" / f"{args.name}_{name}_reliability.png"
+        )
+    identity = np.concatenate(identity)
+    methods = list(dict.fromkeys(r["method"] for r in e2e_rows))
+    e2e_summary = [{"method": m, **{k: float(np.mean([r[k] for r in e2e_rows if r["method"] == m]))
+                                    for k in ("tre_mean_mm", "tre_p95_mm", "s_matching", "s_instance", "s_total")}}
+                   for m in methods]  # fmt: skip
+    markdown = "\n\n".join([
+        f"# {args.name}", f"seeds {args.seeds}, moving {args.moving}; weights: {args.weights or 'shipped'}; "
+        f"identity mean error {identity.mean():.3f} mm; load {info['load_average_1_5_15']}",
+        "## Matches alone (raw dense matches, brain voxels)",
+        common.markdown_table(match_rows, ["matcher", "acc_1mm", "acc_2mm", "acc_4mm", "mean_mm", "median_mm", "ece", "seconds"]),
+        "## End to end (dense stage: matches, fit, instance optimisation)",
+        common.markdown_table(e2e_summary, ["method", "tre_mean_mm", "tre_p95_mm", "s_matching", "s_instance", "s_total"]),
+    ])  # fmt: skip
+    print(markdown)
+    common.write_results(args.name, {"matches": match_rows, "end_to_end": e2e_summary, "rows": e2e_rows, "machine": info}, markdown)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
