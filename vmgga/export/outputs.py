@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import SimpleITK as sitk
 
+from vmgga.export.compact import quantise_int16, quantise_unit_interval, write_scaled_nifti
 from vmgga.io.atomic import OutputTransaction, write_json_atomic
 
 if TYPE_CHECKING:
@@ -37,8 +38,7 @@ def write_registration_outputs(
     with OutputTransaction(output_dir, marker=OUTPUT_FILES["report"]) as transaction:
         staged = {name: transaction.staged(file) for name, file in OUTPUT_FILES.items()}
         sitk.WriteTransform(result.transform, str(staged["transform"]))
-        sitk.WriteImage(result.warped, str(staged["warped"]), True)
-        sitk.WriteImage(result.confidence, str(staged["confidence"]), True)
+        _write_compact_images(result, staged["warped"], staged["confidence"])
         if qc:
             from vmgga.qc.report import write_qc_page
 
@@ -46,3 +46,16 @@ def write_registration_outputs(
         write_json_atomic(result.report, staged["report"])
     names = {**OUTPUT_FILES, **({"qc": QC_FILE} if qc else {})}
     return {name: output_dir / file for name, file in names.items()}
+
+
+def _write_compact_images(result: RegistrationResult, warped_path: Path, confidence_path: Path) -> None:
+    """``warped`` as int16 (+ slope/intercept), ``confidence`` as uint8 with slope 1/255.
+
+    An integer moving image is written in its own units (rounded); a floating-point one over the
+    int16 range (step 1.5e-5 of its range). Readers see float intensities either way.
+    """
+    moving_type = str(result.report.get("inputs", {}).get("moving", {}).get("pixel_type", ""))
+    warped = sitk.GetArrayViewFromImage(result.warped)
+    write_scaled_nifti(quantise_int16(warped, "integer" in moving_type), result.warped, warped_path)
+    confidence = sitk.GetArrayViewFromImage(result.confidence)
+    write_scaled_nifti(quantise_unit_interval(confidence), result.confidence, confidence_path)
