@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--extra", nargs="*", default=[], help="more arguments for vmgga register")
+    parser.add_argument("--device", default="cpu", help="vmgga register --device")
     parser.add_argument("--name", default="clinical_size")
     return parser.parse_args(argv)
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 fixed_path,
                 folder / MR_FILE,
                 tmp / f"out_{in_plane}",
-                ["--preset", args.preset, "--threads", str(args.threads), *args.extra],
+                ["--preset", args.preset, "--threads", str(args.threads), "--device", args.device],
             )
             row = {
                 "ct_size": "x".join(map(str, fixed.GetSize())),
@@ -120,7 +120,7 @@ def write_report(args, rows: list[dict], info: dict) -> None:
     ]
     header = (
         f"Clinical-size CT (phantom CT resampled, int16 HU) -> 256^3 T1 MR, `vmgga register --preset {args.preset} "
-        f"--threads {args.threads}`, whole command. cpu_count {info['cpu_count']}, load at start "
+        f"--threads {args.threads} --device {args.device}`, whole command. cpu_count {info['cpu_count']}, load at start "
         f"{info['load_average_1_5_15']}, after {[round(x, 2) for x in os.getloadavg()]}."
     )
     failed = [f"Failed at {r['ct_size']}: {r['status']}" for r in rows if r["status"] != "ok"]

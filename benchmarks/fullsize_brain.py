@@ -115,7 +115,9 @@ def make_pairs(folder: Path, seeds: list[int], tmp: Path) -> list[stroke.Pair]:
     return pairs
 
 
-def command_rows(pairs: list[stroke.Pair], presets: list[str], threads: int, tmp: Path) -> list[dict]:
+def command_rows(
+    pairs: list[stroke.Pair], presets: list[str], threads: int, tmp: Path, device: str = "cpu"
+) -> list[dict]:
     """Whole ``vmgga register`` command per preset and pair: time, peak RSS, outputs, TRE."""
     rows = []
     for pair in pairs:
@@ -123,7 +125,10 @@ def command_rows(pairs: list[stroke.Pair], presets: list[str], threads: int, tmp
             out = tmp / "cmd" / pair.name / preset
             load = load_average()
             run = run_register(
-                pair.fixed_path, pair.moving_path, out, ["--preset", preset, "--threads", str(threads)]
+                pair.fixed_path,
+                pair.moving_path,
+                out,
+                ["--preset", preset, "--threads", str(threads), "--device", device],
             )
             row = {"method": f"vmgga {preset} (command)", "pair": pair.name, "load_before": load[0]}
             if run.returncode != 0:
@@ -175,6 +180,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--command-only", action="store_true", help="only the whole-command runs of ours")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="vmgga register --device (whole-command rows)")
     parser.add_argument("--name", default="fullsize_brain")
     parser.add_argument(
         "--workdir", default=None, help="keep the pairs and outputs here (default: a temp folder)"
@@ -195,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(args.workdir or tmp_name)
         tmp.mkdir(parents=True, exist_ok=True)
         pairs = make_pairs(folder, args.seeds, tmp)[: args.pairs]
-        rows = command_rows(pairs, args.presets, args.threads, tmp)
+        rows = command_rows(pairs, args.presets, args.threads, tmp, args.device)
         rows += stroke.run_all(methods, pairs, options, tmp) if methods else []
     write_report(args, rows, methods, unavailable, info)
     return 0
