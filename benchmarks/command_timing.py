@@ -46,13 +46,17 @@ def run_register(fixed: Path, moving: Path, out_dir: Path, args: list[str]) -> C
         "-o",
         str(out_dir),
     ]
-    wrapper = (
-        "import resource, subprocess, sys, json, time\n"
-        "start = time.perf_counter()\n"
-        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-        "seconds = time.perf_counter() - start\n"
-        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0\n"
-        "print(json.dumps({'seconds': seconds, 'rss': rss, 'rc': done.returncode, 'err': done.stderr[-2000:]}))\n"
+    wrapper = "\n".join(
+        [
+            "import json, resource, subprocess, sys, time",
+            "start = time.perf_counter()",
+            "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)",
+            "seconds = time.perf_counter() - start",
+            "usage = resource.getrusage(resource.RUSAGE_CHILDREN)",
+            "rss, cpu = usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime",
+            "print(json.dumps({'seconds': seconds, 'cpu': cpu, 'rss': rss, 'rc': done.returncode,"
+            " 'err': done.stderr[-2000:]}))",
+        ]
     )
     env = {
         **os.environ,
