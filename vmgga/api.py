@@ -22,7 +22,7 @@ from vmgga.affine.mattes import estimate_affine
 from vmgga.config import Modality, RegistrationConfig, make_config
 from vmgga.errors import ConfigError
 from vmgga.export.itk_transform import bspline_transform, composite_transform
-from vmgga.field.bspline import displacement_on, spline_from_control
+from vmgga.field.bspline import displacement_on, spline_fitted_to_field
 from vmgga.field.dense import estimate_dense_field, with_physical_control_grid
 from vmgga.field.jacobian import jacobian_determinant, jacobian_summary
 from vmgga.field.memory import estimate_dense_memory_bytes
@@ -145,8 +145,8 @@ def register(
         timings["dense"] = _lap(clock, timings)
 
         report("export", 0.0, "building the ITK transform")
-        control = dense.disp_control_ijk.detach().cpu()[0].double().numpy()
-        coefficients, coefficient_grid = spline_from_control(control, grid, dense.control_spacing)
+        dense_ijk = dense.disp_ijk.detach().cpu()[0].double().numpy()  # (3, D, H, W) working voxels
+        coefficients, coefficient_grid = spline_fitted_to_field(dense_ijk, grid, dense.control_spacing)
         transform = composite_transform(affine.transform, bspline_transform(coefficients, coefficient_grid))
         disp_lps = displacement_on(coefficients, coefficient_grid, grid)  # (D, H, W, 3) the written field
         disp_ijk = torch.from_numpy(disp_ijk_from_lps(disp_lps, grid)).float()[None]

@@ -11,11 +11,27 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from scipy import ndimage
 
 from vmgga.export.itk_transform import bspline_transform, composite_transform, read_transform, write_transform
-from vmgga.field.bspline import control_geometry, displacement_on, evaluate_separable, spline_from_control
-from vmgga.frames import Geometry, disp_lps_from_ijk, lps_from_ijk, lps_from_ras, ras_from_lps
+from vmgga.field.bspline import (
+    PAD_NODES,
+    control_geometry,
+    displacement_on,
+    evaluate_separable,
+    spline_fitted_to_field,
+    spline_from_control,
+)
+from vmgga.field.dense import working_from_control
+from vmgga.frames import (
+    Geometry,
+    disp_ijk_from_lps,
+    disp_lps_from_ijk,
+    lps_from_ijk,
+    lps_from_ras,
+    ras_from_lps,
+)
 
 TOLERANCE_MM = 0.01
 FACTOR = 4  # working voxels per control voxel
@@ -137,3 +153,34 @@ def test_slicer_reads_the_same_transform(spline, written):
     points = _points_in_working_grid(working, 100)
     mapped = lps_from_ras(np.asarray([from_parent.TransformPoint(p.tolist()) for p in ras_from_lps(points)]))
     assert np.abs(mapped - _map(transform, points)).max() < TOLERANCE_MM
+
+
+def test_least_squares_fit_recovers_a_spline_field_exactly():
+    """A field that is itself a cubic spline on the coefficient grid is reproduced at every working voxel."""
+    working = _working()
+    rng = np.random.default_rng(7)
+    _, grid = spline_fitted_to_field(np.zeros((3, *working.shape_dhw)), working, FACTOR)
+    truth = np.zeros((*grid.shape_dhw, 3))
+    inner = tuple(slice(PAD_NODES, n - PAD_NODES) for n in grid.shape_dhw)
+    truth[inner] = rng.normal(0, 1.5, truth[inner].shape)
+    field_lps = displacement_on(truth, grid, working).astype(np.float64)  # (D, H, W, 3)
+    field_ijk = disp_ijk_from_lps(field_lps, working)
+    coefficients, _ = spline_fitted_to_field(field_ijk, working, FACTOR)
+    np.testing.assert_allclose(displacement_on(coefficients, grid, working), field_lps, atol=1e-4)
+
+
+def test_least_squares_fit_is_closer_to_the_trilinear_field_than_interpolation(spline):
+    """The dense field is trilinear between control nodes; the written spline stays near it."""
+    working, control, interpolating, grid = spline
+    trilinear_ijk = working_from_control(torch.from_numpy(control)[None], FACTOR, working.shape_dhw)[
+        0
+    ].numpy()
+    trilinear = disp_lps_from_ijk(trilinear_ijk, working)
+    fitted, fitted_grid = spline_fitted_to_field(trilinear_ijk, working, FACTOR)
+    assert fitted_grid == grid
+    errors = [
+        np.linalg.norm(displacement_on(c, grid, working) - trilinear, axis=-1)
+        for c in (fitted, interpolating)
+    ]
+    assert errors[0].mean() < 0.7 * errors[1].mean()
+    assert errors[0].max() < np.linalg.norm(trilinear, axis=-1).max() * 0.25
