@@ -113,6 +113,7 @@ def write_report(args, rows: list[dict], info: dict) -> None:
         "voxels_m",
         "spacing_mm",
         "seconds",
+        "cpu_s",
         "peak_rss_gb",
         "outputs_mb",
         "load_before",
