@@ -40,14 +40,16 @@ def quantise_unit_interval(values: np.ndarray) -> Quantised:
     return Quantised(stored, 1.0 / 255.0, 0.0)
 
 
-def quantise_int16(values: np.ndarray, integer_source: bool) -> Quantised:
+def quantise_intensities(values: np.ndarray, integer_source: bool) -> Quantised:
     """Intensities as int16.
 
     ``integer_source`` (the input had integer voxels) and a range inside int16: rounded, slope 1
-    (the input's own resolution). Otherwise the range is spread over the int16 range (a step of
+    (the input's own resolution), as uint8 when the range fits 0..255. Otherwise the range is spread over the int16 range (a step of
     ``range / 65534``, 1.5e-5 of the range).
     """
     low, high = (float(np.min(values)), float(np.max(values))) if values.size else (0.0, 0.0)
+    if integer_source and low >= 0.0 and high <= 255.0:  # 8-bit MR: uint8, half the bytes
+        return Quantised(np.rint(values).astype(np.uint8), 1.0, 0.0)
     if integer_source and low >= _INT16.min and high <= _INT16.max:
         return Quantised(np.rint(values).astype(np.int16), 1.0, 0.0)
     slope = (high - low) / (_INT16.max - _INT16.min - 1) or 1.0

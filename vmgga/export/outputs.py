@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import SimpleITK as sitk
 
-from vmgga.export.compact import quantise_int16, quantise_unit_interval, write_scaled_nifti
+from vmgga.export.compact import quantise_intensities, quantise_unit_interval, write_scaled_nifti
 from vmgga.io.atomic import OutputTransaction, write_json_atomic
 
 if TYPE_CHECKING:
@@ -56,6 +56,6 @@ def _write_compact_images(result: RegistrationResult, warped_path: Path, confide
     """
     moving_type = str(result.report.get("inputs", {}).get("moving", {}).get("pixel_type", ""))
     warped = sitk.GetArrayViewFromImage(result.warped)
-    write_scaled_nifti(quantise_int16(warped, "integer" in moving_type), result.warped, warped_path)
+    write_scaled_nifti(quantise_intensities(warped, "integer" in moving_type), result.warped, warped_path)
     confidence = sitk.GetArrayViewFromImage(result.confidence)
     write_scaled_nifti(quantise_unit_interval(confidence), result.confidence, confidence_path)
