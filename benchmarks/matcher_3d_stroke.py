@@ -30,9 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from vmgga.field.dense import estimate_dense_field  # noqa: E402
 
 from vmgga.config import make_config  # noqa: E402
+from vmgga.dense.stage import estimate_dense_field  # noqa: E402
 from vmgga.features.base import get_feature_extractor  # noqa: E402
 from vmgga.matching.base import get_matcher  # noqa: E402
 from vmgga.training import evaluate  # noqa: E402

@@ -22,13 +22,15 @@ from vmgga.config import Modality, RegistrationConfig, make_config
 from vmgga.dense.memory import estimate_dense_memory_bytes
 from vmgga.dense.stage import estimate_dense_field, with_physical_control_grid
 from vmgga.errors import ConfigError
-from vmgga.export.itk_transform import composite_transform
+from vmgga.export.itk_transform import bspline_transform, composite_transform
+from vmgga.field.bspline import displacement_on, spline_fitted_to_field
 from vmgga.field.jacobian import jacobian_determinant, jacobian_summary
+from vmgga.field.resample import resample_moving
 from vmgga.frames import (
     Geometry,
     array_from_image,
     array_view_from_image,
-    disp_lps_from_ijk,
+    disp_ijk_from_lps,
     geometry_of,
     image_from_array,
 )
@@ -131,12 +133,17 @@ def register(
         timings["dense"] = _lap(clock, timings)
 
         report("export", 0.0, "building the ITK transform")
-        disp_ijk = dense.disp_ijk.detach().cpu()
-        disp_lps = disp_lps_from_ijk(disp_ijk[0].double().numpy(), grid)
-        transform = composite_transform(affine.transform, disp_lps, grid)
-        outputs = _resampled_outputs(fixed_in.image, moving_in.image, transform, affine.transform)
+        dense_ijk = dense.disp_ijk.detach().cpu()[0].double().numpy()  # (3, D, H, W) working voxels
+        coefficients, coefficient_grid = spline_fitted_to_field(dense_ijk, grid, dense.control_spacing)
+        transform = composite_transform(affine.transform, bspline_transform(coefficients, coefficient_grid))
+        disp_lps = displacement_on(coefficients, coefficient_grid, grid)  # (D, H, W, 3) the written field
+        disp_ijk = torch.from_numpy(disp_ijk_from_lps(disp_lps, grid)).float()[None]
+        timings["transform"] = _lap(clock, timings)
+        outputs = _resampled_outputs(
+            fixed_in.image, moving_in.image, affine.transform, coefficients, coefficient_grid
+        )
         confidence = _on_fixed_grid(dense.confidence.detach().cpu()[0, 0].numpy(), grid, fixed_in.image)
-        det = jacobian_determinant(disp_ijk.float())
+        det = jacobian_determinant(disp_ijk)
         timings["export"] = _lap(clock, timings)
         timings["total"] = time.perf_counter() - clock
         report("export", 1.0, f"done in {timings['total']:.1f} s")
@@ -302,12 +309,22 @@ def _tensor(image: sitk.Image) -> torch.Tensor:
 
 
 def _resampled_outputs(
-    fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, affine: sitk.Transform
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    affine: sitk.Transform,
+    coefficients: np.ndarray,
+    coefficient_grid: Geometry,
 ) -> tuple[sitk.Image, sitk.Image]:
-    """``moving`` on the fixed grid through the full transform and through the affine only."""
+    """``moving`` on the fixed grid through the full transform and through the affine only.
+
+    The same mapping as ``sitk.Resample`` through the composite transform (tested), in torch.
+    """
     background = float(np.min(array_view_from_image(moving)))
-    warped = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, background, sitk.sitkFloat32)
-    before = sitk.Resample(moving, fixed, affine, sitk.sitkLinear, background, sitk.sitkFloat32)
+    fixed_grid = geometry_of(fixed)
+    warped = resample_moving(
+        moving, fixed_grid, affine, coefficients, coefficient_grid, background=background
+    )
+    before = resample_moving(moving, fixed_grid, affine, background=background)
     return warped, before
 
 

@@ -13,7 +13,7 @@ class RegistrationResult:
     """What :func:`vmgga.register` produces. Images are SimpleITK images in LPS geometry.
 
     Attributes:
-        transform: fixed -> moving, LPS mm: the affine, then a displacement field (applied first).
+        transform: fixed -> moving, LPS mm: the affine, then a cubic B-spline displacement (applied first).
         fixed: the fixed image as read (float32).
         moving: the moving image as read (float32).
         warped: ``moving`` resampled through ``transform`` onto the fixed grid.

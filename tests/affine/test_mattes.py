@@ -118,3 +118,21 @@ def test_rigid_option_recovers_the_rigid_motion_with_an_orthonormal_matrix(pair)
     matrix = np.reshape(result.transform.GetMatrix(), (3, 3))
     np.testing.assert_allclose(matrix @ matrix.T, np.eye(3), atol=1e-6)
     assert _mean_error_mm(fixed, result.transform, motion) < 1.5
+
+
+def test_downsampling_gives_the_same_voxels_with_any_thread_count():
+    """The affine stage downsamples with all threads (speed) and optimises with one (reproducibility)."""
+    from vmgga.affine.mattes import _downsampled
+
+    rng = np.random.default_rng(5)
+    image = sitk.GetImageFromArray(rng.normal(0, 1, (40, 50, 60)).astype(np.float32))
+    image.SetSpacing((1.0, 0.9, 1.2))
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    try:
+        results = []
+        for threads in (1, 2):
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+            results.append(sitk.GetArrayFromImage(_downsampled(image, 3.0)))
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+    np.testing.assert_array_equal(results[0], results[1])

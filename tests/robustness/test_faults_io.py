@@ -236,20 +236,17 @@ def test_full_disk_keeps_the_previous_set(small_disk):
 
 @pytest.mark.slow
 def test_register_on_a_full_disk_fails_in_one_line_and_certifies_nothing(tmp_path):
-    """9 MiB: transform.h5 (about 8 MB) fits, then the NIfTI writer runs out of space silently."""
-    disk = mount_tmpfs(tmp_path / "disk", "9m")
+    """A disk where transform.h5 fits (its size measured by a first run) and the NIfTI writes that
+    follow run out of space, which the NIfTI writer itself does not report."""
     stroke = REPO / "tests" / "data" / "stroke"
+    args = [str(stroke / "T2.nii.gz"), str(stroke / "T1.nii.gz"), "--preset", "fast", "--quiet"]
+    reference = run_cli("register", *args, "-o", str(tmp_path / "reference"))
+    assert reference.returncode == 0, reference.stderr
+    transform_bytes = (tmp_path / "reference" / "transform.h5").stat().st_size
+    disk_kib = (transform_bytes + 16 * 1024) // 4096 * 4 + 4  # the transform and 16-20 KiB more
+    disk = mount_tmpfs(tmp_path / "disk", f"{disk_kib}k")
     output = disk / "out"
-    run = run_cli(
-        "register",
-        str(stroke / "T2.nii.gz"),
-        str(stroke / "T1.nii.gz"),
-        "-o",
-        str(output),
-        "--preset",
-        "fast",
-        "--quiet",
-    )
+    run = run_cli("register", *args, "-o", str(output))
     try:
         assert run.returncode == 2, run.stderr
         assert run.stderr.count("\n") == 1 and "no space left on the device to write" in run.stderr, (

@@ -63,9 +63,10 @@ def estimate_affine(
         RegistrationFailedError: if the images do not overlap after alignment.
     """
     start = time.perf_counter()
+    # smoothing and resampling work voxel by voxel / line by line: all threads, identical results
+    fixed_small = _downsampled(fixed_norm, config.working_spacing_mm)
+    moving_small = _downsampled(moving_norm, config.working_spacing_mm)
     with _single_threaded_itk():
-        fixed_small = _downsampled(fixed_norm, config.working_spacing_mm)
-        moving_small = _downsampled(moving_norm, config.working_spacing_mm)
         if not config.enabled:
             start_transform = (
                 sitk.Transform(3, sitk.sitkIdentity) if initial_transform is None else initial_transform

@@ -39,11 +39,16 @@ class DenseFieldResult:
             voxel ``x`` corresponds to moving working voxel ``x + disp_ijk(x)``.
         confidence: ``(1, 1, D, H, W)`` matching confidence in [0, 1].
         timings_s: seconds per sub-stage (``features``, ``matching``, ``instance``, ``total``).
+        disp_control_ijk: ``(1, 3, d, h, w)`` the same field on the control grid, in control voxels;
+            ``disp_ijk`` is its trilinear block-centred upsampling (:mod:`vmgga.field.resize`).
+        control_spacing: working voxels per control voxel.
     """
 
     disp_ijk: torch.Tensor
     confidence: torch.Tensor
     timings_s: dict[str, float] = field(default_factory=dict)
+    disp_control_ijk: torch.Tensor | None = None
+    control_spacing: int = 1
 
 
 def _check_inputs(fixed_work: torch.Tensor, moving_work: torch.Tensor) -> None:
@@ -96,7 +101,27 @@ def refine_field(
     config: DenseConfig,
     progress: Callable[[float], None] | None = None,
 ) -> torch.Tensor:
-    """Fit ``match`` on the control grid, then refine it by Adam; ``(1, 3, D, H, W)`` in working voxels.
+    """Fit ``match`` on the control grid, then refine it by Adam; ``(1, 3, D, H, W)`` in working voxels."""
+    disp_control = refine_control_field(fixed_work, fixed_feat, moving_feat, match, config, progress)
+    return working_from_control(disp_control, config.adam_grid_spacing, tuple(fixed_feat.shape[2:]))
+
+
+def working_from_control(
+    disp_control: torch.Tensor, spacing: int, shape_dhw: tuple[int, int, int]
+) -> torch.Tensor:
+    """Control-grid displacement (control voxels) -> ``(1, 3, D, H, W)`` working voxels (trilinear)."""
+    return resize.crop_to(resize.upsample_disp(disp_control, spacing), shape_dhw).contiguous()
+
+
+def refine_control_field(
+    fixed_work: torch.Tensor,
+    fixed_feat: torch.Tensor,
+    moving_feat: torch.Tensor,
+    match: DenseMatch,
+    config: DenseConfig,
+    progress: Callable[[float], None] | None = None,
+) -> torch.Tensor:
+    """Fit ``match`` on the control grid, then refine it by Adam; ``(1, 3, d, h, w)`` in control voxels.
 
     ``adam_iterations == 0`` returns the fitted field itself (smoothed and integrated like the
     optimised one), which shows what the matcher alone achieves.
@@ -119,7 +144,7 @@ def refine_field(
     else:
         grid = similarity_grid(fixed_work, fixed_feat, moving_feat, config)
         disp_control = optimise_instance(grid, init, config, progress)
-    return resize.crop_to(resize.upsample_disp(disp_control, spacing), shape).contiguous()
+    return disp_control
 
 
 def estimate_dense_field(
@@ -160,8 +185,15 @@ def estimate_dense_field(
 
     report(_STAGE, 0.3, "instance optimisation")
     step = lambda fraction: report(_STAGE, 0.3 + 0.7 * fraction, "instance optimisation")  # noqa: E731
-    disp_ijk = refine_field(fixed_work, fixed_feat, moving_feat, match, config, step)
+    disp_control = refine_control_field(fixed_work, fixed_feat, moving_feat, match, config, step).detach()
+    disp_ijk = working_from_control(disp_control, config.adam_grid_spacing, tuple(fixed_work.shape[2:]))
     timings["instance"] = time.perf_counter() - start - timings["features"] - timings["matching"]
     timings["total"] = time.perf_counter() - start
     report(_STAGE, 1.0, f"dense field in {timings['total']:.1f} s")
-    return DenseFieldResult(disp_ijk=disp_ijk.detach(), confidence=match.confidence, timings_s=timings)
+    return DenseFieldResult(
+        disp_ijk=disp_ijk,
+        confidence=match.confidence,
+        timings_s=timings,
+        disp_control_ijk=disp_control,
+        control_spacing=config.adam_grid_spacing,
+    )

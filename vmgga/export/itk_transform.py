@@ -1,8 +1,10 @@
-"""The ITK composite transform we write: an affine followed by a displacement field.
+"""The ITK composite transform we write: an affine followed by a deformable displacement.
 
 Direction: every transform here maps **fixed points to moving points** in LPS mm (ITK's
 resampling direction). The composite applies the displacement first, then the affine:
-``T(p) = A(p + u(p))``, where ``u`` lives on the working grid in the fixed frame.
+``T(p) = A(p + u(p))``. ``register()`` writes ``u`` as a cubic B-spline on the dense stage's control
+grid (:func:`bspline_transform`, :mod:`vmgga.field.bspline`): SimpleITK, ANTs and Slicer all evaluate
+the same spline, and the file holds one vector per control point (about 1 MB for a brain).
 """
 
 from __future__ import annotations
@@ -31,14 +33,33 @@ def displacement_field_transform(
     return sitk.DisplacementFieldTransform(field)
 
 
+def bspline_transform(coefficients_lps_mm: np.ndarray, geometry: Geometry) -> sitk.BSplineTransform:
+    """ITK cubic ``BSplineTransform`` from LPS mm coefficients ``(D, H, W, 3)`` on the grid ``geometry``.
+
+    ITK's fixed parameters are the coefficient grid (size, origin, spacing, direction); its
+    parameters all x coefficients (i fastest), then all y, then all z. Points where the spline's
+    support leaves the grid get zero displacement (ITK's behaviour).
+    """
+    transform = sitk.BSplineTransform(3, 3)
+    fixed = [*geometry.size_ijk, *geometry.origin_lps_mm, *geometry.spacing_mm, *geometry.direction]
+    transform.SetFixedParameters([float(v) for v in fixed])
+    coefficients = np.asarray(coefficients_lps_mm, dtype=np.float64)
+    transform.SetParameters(np.concatenate([coefficients[..., c].ravel() for c in range(3)]).tolist())
+    return transform
+
+
 def composite_transform(
-    affine: sitk.Transform, disp_lps_mm: np.ndarray, geometry: Geometry
+    affine: sitk.Transform, disp_lps_mm: np.ndarray | sitk.Transform, geometry: Geometry | None = None
 ) -> sitk.CompositeTransform:
     """``T(p) = affine(p + u(p))``: fixed -> moving, LPS mm.
 
-    SimpleITK's ``CompositeTransform([a, b])`` applies ``b`` first; the file lists the affine first.
+    ``disp_lps_mm`` is either a displacement field ``(D, H, W, 3)`` on ``geometry`` or a ready
+    deformable transform (:func:`bspline_transform`). SimpleITK's ``CompositeTransform([a, b])``
+    applies ``b`` first; the file lists the affine first.
     """
-    return sitk.CompositeTransform([affine, displacement_field_transform(disp_lps_mm, geometry)])
+    if not isinstance(disp_lps_mm, sitk.Transform):
+        disp_lps_mm = displacement_field_transform(disp_lps_mm, geometry)
+    return sitk.CompositeTransform([affine, disp_lps_mm])
 
 
 def write_transform(transform: sitk.Transform, path: str | os.PathLike) -> Path:

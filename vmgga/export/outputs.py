@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import SimpleITK as sitk
 
+from vmgga.export.compact import quantise_intensities, quantise_unit_interval, write_scaled_nifti
 from vmgga.io.atomic import OutputTransaction
 
 if TYPE_CHECKING:
@@ -47,12 +48,8 @@ def write_registration_outputs(
         transaction.write(
             OUTPUT_FILES["transform"], lambda path: sitk.WriteTransform(result.transform, str(path))
         )
-        transaction.write(
-            OUTPUT_FILES["warped"], lambda path: sitk.WriteImage(result.warped, str(path), True)
-        )
-        transaction.write(
-            OUTPUT_FILES["confidence"], lambda path: sitk.WriteImage(result.confidence, str(path), True)
-        )
+        transaction.write(OUTPUT_FILES["warped"], lambda path: _write_warped(result, path))
+        transaction.write(OUTPUT_FILES["confidence"], lambda path: _write_confidence(result, path))
         if qc:
             from vmgga.qc.report import write_qc_page
 
@@ -63,3 +60,17 @@ def write_registration_outputs(
         )
     names = {**OUTPUT_FILES, **({"qc": QC_FILE} if qc else {})}
     return {name: output_dir / file for name, file in names.items()}
+
+
+def _write_warped(result: RegistrationResult, path: Path) -> None:
+    """``warped`` as int16 (+ slope/intercept): an integer moving image in its own units (rounded),
+    a floating-point one over the int16 range (step 1.5e-5 of its range). Readers see floats."""
+    moving_type = str(result.report.get("inputs", {}).get("moving", {}).get("pixel_type", ""))
+    warped = sitk.GetArrayViewFromImage(result.warped)
+    write_scaled_nifti(quantise_intensities(warped, "integer" in moving_type), result.warped, path)
+
+
+def _write_confidence(result: RegistrationResult, path: Path) -> None:
+    """``confidence`` in [0, 1] as uint8 with slope 1/255 (readers see floats)."""
+    confidence = sitk.GetArrayViewFromImage(result.confidence)
+    write_scaled_nifti(quantise_unit_interval(confidence), result.confidence, path)

@@ -1,0 +1,61 @@
+"""Compact NIfTI outputs read back (SimpleITK, nibabel) as the float values they stand for."""
+
+from __future__ import annotations
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+from vmgga.export.compact import quantise_intensities, quantise_unit_interval, write_scaled_nifti
+
+
+def _like(shape_dhw=(12, 15, 18)) -> sitk.Image:
+    image = sitk.Image(list(shape_dhw[::-1]), sitk.sitkFloat32)
+    image.SetSpacing((0.9, 1.1, 2.0))
+    image.SetOrigin((3.0, -4.0, 5.0))
+    image.SetDirection(sitk.VersorTransform((0.0, 0.3, 1.0), 0.4).GetMatrix())
+    return image
+
+
+def _read_sitk(path) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def test_float_intensities_come_back_within_half_a_step(tmp_path):
+    values = np.random.default_rng(0).normal(-0.5, 2.0, (12, 15, 18)).astype(np.float32)
+    quantised = quantise_intensities(values, integer_source=False)
+    path = write_scaled_nifti(quantised, _like(), tmp_path / "warped.nii.gz")
+    step = float(values.max() - values.min()) / 65534
+    assert np.abs(_read_sitk(path) - values).max() <= 0.51 * step + 1e-6 * np.abs(values).max()
+    nibabel_xyz = np.asarray(nib.load(str(path)).dataobj, dtype=np.float64)
+    assert np.abs(nibabel_xyz.transpose(2, 1, 0) - values).max() <= 0.51 * step + 1e-5
+    loaded = sitk.ReadImage(str(path))
+    np.testing.assert_allclose(loaded.GetSpacing(), _like().GetSpacing(), rtol=1e-6)  # NIfTI: float32
+    np.testing.assert_allclose(loaded.GetDirection(), _like().GetDirection(), atol=1e-5)
+
+
+def test_integer_source_keeps_its_units(tmp_path):
+    values = np.random.default_rng(1).uniform(-1024, 3000, (12, 15, 18)).astype(np.float32)
+    quantised = quantise_intensities(values, integer_source=True)
+    assert quantised.slope == 1.0 and quantised.inter == 0.0
+    path = write_scaled_nifti(quantised, _like(), tmp_path / "warped.nii.gz")
+    np.testing.assert_array_equal(_read_sitk(path), np.rint(values))
+
+
+def test_confidence_is_uint8_on_disk_and_unit_interval_when_read(tmp_path):
+    values = np.random.default_rng(2).uniform(0, 1, (12, 15, 18)).astype(np.float32)
+    path = write_scaled_nifti(quantise_unit_interval(values), _like(), tmp_path / "confidence.nii.gz")
+    assert nib.load(str(path)).get_data_dtype() == np.uint8
+    assert np.abs(_read_sitk(path) - values).max() <= 0.5 / 255 + 1e-6
+    assert gzip.decompress(path.read_bytes())[:4] == (348).to_bytes(4, "little")
+
+
+def test_eight_bit_source_stays_eight_bit(tmp_path):
+    values = np.random.default_rng(3).uniform(0, 255, (12, 15, 18)).astype(np.float32)
+    quantised = quantise_intensities(values, integer_source=True)
+    assert quantised.stored.dtype == np.uint8
+    path = write_scaled_nifti(quantised, _like(), tmp_path / "warped.nii.gz")
+    assert nib.load(str(path)).get_data_dtype() == np.uint8
+    np.testing.assert_array_equal(_read_sitk(path), np.rint(values))

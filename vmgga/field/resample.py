@@ -1,0 +1,116 @@
+"""Resampling the moving image onto the fixed grid through ``affine(p + u(p))``, in torch, slab by slab.
+
+Gives what ``sitk.Resample(moving, fixed, transform, sitkLinear, background)`` gives for our composite
+transform (a linear map after a cubic B-spline displacement, :mod:`vmgga.field.bspline`), without
+building a full-resolution float64 displacement image and several times faster on a few cores.
+Points mapped outside the moving image's buffer (``[-0.5, n - 0.5]`` voxels, ITK's rule) get the
+background value; inside it the interpolation is trilinear with clamped neighbours, as in ITK.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+
+from vmgga.field.bspline import evaluate_separable, positions_on
+from vmgga.frames import Geometry, geometry_of, image_from_array, norm_from_ijk
+
+#: Fixed-grid voxels handled per slab (bounds the temporary memory to about 100 MB).
+_SLAB_VOXELS = 2**22
+
+
+def affine_matrix_lps(transform: sitk.Transform) -> np.ndarray:
+    """``(4, 4)`` homogeneous LPS matrix of a linear SimpleITK transform, read off four mapped points.
+
+    Raises:
+        ValueError: if ``transform`` is not linear (a fifth point does not follow the matrix).
+    """
+    basis = np.vstack([np.zeros(3), 100.0 * np.eye(3)])  # origin and three points 100 mm out
+    mapped = np.asarray([transform.TransformPoint(p.tolist()) for p in basis])
+    matrix = np.eye(4)
+    matrix[:3, 3] = mapped[0]
+    matrix[:3, :3] = (mapped[1:] - mapped[0]).T / 100.0
+    probe = np.array([37.0, -53.0, 71.0])
+    if not np.allclose(
+        transform.TransformPoint(probe.tolist()), matrix[:3, :3] @ probe + matrix[:3, 3], atol=1e-6
+    ):
+        raise ValueError(f"{transform.GetName()} is not a linear transform")
+    return matrix
+
+
+def resample_moving(
+    moving: sitk.Image,
+    fixed: Geometry,
+    affine: sitk.Transform,
+    coefficients_dhwc: np.ndarray | None = None,
+    coefficient_grid: Geometry | None = None,
+    *,
+    background: float = 0.0,
+) -> sitk.Image:
+    """``moving`` (float32) on the ``fixed`` grid through ``affine(p + u(p))`` (``u = 0`` without coefficients).
+
+    Args:
+        moving: the moving image (any pixel type; sampled as float32).
+        fixed: the output grid.
+        affine: the linear part, fixed -> moving (LPS mm).
+        coefficients_dhwc: ``(D, H, W, 3)`` B-spline coefficients of ``u`` in LPS mm, or ``None``.
+        coefficient_grid: their grid (same direction as ``fixed``).
+        background: value of points mapped outside ``moving``.
+
+    Returns:
+        A float32 image on ``fixed``.
+    """
+    volume = torch.from_numpy(sitk.GetArrayFromImage(sitk.Cast(moving, sitk.sitkFloat64)))[None, None]
+    moving_geometry = geometry_of(moving)
+    # fixed voxel -> moving voxel, without the displacement: (moving ijk <- LPS) (affine) (LPS <- fixed ijk)
+    to_moving_ijk = np.linalg.inv(moving_geometry.lps_from_ijk_matrix()) @ affine_matrix_lps(affine)
+    from_fixed = torch.from_numpy(to_moving_ijk @ fixed.lps_from_ijk_matrix())  # (4, 4)
+    disp_to_moving = torch.from_numpy(to_moving_ijk[:3, :3])  # LPS mm displacement -> moving voxels
+    positions = positions_on(fixed, coefficient_grid) if coefficients_dhwc is not None else None
+    depth, height, width = fixed.shape_dhw
+    slab = max(1, _SLAB_VOXELS // (height * width))
+    out = np.empty(fixed.shape_dhw, dtype=np.float32)
+    for k0 in range(0, depth, slab):
+        planes = np.arange(k0, min(depth, k0 + slab))
+        points = _mapped_ijk(from_fixed, planes, (height, width))  # (d, H, W, 3) moving voxels
+        if positions is not None:
+            disp = evaluate_separable(coefficients_dhwc, (positions[0][planes], *positions[1:]))
+            points += torch.from_numpy(disp).double() @ disp_to_moving.T
+        out[planes] = _sample(volume, points, background)
+    return image_from_array(out, fixed)
+
+
+def _mapped_ijk(matrix: torch.Tensor, planes_k: np.ndarray, shape_hw: tuple[int, int]) -> torch.Tensor:
+    """``matrix`` ``(4, 4)`` applied to the fixed voxels (i, j, k) of planes ``planes_k``: ``(d, H, W, 3)`` float64."""
+    k = torch.from_numpy(planes_k.astype(np.float64))
+    j = torch.arange(shape_hw[0], dtype=torch.float64)
+    i = torch.arange(shape_hw[1], dtype=torch.float64)
+    columns = matrix[:3, :3].T  # row r: the mapped step of index axis r
+    return (
+        matrix[:3, 3]
+        + k[:, None, None, None] * columns[2]
+        + j[None, :, None, None] * columns[1]
+        + i[None, None, :, None] * columns[0]
+    )
+
+
+def _sample(volume: torch.Tensor, points: torch.Tensor, background: float) -> np.ndarray:
+    """Trilinear values of ``(1, 1, D, H, W)`` ``volume`` at ``(d, h, w, 3)`` voxel positions (i, j, k).
+
+    In float64: float32 grid coordinates move points by ~1e-5 voxels, a visible 1e-3 at sharp edges.
+    """
+    size_ijk = tuple(volume.shape[2:][::-1])
+    values = F.grid_sample(
+        volume,
+        norm_from_ijk(points, size_ijk)[None],
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=True,
+    )[0, 0]
+    limit = torch.tensor(size_ijk, dtype=points.dtype) - 0.5
+    inside = ((points >= -0.5) & (points <= limit)).all(-1)
+    return (
+        torch.where(inside, values, torch.tensor(background, dtype=values.dtype)).numpy().astype(np.float32)
+    )
