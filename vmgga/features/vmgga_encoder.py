@@ -15,19 +15,13 @@ from torch import Tensor
 
 from vmgga.config import DenseConfig
 from vmgga.models.loading import load_matcher_model
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import VMGGANet, upsample_to
 from vmgga.models.slicewise import SlicewiseConfig, stack_features
-
-
-def upsample_descriptors(descriptors: Tensor, stride: int, size_hw: tuple[int, int]) -> Tensor:
-    """Fine-stride descriptors ``(N, C, h, w)`` -> ``(N, C, *size_hw)`` (bilinear, cell centres)."""
-    full = F.interpolate(descriptors, scale_factor=float(stride), mode="bilinear", align_corners=False)
-    return full[..., : size_hw[0], : size_hw[1]]
 
 
 def describe_at_full_resolution(model: VMGGANet, slices: Tensor) -> Tensor:
     """``(N, 1, r, c)`` -> L2-normalised descriptors ``(N, C, r, c)`` (bilinear from the fine stride)."""
-    full = upsample_descriptors(model.describe(slices), model.config.fine_stride, tuple(slices.shape[-2:]))
+    full = upsample_to(model.describe(slices), tuple(slices.shape[-2:]), model.config.fine_stride)
     return F.normalize(full, dim=1)
 
 
@@ -60,6 +54,6 @@ class VmggaFeatureExtractor:
         volume = volume.to(self.device, torch.float32)
         stride = self.model.config.fine_stride
         stacked = stack_features(
-            volume, self.model.describe, self.slicewise, lambda f, size: upsample_descriptors(f, stride, size)
+            volume, self.model.describe, self.slicewise, lambda f, size: upsample_to(f, size, stride)
         )
         return F.normalize(stacked, dim=1)
