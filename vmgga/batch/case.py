@@ -237,20 +237,15 @@ def _check_outside_inputs(case: Case, case_dir: Path) -> None:
 def is_disk_full(error: BaseException, folder: Path) -> bool:
     """Whether a case failed because its output device is full: ENOSPC/EDQUOT, a full-disk error
     class of :mod:`vmgga.errors`, or a C++ writer error with (almost) no space left in ``folder``."""
-    import errno
-    import shutil
+    from vmgga.errors import DiskFullError
+    from vmgga.io.verify import DISK_FULL_ERRNOS, LOW_SPACE_BYTES, free_bytes
 
-    from vmgga import errors
-
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
         return True
-    if isinstance(error, getattr(errors, "DiskFullError", ())):
+    if isinstance(error, DiskFullError):
         return True
     if isinstance(error, RuntimeError):
-        try:
-            return shutil.disk_usage(folder if folder.exists() else folder.parent).free < 2**20
-        except OSError:
-            return False
+        return free_bytes(folder if folder.exists() else folder.parent) < LOW_SPACE_BYTES
     return False
 
 

@@ -124,9 +124,6 @@ def library_write_failure(error: Exception, library_text: str, output: Path) -> 
 
 def _almost_full(output: Path) -> bool:
     """Less than 1 MiB free where the outputs go (a failed write of ours has been removed again)."""
-    import shutil
+    from vmgga.io.verify import LOW_SPACE_BYTES, free_bytes
 
-    try:
-        return shutil.disk_usage(_nearest_existing(output)).free < 2**20
-    except OSError:
-        return False
+    return free_bytes(_nearest_existing(output)) < LOW_SPACE_BYTES
