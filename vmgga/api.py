@@ -37,7 +37,7 @@ from vmgga.frames import (
 from vmgga.io.images import LoadedImage, read_image
 from vmgga.io.validate import check_ct_values
 from vmgga.preprocess.grid import resample_to_grid, working_geometry
-from vmgga.preprocess.intensity import detect_modality, normalise_intensity
+from vmgga.preprocess.intensity import detect_modality, foreground_threshold, normalise_intensity
 from vmgga.progress import ProgressCallback, as_callback
 from vmgga.result import RegistrationResult
 
@@ -418,8 +418,8 @@ def _plausibility_measures(
 
 
 def _foreground(values_norm: np.ndarray) -> np.ndarray:
-    """Voxels above a tenth of the robust maximum (as the affine stage's mask)."""
-    return values_norm > 0.1 * float(np.percentile(values_norm, 99))
+    """Voxels above a tenth of the robust maximum (the affine stage's mask rule)."""
+    return values_norm > foreground_threshold(values_norm)
 
 
 def _principal_scales(matrix: tuple[float, ...]) -> list[float]:

@@ -7,7 +7,7 @@ import pytest
 
 from vmgga.config import Modality, PreprocessConfig
 from vmgga.errors import ConfigError, IntensityError
-from vmgga.preprocess.intensity import detect_modality, normalise_intensity
+from vmgga.preprocess.intensity import detect_modality, foreground_threshold, normalise_intensity
 
 
 def _ct_like() -> np.ndarray:
@@ -56,3 +56,8 @@ def test_mr_robust_percentiles_keep_background_zero():
 def test_constant_image_is_refused():
     with pytest.raises(IntensityError, match="constant"):
         normalise_intensity(np.full((8, 8, 8), 5.0), Modality.MR, PreprocessConfig())
+
+
+def test_foreground_threshold_is_a_tenth_of_the_99th_percentile():
+    values = np.arange(1, 101, dtype=np.float64)  # 99th percentile (linear): 99.01
+    assert foreground_threshold(values) == pytest.approx(9.901)

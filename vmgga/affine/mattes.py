@@ -18,6 +18,7 @@ from vmgga.config import AffineConfig
 from vmgga.errors import ConfigError, RegistrationFailedError
 from vmgga.frames import geometry_of
 from vmgga.preprocess.grid import resample_to_grid, working_geometry
+from vmgga.preprocess.intensity import foreground_threshold
 
 ProgressCallback = Callable[[str, float, str], None]
 
@@ -185,8 +186,7 @@ def _optimised_transform(initial: sitk.AffineTransform, kind: str) -> sitk.Trans
 
 def _foreground_mask(image: sitk.Image) -> sitk.Image:
     """Voxels above a tenth of the robust maximum: keeps MI off empty background."""
-    values = sitk.GetArrayViewFromImage(image)
-    threshold = 0.1 * float(np.percentile(values, 99))
+    threshold = foreground_threshold(sitk.GetArrayViewFromImage(image))
     return sitk.Cast(image > threshold, sitk.sitkUInt8)
 
 

@@ -54,3 +54,11 @@ def normalise_intensity(array: np.ndarray, modality: Modality, config: Preproces
     if not high > low:
         raise IntensityError(f"intensities span no range ({low} to {high}); is the image constant?")
     return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def foreground_threshold(values: np.ndarray) -> float:
+    """A tenth of the robust maximum (99th percentile): voxels above it are foreground.
+
+    The one rule behind the affine stage's MI mask and the plausibility checks' foreground overlap.
+    """
+    return 0.1 * float(np.percentile(values, 99))
