@@ -79,6 +79,21 @@ def test_warped_matches_resampling_through_the_transform(result):
     assert confidence.min() >= 0.0 and confidence.max() <= 1.0
 
 
+def test_moving_affine_matches_resampling_through_the_affine_alone(result):
+    affine = result.transform.GetNthTransform(0)
+    expected = sitk.Resample(
+        result.moving,
+        result.fixed,
+        affine,
+        sitk.sitkLinear,
+        float(np.min(sitk.GetArrayViewFromImage(result.moving))),
+        sitk.sitkFloat32,
+    )
+    np.testing.assert_allclose(
+        sitk.GetArrayFromImage(result.moving_affine), sitk.GetArrayFromImage(expected), atol=1e-4
+    )
+
+
 def test_write_outputs_gives_loadable_complete_set(result, tmp_path):
     paths = vmgga.write_outputs(result, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [

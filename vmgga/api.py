@@ -7,9 +7,11 @@ maps **fixed points to moving points** in LPS mm (ITK's resampling direction).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -314,8 +316,9 @@ def _resampled_outputs(
     affine: sitk.Transform,
     coefficients: np.ndarray,
     coefficient_grid: Geometry,
-) -> tuple[sitk.Image, sitk.Image]:
-    """``moving`` on the fixed grid through the full transform and through the affine only.
+) -> tuple[sitk.Image, Callable[[], sitk.Image]]:
+    """``moving`` on the fixed grid through the full transform, and a function giving it through the
+    affine only (most callers never need that one: it costs as much as the first).
 
     The same mapping as ``sitk.Resample`` through the composite transform (tested), in torch.
     """
@@ -324,7 +327,7 @@ def _resampled_outputs(
     warped = resample_moving(
         moving, fixed_grid, affine, coefficients, coefficient_grid, background=background
     )
-    before = resample_moving(moving, fixed_grid, affine, background=background)
+    before = functools.partial(resample_moving, moving, fixed_grid, affine, background=background)
     return warped, before
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.optim.adam import adam
 
 from vmgga.config import DenseConfig
 from vmgga.errors import ConfigError
@@ -95,6 +96,43 @@ def _decay_per_step(config: DenseConfig) -> float:
     return (last / first) ** (1.0 / max(1, config.adam_iterations - 1))
 
 
+@dataclass
+class _AdamState:
+    """Adam's moment estimates for one parameter, stepped by :func:`torch.optim.adam.adam`.
+
+    The functional form, because constructing ``torch.optim.Adam`` imports ``torch._dynamo``: 2.2 s
+    of a 10 s registration (torch 2.13, measured with cProfile). Same update, same defaults.
+    """
+
+    exp_avg: torch.Tensor
+    exp_avg_sq: torch.Tensor
+    steps: torch.Tensor
+
+    @classmethod
+    def zeros_like(cls, parameter: torch.Tensor) -> _AdamState:
+        zeros = torch.zeros_like(parameter, memory_format=torch.preserve_format)
+        return cls(zeros, zeros.clone(), torch.tensor(0.0))
+
+    @torch.no_grad()
+    def step(self, parameter: torch.Tensor, learning_rate: float) -> None:
+        """One Adam step (betas 0.9, 0.999; eps 1e-8) of ``parameter`` along its ``.grad``."""
+        adam(
+            [parameter],
+            [parameter.grad],
+            [self.exp_avg],
+            [self.exp_avg_sq],
+            [],
+            [self.steps],
+            amsgrad=False,
+            beta1=0.9,
+            beta2=0.999,
+            lr=learning_rate,
+            weight_decay=0.0,
+            eps=1e-8,
+            maximize=False,
+        )
+
+
 def optimise_instance(
     grid: SimilarityGrid,
     init_disp_ijk: torch.Tensor,
@@ -114,18 +152,17 @@ def optimise_instance(
         ``(1, 3, d, h, w)`` displacement of the integrated field, control-grid voxels, no gradient.
     """
     velocity = init_disp_ijk.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([velocity], lr=config.adam_learning_rate)
+    state = _AdamState.zeros_like(velocity)
     generator = torch.Generator().manual_seed(_SEED)
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=_decay_per_step(config))
+    decay = _decay_per_step(config)
     for iteration in range(config.adam_iterations):
         subset = _subset(grid.points_ijk.shape[0], config.adam_sample_fraction, generator)
-        optimizer.zero_grad(set_to_none=True)
+        velocity.grad = None
         smooth, disp_control = field_from_velocity(velocity, config)
         similarity = similarity_loss(disp_control, grid, subset)
         penalty = regularisation_energy(smooth, config.regularisation)
         (similarity + config.regularisation_weight * penalty).backward()
-        optimizer.step()
-        schedule.step()
+        state.step(velocity, config.adam_learning_rate * decay**iteration)
         if progress is not None:
             progress((iteration + 1) / config.adam_iterations)
     with torch.no_grad():

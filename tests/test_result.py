@@ -1,0 +1,57 @@
+"""RegistrationResult: a field given as a function is computed once, on first read."""
+
+from __future__ import annotations
+
+import SimpleITK as sitk
+
+from vmgga.result import RegistrationResult
+
+
+def _result(moving_affine) -> RegistrationResult:
+    image = sitk.Image([4, 4, 4], sitk.sitkFloat32)
+    return RegistrationResult(
+        transform=sitk.CompositeTransform(3),
+        fixed=image,
+        moving=image,
+        warped=image,
+        moving_affine=moving_affine,
+        confidence=image,
+        jacobian_determinant=image,
+        displacement_lps_mm=image,
+    )
+
+
+def test_an_image_given_is_returned_as_is():
+    before = sitk.Image([2, 3, 4], sitk.sitkFloat32) + 5.0
+    assert _result(before).moving_affine is before
+
+
+def test_a_function_given_is_called_on_first_read_only():
+    calls = []
+
+    def compute() -> sitk.Image:
+        calls.append(1)
+        return sitk.Image([2, 2, 2], sitk.sitkFloat32) + float(len(calls))
+
+    result = _result(compute)
+    assert calls == []
+    first = result.moving_affine
+    second = result.moving_affine
+    assert calls == [1]
+    assert first is second
+    assert sitk.GetArrayViewFromImage(first).max() == 1.0
+
+
+def test_moving_affine_is_required():
+    import pytest
+
+    with pytest.raises(TypeError, match="moving_affine"):
+        RegistrationResult(  # type: ignore[call-arg]
+            transform=sitk.CompositeTransform(3),
+            fixed=None,
+            moving=None,
+            warped=None,
+            confidence=None,
+            jacobian_determinant=None,
+            displacement_lps_mm=None,
+        )
