@@ -30,8 +30,8 @@ def test_similarity_grid_gathers_positions_and_features_of_the_given_voxels():
     grid = make_similarity_grid(features, features, flat, ratio=2)
     k, j, i = np.unravel_index(flat.numpy(), (3, 4, 5))
     assert grid.points_ijk.tolist() == np.stack([i, j, k], axis=1).astype(float).tolist()
-    expected = features[0][:, torch.from_numpy(k), torch.from_numpy(j), torch.from_numpy(i)]
-    assert torch.equal(grid.fixed_values, expected)
+    expected = features[0][:, torch.from_numpy(k), torch.from_numpy(j), torch.from_numpy(i)]  # (C, N)
+    assert torch.equal(grid.fixed_values, expected.T)
 
 
 def test_foreground_is_the_dilated_bright_region_or_everything():

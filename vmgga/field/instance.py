@@ -20,6 +20,7 @@ from torch.optim.adam import adam
 from vmgga.config import DenseConfig
 from vmgga.errors import ConfigError
 from vmgga.field.integrate import integrate_velocity
+from vmgga.field.point_sampling import ChannelsLastVolume, sample_points
 from vmgga.field.regularisers import regularisation_energy
 from vmgga.field.resize import box_smooth
 from vmgga.field.warp import sample_at_ijk
@@ -36,13 +37,13 @@ class SimilarityGrid:
     """Fixed and moving features on the similarity grid, and where to compare them.
 
     Attributes:
-        moving_feat: ``(1, C, d, h, w)`` moving features.
+        moving: the ``(1, C, d, h, w)`` moving features, stored channels-last for point sampling.
         points_ijk: ``(N, 3)`` positions (i, j, k) of the foreground voxels worth comparing.
-        fixed_values: ``(C, N)`` fixed features at those voxels.
+        fixed_values: ``(N, C)`` fixed features at those voxels.
         ratio: control-grid spacing / similarity-grid spacing (an integer).
     """
 
-    moving_feat: torch.Tensor
+    moving: ChannelsLastVolume
     points_ijk: torch.Tensor
     fixed_values: torch.Tensor
     ratio: int
@@ -54,8 +55,8 @@ def make_similarity_grid(
     """Gather the fixed features and positions of the ``(N,)`` flat ``foreground`` voxels once."""
     _, channels, d, h, w = fixed_feat.shape
     points = ijk_from_flat(foreground, (d, h, w)).to(fixed_feat.dtype)  # (N, 3)
-    fixed_values = fixed_feat.reshape(channels, -1)[:, foreground].contiguous()
-    return SimilarityGrid(moving_feat, points, fixed_values, ratio)
+    fixed_values = fixed_feat.reshape(channels, -1)[:, foreground].T.contiguous()
+    return SimilarityGrid(ChannelsLastVolume.from_volume(moving_feat), points, fixed_values, ratio)
 
 
 def foreground_indices(fixed_intensity: torch.Tensor, dilation: int = 2) -> torch.Tensor:
@@ -71,8 +72,8 @@ def similarity_loss(disp_control: torch.Tensor, grid: SimilarityGrid, subset: sl
     points = grid.points_ijk[subset]  # (M, 3) similarity-grid voxels
     control_points = coarse_from_fine(points, grid.ratio)  # control voxel c: block centre r c + (r - 1) / 2
     disp = sample_at_ijk(disp_control, control_points).T * grid.ratio  # (M, 3) similarity voxels
-    moving = sample_at_ijk(grid.moving_feat, points + disp)  # (C, M)
-    return (moving - grid.fixed_values[:, subset]).pow(2).sum(0).mean()
+    moving = sample_points(grid.moving, points + disp)  # (M, C)
+    return (moving - grid.fixed_values[subset]).pow(2).sum(1).mean()
 
 
 def _subset(count: int, fraction: float, generator: torch.Generator) -> slice:
