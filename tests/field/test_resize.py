@@ -99,3 +99,13 @@ def test_box_smoothing_keeps_constants_and_interior_ramps():
     assert torch.allclose(smoothed[..., 2:7], ramp[..., 2:7])  # symmetric 3-box: exact away from the border
     assert smoothed[..., 0].mean() > ramp[..., 0].mean()  # replicate padding pulls the low end up
     assert torch.equal(box_smooth(ramp, passes=0), ramp)
+
+
+@pytest.mark.parametrize("radius", [1, 2])
+def test_box_smoothing_equals_a_replicate_padded_average_pool(radius):
+    volume = torch.randn(2, 3, 5, 6, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = volume
+    for _ in range(2):
+        padded = torch.nn.functional.pad(expected, (radius,) * 6, mode="replicate")
+        expected = torch.nn.functional.avg_pool3d(padded, 2 * radius + 1, stride=1)
+    torch.testing.assert_close(box_smooth(volume, passes=2, radius=radius), expected, atol=1e-12, rtol=0)

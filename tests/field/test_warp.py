@@ -99,3 +99,30 @@ def test_bad_inputs_are_named():
         warp(_volume(), torch.zeros(1, 2, 5, 6, 7))
     with pytest.raises(ConfigError, match="mode='cubic' is not allowed"):
         warp(_volume(), torch.zeros(1, 3, 5, 6, 7, dtype=torch.float64), mode="cubic")
+
+
+def test_threaded_grid_sample_equals_grid_sample_in_values_and_gradients():
+    import torch.nn.functional as F
+
+    from vmgga.field.warp import grid_sample_threaded
+
+    generator = torch.Generator().manual_seed(0)
+    volume = torch.randn(1, 3, 6, 7, 8, generator=generator, dtype=torch.float64)
+    grid = torch.rand(1, 5, 4, 3, 3, generator=generator, dtype=torch.float64) * 2.4 - 1.2
+    weights = torch.randn(1, 3, 5, 4, 3, generator=generator, dtype=torch.float64)
+    results = []
+    previous = torch.get_num_threads()
+    try:
+        for threads, function in ((1, F.grid_sample), (2, grid_sample_threaded)):
+            torch.set_num_threads(threads)
+            v, g = volume.clone().requires_grad_(True), grid.clone().requires_grad_(True)
+            if function is F.grid_sample:
+                out = F.grid_sample(v, g, mode="bilinear", padding_mode="border", align_corners=True)
+            else:
+                out = function(v, g, "bilinear", "border")
+            (out * weights).sum().backward()
+            results.append((out.detach(), v.grad, g.grad))
+    finally:
+        torch.set_num_threads(previous)
+    for reference, ours in zip(*results, strict=True):
+        torch.testing.assert_close(ours, reference, atol=1e-12, rtol=0)

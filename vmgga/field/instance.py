@@ -89,12 +89,11 @@ def field_from_velocity(velocity_ijk: torch.Tensor, config: DenseConfig) -> tupl
     return smooth, integrate_velocity(smooth, config.integration_steps)
 
 
-def _decay_per_step(config: DenseConfig) -> float:
-    """Factor taking the step size from ``adam_learning_rate`` to ``adam_final_learning_rate``."""
-    first, last = config.adam_learning_rate, config.adam_final_learning_rate
+def _decay_per_step(first: float, last: float, iterations: int) -> float:
+    """Factor taking the step size from ``first`` to ``last`` in ``iterations`` steps."""
     if first <= 0 or last <= 0:
         raise ConfigError(f"Adam step sizes must be > 0; got {first} and {last}")
-    return (last / first) ** (1.0 / max(1, config.adam_iterations - 1))
+    return (last / first) ** (1.0 / max(1, iterations - 1))
 
 
 @dataclass
@@ -152,11 +151,28 @@ def optimise_instance(
     Returns:
         ``(1, 3, d, h, w)`` displacement of the integrated field, control-grid voxels, no gradient.
     """
-    velocity = init_disp_ijk.detach().clone().requires_grad_(True)
+    velocity = optimise_velocity(grid, init_disp_ijk, config, config.adam_iterations, progress)
+    with torch.no_grad():
+        return field_from_velocity(velocity, config)[1]
+
+
+def optimise_velocity(
+    grid: SimilarityGrid,
+    init_velocity_ijk: torch.Tensor,
+    config: DenseConfig,
+    iterations: int,
+    progress: Callable[[float], None] | None = None,
+) -> torch.Tensor:
+    """``iterations`` Adam steps on the ``(1, 3, d, h, w)`` control-grid velocity (control voxels).
+
+    The step size decays geometrically from ``adam_learning_rate`` to ``adam_final_learning_rate``
+    over these steps. Returns the velocity (no gradient); :func:`field_from_velocity` integrates it.
+    """
+    velocity = init_velocity_ijk.detach().clone().requires_grad_(True)
     state = _AdamState.zeros_like(velocity)
     generator = torch.Generator().manual_seed(_SEED)
-    decay = _decay_per_step(config)
-    for iteration in range(config.adam_iterations):
+    decay = _decay_per_step(config.adam_learning_rate, config.adam_final_learning_rate, iterations)
+    for iteration in range(iterations):
         subset = _subset(grid.points_ijk.shape[0], config.adam_sample_fraction, generator)
         velocity.grad = None
         smooth, disp_control = field_from_velocity(velocity, config)
@@ -165,6 +181,5 @@ def optimise_instance(
         (similarity + config.regularisation_weight * penalty).backward()
         state.step(velocity, config.adam_learning_rate * decay**iteration)
         if progress is not None:
-            progress((iteration + 1) / config.adam_iterations)
-    with torch.no_grad():
-        return field_from_velocity(velocity, config)[1]
+            progress((iteration + 1) / iterations)
+    return velocity.detach()
