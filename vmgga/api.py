@@ -28,6 +28,7 @@ from vmgga.export.itk_transform import bspline_transform, composite_transform
 from vmgga.field.bspline import displacement_on, spline_fitted_to_field
 from vmgga.field.jacobian import jacobian_determinant, jacobian_summary
 from vmgga.field.resample import resample_moving
+from vmgga.field.warp import warp
 from vmgga.frames import (
     Geometry,
     array_from_image,
@@ -149,7 +150,7 @@ def register(
         timings["export"] = _lap(clock, timings)
         timings["total"] = time.perf_counter() - clock
         report("export", 1.0, f"done in {timings['total']:.1f} s")
-        measures = _plausibility_measures(fixed_work, moving_work, moving_norm, transform, grid)
+        measures = _plausibility_measures(fixed_work, moving_work, disp_ijk)
 
     result_report = _report(
         fixed_in,
@@ -390,23 +391,21 @@ def _report(
 
 
 def _plausibility_measures(
-    fixed_work: torch.Tensor,
-    moving_affine_work: torch.Tensor,
-    moving_norm: sitk.Image,
-    transform: sitk.Transform,
-    grid: Geometry,
+    fixed_work: torch.Tensor, moving_affine_work: torch.Tensor, disp_ijk: torch.Tensor
 ) -> dict:
     """Foreground Dice/overlap after the affine and NMI before/after the dense stage (working grid).
 
     ``fixed_work``, ``moving_affine_work``: ``(1, 1, D, H, W)`` normalised intensities (moving through
-    the affine only); the moving image through the full ``transform`` is resampled here. The NMI
-    is taken over the union of both foregrounds after the affine, the same voxels before and after.
+    the affine only); ``disp_ijk``: ``(1, 3, D, H, W)`` the written deformable displacement in working
+    voxels, through which ``moving_affine_work`` is warped (the transform is ``affine(p + u(p))``).
+    The NMI is taken over the union of both foregrounds after the affine, the same voxels before
+    and after.
     """
     from vmgga.qc.plausibility import foreground_dice, foreground_overlap, normalised_mutual_information
 
     fixed = fixed_work[0, 0].numpy()
     before = moving_affine_work[0, 0].numpy()
-    after = sitk.GetArrayFromImage(resample_to_grid(moving_norm, grid, transform))
+    after = warp(moving_affine_work, disp_ijk)[0, 0].numpy()
     fixed_mask, moving_mask = _foreground(fixed), _foreground(before)
     union = fixed_mask | moving_mask
     nmi_affine = normalised_mutual_information(fixed[union], before[union])
