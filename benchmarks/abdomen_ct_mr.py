@@ -154,6 +154,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--methods", default=ALL_METHODS, help=f"comma-separated subset of {ALL_METHODS}")
     parser.add_argument("--directions", nargs="+", default=["mr2ct"], choices=["mr2ct", "ct2mr"])
     parser.add_argument("--preset", default="fast", help="our preset (fast | accurate | inter_patient)")
+    parser.add_argument("--set", action="append", default=[], help="dotted override of the vmgga-* methods")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for every method")
     parser.add_argument(
         "--weights", default=None, help="VMGGA checkpoint of the learned vmgga-* methods (default: shipped)"
@@ -168,7 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     common.set_threads(args.threads)
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     methods = [m if m == AFFINE else peers.parse_methods(m)[0] for m in names]
-    options = peers.PeerOptions(threads=args.threads, preset=args.preset, matcher_weights=args.weights)
+    options = peers.PeerOptions(
+        threads=args.threads,
+        preset=args.preset,
+        matcher_weights=args.weights,
+        vmgga_overrides=peers.parse_overrides(args.set),
+    )
     unavailable = peers.preload([m for m in methods if m != AFFINE], options)
     for method, reason in unavailable.items():
         print(f"skipped method {method}: {reason}")

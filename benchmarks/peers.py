@@ -59,6 +59,8 @@ class PeerOptions:
     ants_iterations: tuple[int, ...] = (100, 70, 50, 20)  # SyN iterations per level
     matcher_weights: str | None = None  # VMGGA checkpoint of the learned vmgga-* methods; None = shipped
     elastix_iterations: int | None = None  # None: the default map's 256 per level (tests lower it)
+    # extra dotted config overrides of the vmgga-* methods, after their variant's: (("dense.x", 1),)
+    vmgga_overrides: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass
@@ -194,6 +196,22 @@ def uses_matcher_weights(method: str) -> bool:
     return needs_matcher_network(make_config(**VMGGA_VARIANTS[method]).dense)
 
 
+def parse_overrides(items: list[str]) -> tuple[tuple[str, Any], ...]:
+    """``["dense.adam_iterations=50", ...]`` -> ``(("dense.adam_iterations", 50), ...)`` (Python literals
+    or text)."""
+    import ast
+
+    pairs = []
+    for item in items:
+        key, _, text = item.partition("=")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
 def run_vmgga(method: str) -> PeerFn:
     """Adapter for ``vmgga.register`` with the dense settings :data:`VMGGA_VARIANTS` gives ``method``."""
 
@@ -202,6 +220,7 @@ def run_vmgga(method: str) -> PeerFn:
         overrides = dict(VMGGA_VARIANTS[method])
         if uses_matcher_weights(method) and options.matcher_weights:
             overrides["dense.matcher_weights"] = options.matcher_weights
+        overrides.update(options.vmgga_overrides)
         config = make_config(options.preset, num_threads=options.threads, **overrides)
         start = time.perf_counter()
         result = register(str(fixed_path), str(moving_path), config, progress=False)

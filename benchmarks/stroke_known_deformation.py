@@ -159,6 +159,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--shrink", type=int, default=1, help="subsample the inputs (quick checks only)")
     parser.add_argument("--name", default=None, help="results file name (default: from the methods)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="dotted override of the vmgga-* methods, e.g. dense.adam_iterations=50",
+    )
     return parser.parse_args(argv)
 
 
@@ -167,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     folder = common.skip_if_missing(DATASET, [f"{n}.nii.gz" for n in ("T1", *MOVING_CHOICES)])
     common.set_threads(args.threads)
     methods = peers.parse_methods(args.methods)
-    options = peers.PeerOptions(threads=args.threads, preset=args.preset, matcher_weights=args.weights)
+    options = peers.PeerOptions(
+        threads=args.threads,
+        preset=args.preset,
+        matcher_weights=args.weights,
+        vmgga_overrides=peers.parse_overrides(args.set),
+    )
     unavailable = peers.preload(methods, options)
     for method, reason in unavailable.items():
         print(f"skipped method {method}: {reason}")

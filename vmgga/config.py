@@ -120,12 +120,7 @@ class DenseConfig:
     # control grid
     fit_smoothing_passes: int = 0
     # --- instance optimisation: Adam on a control-grid velocity (vmgga.field.instance) ----------
-    adam_iterations: int = (
-        40  # steps on the similarity grid (0: the fitted matches only, smoothed and integrated)
-    )
-    # steps run first on features pooled 2x further (8x fewer voxels, ~5x cheaper steps), before
-    # adam_iterations; needs adam_grid_spacing to be a multiple of 2 x adam_feature_spacing
-    adam_coarse_iterations: int = 0
+    adam_iterations: int = 40  # steps (0: the fitted matches only, smoothed and integrated)
     adam_learning_rate: float = 0.5  # Adam step size (control-grid voxels) of the first step
     adam_final_learning_rate: float = 0.1  # step size of the last step (geometric decay in between)
     # control grid of the velocity in mm (the knob): register() sets adam_grid_spacing to the nearest
@@ -167,7 +162,6 @@ DENSE_PARTS: dict[str, tuple[str, ...]] = {
     "fitting": ("fit_smoothing_passes",),
     "instance": (
         "adam_iterations",
-        "adam_coarse_iterations",
         "adam_learning_rate",
         "adam_final_learning_rate",
         "adam_grid_spacing_mm",

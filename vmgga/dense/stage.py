@@ -20,7 +20,7 @@ from vmgga.field.instance import (
     field_from_velocity,
     foreground_indices,
     make_similarity_grid,
-    optimise_velocity,
+    optimise_instance,
 )
 from vmgga.matching.base import DenseMatch
 from vmgga.matching.registry import get_matcher
@@ -139,44 +139,12 @@ def refine_control_field(
     else:
         disp, confidence = (resize.pad_to(v, padded) for v in (match.disp_ijk, match.confidence))
         init = fit_control_field(disp, confidence, spacing, config.fit_smoothing_passes)
-    if config.adam_iterations == 0 and config.adam_coarse_iterations == 0:
-        return field_from_velocity(init, config)[1]  # the fitted field itself, smoothed and integrated
-    velocity = init
-    levels = instance_levels(config)
-    total = sum(iterations for _, iterations in levels)
-    done = 0
-    for level, iterations in levels:
-        grid = similarity_grid(fixed_work, fixed_feat, moving_feat, level)
-        step = None if progress is None else _scaled(progress, done / total, iterations / total)
-        velocity = optimise_velocity(grid, velocity, level, iterations, step)
-        done += iterations
-    with torch.no_grad():
-        disp_control = field_from_velocity(velocity, config)[1]
+    if config.adam_iterations == 0:  # the fitted field itself: smoothed and integrated, not optimised
+        disp_control = field_from_velocity(init, config)[1]
+    else:
+        grid = similarity_grid(fixed_work, fixed_feat, moving_feat, config)
+        disp_control = optimise_instance(grid, init, config, progress)
     return disp_control
-
-
-def instance_levels(config: DenseConfig) -> list[tuple[DenseConfig, int]]:
-    """The instance optimisation's levels, coarse to fine: (settings of the level, its Adam steps).
-
-    ``adam_coarse_iterations`` steps on features pooled by ``2 * adam_feature_spacing``, then
-    ``adam_iterations`` steps at ``adam_feature_spacing``; a level with no steps is left out.
-    """
-    coarse_spacing = 2 * config.adam_feature_spacing
-    if config.adam_coarse_iterations > 0 and config.adam_grid_spacing % coarse_spacing:
-        raise ConfigError(
-            f"adam_coarse_iterations needs adam_grid_spacing ({config.adam_grid_spacing}) to be a "
-            f"multiple of 2 x adam_feature_spacing ({coarse_spacing})"
-        )
-    levels = [
-        (dataclasses.replace(config, adam_feature_spacing=coarse_spacing), config.adam_coarse_iterations),
-        (config, config.adam_iterations),
-    ]
-    return [(level, iterations) for level, iterations in levels if iterations > 0]
-
-
-def _scaled(progress: Callable[[float], None], start: float, share: float) -> Callable[[float], None]:
-    """``progress`` for one part of a loop that covers ``share`` of it from ``start``."""
-    return lambda fraction: progress(start + share * fraction)
 
 
 def estimate_dense_field(
