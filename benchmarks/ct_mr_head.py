@@ -32,7 +32,7 @@ if __package__ in (None, ""):
 import numpy as np
 import SimpleITK as sitk
 
-from benchmarks import common
+from benchmarks import common, peers
 
 DATASET = "ct-mr-head"
 FILES = [
@@ -91,14 +91,14 @@ def evaluate(transform: sitk.Transform, fixed: dict, moving: dict) -> dict[str, 
 
 
 def run_vmgga(
-    preset: str, fixed_path: Path, moving_path: Path, out: Path, threads: int
+    preset: str, fixed_path: Path, moving_path: Path, out: Path, threads: int, overrides: tuple = ()
 ) -> tuple[sitk.Transform, float, dict]:
     """Ours from the files (the written transform); the report's timings carry the affine too."""
     from vmgga import register, write_outputs
     from vmgga.config import make_config
 
     start = time.perf_counter()
-    config = make_config(preset, num_threads=threads)
+    config = make_config(preset, num_threads=threads, **dict(overrides))
     result = register(str(fixed_path), str(moving_path), config, progress=False)
     paths = write_outputs(result, out)
     seconds = time.perf_counter() - start
@@ -157,11 +157,11 @@ def run_ants(
     return sitk.ReadTransform(str(result["fwdtransforms"])), seconds, {}
 
 
-def run(method: str, fixed_path: Path, moving_path: Path, out: Path, threads: int):
+def run(method: str, fixed_path: Path, moving_path: Path, out: Path, threads: int, overrides: tuple = ()):
     if method == "identity":
         return sitk.Transform(3, sitk.sitkIdentity), 0.0, {}
     if method.startswith("vmgga-"):
-        return run_vmgga(method.removeprefix("vmgga-"), fixed_path, moving_path, out, threads)
+        return run_vmgga(method.removeprefix("vmgga-"), fixed_path, moving_path, out, threads, overrides)
     return {"elastix": run_elastix, "ants": run_ants}[method](fixed_path, moving_path, out, threads)
 
 
@@ -171,6 +171,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--directions", nargs="+", default=list(DIRECTIONS), choices=DIRECTIONS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default="ct_mr_head")
+    parser.add_argument("--set", action="append", default=[], help="dotted override of the vmgga-* methods")
     return parser.parse_args(argv)
 
 
@@ -191,7 +192,12 @@ def main(argv: list[str] | None = None) -> int:
                 affine = None
                 try:
                     transform, seconds, timings = run(
-                        method, paths[fixed_key], paths[moving_key], tmp / direction / method, args.threads
+                        method,
+                        paths[fixed_key],
+                        paths[moving_key],
+                        tmp / direction / method,
+                        args.threads,
+                        peers.parse_overrides(args.set),
                     )
                     affine = timings.pop("affine_transform", None)
                     row |= {"status": "ok", "seconds": seconds, "timings_s": timings}
