@@ -208,7 +208,7 @@ def timing_3d(weights: Path, threads: int) -> dict:
     The two volumes are co-registered, so the true displacement is zero: the mean |disp| over the
     brain is the 2.5D matcher's error on this pair.
     """
-    from vmgga.config import DenseConfig
+    from vmgga.config import DenseConfig, FeatureConfig
     from vmgga.features.vmgga_encoder import VmggaFeatureExtractor
     from vmgga.matching.vmgga_matcher import VmggaMatcher
 
@@ -220,7 +220,7 @@ def timing_3d(weights: Path, threads: int) -> dict:
         tensor = torch.from_numpy(array.astype(np.float32) / max(float(array.max()), 1.0))[None, None]
         size = tuple(round(n / 1.5) for n in array.shape)
         volumes.append(F.interpolate(tensor, size=size, mode="trilinear", align_corners=True))
-    config = DenseConfig(features="vmgga", matcher_weights=str(weights))
+    config = DenseConfig(features=FeatureConfig(backend="vmgga", weights=str(weights)))
     matcher, extractor = VmggaMatcher(config), VmggaFeatureExtractor(config)
     start = time.perf_counter()
     match = matcher.match(volumes[0], volumes[1], volumes[0], volumes[1])

@@ -174,13 +174,16 @@ def run_convexadam(fixed_path: Path, moving_path: Path, out_dir: Path, options: 
 
 #: Dense-stage settings of each of our methods (on top of the preset).
 VMGGA_VARIANTS: dict[str, dict[str, Any]] = {
-    Method.VMGGA_MIND.value: {"dense.features": "mind", "dense.matcher": "cost_volume"},
-    Method.VMGGA_LEARNED.value: {"dense.features": "mind", "dense.matcher": "vmgga"},
-    Method.VMGGA_FUSED.value: {"dense.features": "mind", "dense.matcher": "fused"},
-    Method.VMGGA_HYBRID.value: {"dense.features": "mind+vmgga", "dense.matcher": "vmgga"},
-    Method.VMGGA_MIND_MATCHES.value: {"dense.matcher": "cost_volume", "dense.adam_iterations": 0},
-    Method.VMGGA_LEARNED_MATCHES.value: {"dense.matcher": "vmgga", "dense.adam_iterations": 0},
-    Method.VMGGA_VMGGA.value: {"dense.features": "vmgga", "dense.matcher": "vmgga"},
+    Method.VMGGA_MIND.value: {"dense.features.backend": "mind", "dense.matching.matcher": "cost_volume"},
+    Method.VMGGA_LEARNED.value: {"dense.features.backend": "mind", "dense.matching.matcher": "vmgga"},
+    Method.VMGGA_FUSED.value: {"dense.features.backend": "mind", "dense.matching.matcher": "fused"},
+    Method.VMGGA_HYBRID.value: {"dense.features.backend": "mind+vmgga", "dense.matching.matcher": "vmgga"},
+    Method.VMGGA_MIND_MATCHES.value: {
+        "dense.matching.matcher": "cost_volume",
+        "dense.instance.iterations": 0,
+    },
+    Method.VMGGA_LEARNED_MATCHES.value: {"dense.matching.matcher": "vmgga", "dense.instance.iterations": 0},
+    Method.VMGGA_VMGGA.value: {"dense.features.backend": "vmgga", "dense.matching.matcher": "vmgga"},
 }
 
 
@@ -201,7 +204,7 @@ def run_vmgga(method: str) -> PeerFn:
         register, write_outputs, make_config = _vmgga_api()
         overrides = dict(VMGGA_VARIANTS[method])
         if uses_matcher_weights(method) and options.matcher_weights:
-            overrides["dense.matcher_weights"] = options.matcher_weights
+            overrides["dense.features.weights"] = options.matcher_weights
         config = make_config(options.preset, num_threads=options.threads, **overrides)
         start = time.perf_counter()
         result = register(str(fixed_path), str(moving_path), config, progress=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vmgga.config import DenseConfig
+from vmgga.config import DenseConfig, FeatureConfig
 from vmgga.errors import ConfigError, InputError
 from vmgga.features.dinov2 import Dinov2FeatureExtractor, random_projection
 from vmgga.models.checkpoint import FROZEN_PREFIX, save_checkpoint
@@ -71,7 +71,7 @@ def test_training_free_dinov2_matcher_and_3d_extractor(dinov2_dir):
     matcher = Matcher2D("dinov2", dinov2_path=dinov2_dir)
     result = matcher(torch.rand(1, 1, 32, 40), torch.rand(1, 1, 32, 40))
     assert result.flow_px.shape == (1, 2, 32, 40) and result.confidence.shape == (1, 1, 32, 40)
-    extractor = Dinov2FeatureExtractor(DenseConfig(features="dinov2", dinov2_path=str(dinov2_dir)),
+    extractor = Dinov2FeatureExtractor(DenseConfig(features=FeatureConfig(backend="dinov2", dinov2_path=str(dinov2_dir))),
                                        slicewise=SlicewiseConfig(slice_step=2))  # fmt: skip
     assert extractor.name == "dinov2"
     features = extractor.extract(torch.rand(1, 1, 9, 16, 20))

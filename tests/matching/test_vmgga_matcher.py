@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vmgga.config import DenseConfig
+from vmgga.config import DenseConfig, FeatureConfig, MatchingConfig
 from vmgga.errors import InputError
 from vmgga.matching.base import DenseMatch, Matcher
 from vmgga.matching.vmgga_matcher import VmggaMatcher
@@ -46,7 +46,10 @@ def test_in_plane_shift_lands_in_the_right_ijk_channels():
 def test_weights_are_loaded_from_the_config_with_the_capture_range(tmp_path):
     torch.manual_seed(0)
     path = checkpoint.save_checkpoint(VMGGANet(MatcherConfig(fine_dim=16)), tmp_path / "w.pt", {"steps": 1})
-    config = DenseConfig(matcher_weights=str(path), learned_capture_range_vox=7.5, grid_spacing=6)
+    config = DenseConfig(
+        features=FeatureConfig(weights=str(path)),
+        matching=MatchingConfig(learned_capture_range_vox=7.5, grid_spacing_vox=6),
+    )
     matcher = VmggaMatcher(config)
     assert matcher.model.config.fine_dim == 16
     assert matcher.model.config.max_displacement_px == capture_range_vox(config) == 7.5  # not 6 x 3
@@ -57,12 +60,20 @@ def test_missing_weights_are_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="no trained VMGGA matcher weights are shipped yet"):
         VmggaMatcher(DenseConfig())
     with pytest.raises(InputError, match="do not exist"):
-        VmggaMatcher(DenseConfig(matcher_weights=str(tmp_path / "nope.pt")))
+        VmggaMatcher(DenseConfig(features=FeatureConfig(weights=str(tmp_path / "nope.pt"))))
 
 
 def test_slice_step_comes_from_the_dense_config():
     from vmgga.features.vmgga_encoder import VmggaFeatureExtractor
 
     model = VMGGANet(MatcherConfig()).eval()
-    assert VmggaMatcher(DenseConfig(slice_step=2), model=model).slicewise.slice_step == 2
-    assert VmggaFeatureExtractor(DenseConfig(slice_step=3), model=model).slicewise.slice_step == 3
+    assert (
+        VmggaMatcher(DenseConfig(features=FeatureConfig(slice_step_vox=2)), model=model).slicewise.slice_step
+        == 2
+    )
+    assert (
+        VmggaFeatureExtractor(
+            DenseConfig(features=FeatureConfig(slice_step_vox=3)), model=model
+        ).slicewise.slice_step
+        == 3
+    )

@@ -84,10 +84,10 @@ def config_from_args(args: argparse.Namespace):
         "max_memory_gb": args.max_memory,
     }
     optional = {
-        "dense.features": args.features,
-        "dense.matcher": args.matcher,
-        "dense.matcher_weights": args.weights,
-        "dense.dinov2_path": args.dinov2_path,
+        "dense.features.backend": args.features,
+        "dense.matching.matcher": args.matcher,
+        "dense.features.weights": args.weights,
+        "dense.features.dinov2_path": args.dinov2_path,
     }
     overrides.update({k: v for k, v in optional.items() if v is not None})
     return make_config(args.preset, **overrides)
@@ -160,7 +160,7 @@ def _require_extras(config) -> None:
     """A backend whose extra is not installed fails here, before any file is read or written."""
     from vmgga.extras import require_extra
 
-    if config.dense.features == FeatureBackend.DINOV2.value:
+    if config.dense.features.backend == FeatureBackend.DINOV2.value:
         require_extra("dinov2", feature="--features dinov2")
 
 

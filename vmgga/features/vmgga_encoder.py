@@ -41,7 +41,7 @@ class VmggaFeatureExtractor:
             model = load_matcher_model(config, device)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.slicewise = slicewise or SlicewiseConfig(slice_step=config.slice_step)
+        self.slicewise = slicewise or SlicewiseConfig(slice_step=config.features.slice_step_vox)
 
     @property
     def channels(self) -> int:

@@ -1,10 +1,11 @@
 """Adam instance optimisation of a smooth, diffeomorphic field on a control grid.
 
-The optimised variable is a stationary velocity on a coarse control grid (``adam_grid_spacing``
-working voxels). Each step smooths it with box filters (an approximate B-spline), integrates it by
-scaling and squaring, and compares the fixed features with the moving features sampled through the
-field at a subset (``adam_sample_fraction``: every n-th from a random offset) of the foreground voxels of the similarity grid
-(features block-pooled by ``adam_feature_spacing``), plus a diffusion or bending penalty of the
+The optimised variable is a stationary velocity on a coarse control grid
+(``dense.instance.grid_spacing_vox`` working voxels). Each step smooths it with box filters (an
+approximate B-spline), integrates it by scaling and squaring, and compares the fixed features with
+the moving features sampled through the field at a subset (``dense.instance.sample_fraction``: every
+n-th from a random offset) of the foreground voxels of the similarity grid (features block-pooled by
+``dense.instance.feature_spacing_vox``), plus a diffusion or bending penalty of the
 smoothed velocity.
 """
 
@@ -83,16 +84,16 @@ def _subset(count: int, fraction: float, generator: torch.Generator) -> slice:
 
 def field_from_velocity(velocity_ijk: torch.Tensor, config: DenseConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Control-grid velocity ``(1, 3, d, h, w)`` -> (smoothed velocity, integrated displacement)."""
-    smooth = box_smooth(velocity_ijk, passes=config.adam_smoothing_passes)
-    return smooth, integrate_velocity(smooth, config.integration_steps)
+    smooth = box_smooth(velocity_ijk, passes=config.instance.smoothing_passes)
+    return smooth, integrate_velocity(smooth, config.instance.integration_steps)
 
 
 def _decay_per_step(config: DenseConfig) -> float:
-    """Factor taking the step size from ``adam_learning_rate`` to ``adam_final_learning_rate``."""
-    first, last = config.adam_learning_rate, config.adam_final_learning_rate
+    """Factor taking the step size from ``instance.learning_rate`` to ``instance.final_learning_rate``."""
+    first, last = config.instance.learning_rate, config.instance.final_learning_rate
     if first <= 0 or last <= 0:
         raise ConfigError(f"Adam step sizes must be > 0; got {first} and {last}")
-    return (last / first) ** (1.0 / max(1, config.adam_iterations - 1))
+    return (last / first) ** (1.0 / max(1, config.instance.iterations - 1))
 
 
 def optimise_instance(
@@ -107,26 +108,26 @@ def optimise_instance(
         grid: features on the similarity grid and the foreground to compare.
         init_disp_ijk: ``(1, 3, d, h, w)`` initial displacement in control-grid voxels (used as the
             initial velocity: for smooth fields ``exp(v) ~ id + v``).
-        config: uses ``adam_*``, ``regularisation*`` and ``integration_steps``.
+        config: uses its ``instance`` part (:class:`~vmgga.config.InstanceConfig`).
         progress: optional callback with the fraction of iterations done.
 
     Returns:
         ``(1, 3, d, h, w)`` displacement of the integrated field, control-grid voxels, no gradient.
     """
     velocity = init_disp_ijk.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([velocity], lr=config.adam_learning_rate)
+    optimizer = torch.optim.Adam([velocity], lr=config.instance.learning_rate)
     generator = torch.Generator().manual_seed(_SEED)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=_decay_per_step(config))
-    for iteration in range(config.adam_iterations):
-        subset = _subset(grid.points_ijk.shape[0], config.adam_sample_fraction, generator)
+    for iteration in range(config.instance.iterations):
+        subset = _subset(grid.points_ijk.shape[0], config.instance.sample_fraction, generator)
         optimizer.zero_grad(set_to_none=True)
         smooth, disp_control = field_from_velocity(velocity, config)
         similarity = similarity_loss(disp_control, grid, subset)
-        penalty = regularisation_energy(smooth, config.regularisation)
-        (similarity + config.regularisation_weight * penalty).backward()
+        penalty = regularisation_energy(smooth, config.instance.regularisation)
+        (similarity + config.instance.regularisation_weight * penalty).backward()
         optimizer.step()
         schedule.step()
         if progress is not None:
-            progress((iteration + 1) / config.adam_iterations)
+            progress((iteration + 1) / config.instance.iterations)
     with torch.no_grad():
         return field_from_velocity(velocity, config)[1]

@@ -22,11 +22,11 @@ _MATCHERS = {
 
 
 def resolve_matcher_name(config: DenseConfig) -> str:
-    """The concrete matcher ``config`` asks for (``auto`` resolved from ``config.features``)."""
-    name = look_up_option(config.matcher, MatcherName, "dense.matcher")
+    """The concrete matcher ``config`` asks for (``auto`` resolved from ``config.features.backend``)."""
+    name = look_up_option(config.matching.matcher, MatcherName, "dense.matching.matcher")
     if name != MatcherName.AUTO.value:
         return name
-    features = look_up_option(config.features, FeatureBackend, "dense.features")
+    features = look_up_option(config.features.backend, FeatureBackend, "dense.features.backend")
     vmgga = features == FeatureBackend.VMGGA.value
     return MatcherName.VMGGA.value if vmgga else MatcherName.COST_VOLUME.value
 
@@ -38,7 +38,7 @@ def runs_learned_matcher(config: DenseConfig) -> bool:
 
 def needs_matcher_network(config: DenseConfig) -> bool:
     """Whether ``config`` loads the VMGGA network (learned matcher or learned features)."""
-    learned_features = look_up_option(config.features, FeatureBackend, "dense.features") in (
+    learned_features = look_up_option(config.features.backend, FeatureBackend, "dense.features.backend") in (
         FeatureBackend.VMGGA.value,
         FeatureBackend.HYBRID.value,
     )

@@ -46,7 +46,7 @@ class VmggaMatcher:
     ) -> None:
         self.config, self.device = config, torch.device(device)
         self.model = (model or load_matcher_model(config, self.device)).to(self.device).eval()
-        self.slicewise = slicewise or SlicewiseConfig(slice_step=config.slice_step)
+        self.slicewise = slicewise or SlicewiseConfig(slice_step=config.features.slice_step_vox)
 
     def match(
         self, fixed_work: Tensor, moving_work: Tensor, fixed_feat: Tensor, moving_feat: Tensor

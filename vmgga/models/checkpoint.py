@@ -87,5 +87,5 @@ def resolve_weights(path: str | Path | None) -> Path:
         return SHIPPED_WEIGHTS
     raise InputError(
         f"no trained VMGGA matcher weights are shipped yet ({SHIPPED_WEIGHTS} is absent): "
-        "train them with `vmgga train` or pass a checkpoint path (--weights / dense.matcher_weights)"
+        "train them with `vmgga train` or pass a checkpoint path (--weights / dense.features.weights)"
     )

@@ -14,18 +14,18 @@ from vmgga.models.network import VMGGANet
 
 def capture_range_vox(config: DenseConfig) -> float:
     """Largest displacement (working voxels) the learned matcher's coarse search considers:
-    ``config.learned_capture_range_vox``, set on its own (not derived from the cost volume's knobs)."""
-    return float(config.learned_capture_range_vox)
+    ``config.matching.learned_capture_range_vox``, set on its own (not derived from the cost volume's knobs)."""
+    return float(config.matching.learned_capture_range_vox)
 
 
 def load_matcher_model(config: DenseConfig, device: str | torch.device = "cpu") -> VMGGANet:
-    """The network of ``config.matcher_weights`` (or the shipped weights), in eval mode on ``device``.
+    """The network of ``config.features.weights`` (or the shipped weights), in eval mode on ``device``.
 
     Raises:
         InputError: if no weights are given and none are shipped.
     """
-    path = resolve_weights(config.matcher_weights)
+    path = resolve_weights(config.features.weights)
     overrides = {"max_displacement_px": capture_range_vox(config)}
-    if config.dinov2_path is not None:
-        overrides["dinov2_path"] = config.dinov2_path
+    if config.features.dinov2_path is not None:
+        overrides["dinov2_path"] = config.features.dinov2_path
     return VMGGANet.from_checkpoint(path, map_location=device, **overrides)
