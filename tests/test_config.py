@@ -135,7 +135,7 @@ def test_config_error_is_a_value_error():
 
 def test_look_up_option_accepts_enum_members_and_values():
     assert look_up_option("mind", FeatureBackend, "features") == "mind"
-    assert look_up_option(FeatureBackend.VMGGA, FeatureBackend, "features") == "vmgga"
+    assert look_up_option(FeatureBackend.LEARNED, FeatureBackend, "features") == "vmgga"
     with pytest.raises(
         ConfigError,
         match=r"features='sift' is not allowed; expected one of \['mind', 'vmgga', 'dinov2', 'mind\+vmgga'\]",

@@ -38,17 +38,17 @@ class FeatureBackend(str, Enum):
     """Which features drive the dense stage."""
 
     MIND = "mind"  # MIND-SSC, training-free
-    VMGGA = "vmgga"  # the project's own encoder + gated-attention matcher
+    LEARNED = "vmgga"  # the matcher network's learned features (encoder + gated attention)
     DINOV2 = "dinov2"  # DINOv2 from a local directory
-    HYBRID = "mind+vmgga"  # MIND-SSC and the learned VMGGA features, concatenated (weighted)
+    HYBRID = "mind+vmgga"  # MIND-SSC and the learned features, concatenated (weighted)
 
 
 class MatcherName(str, Enum):
     """``dense.matching.matcher`` values."""
 
-    AUTO = "auto"  # vmgga features -> vmgga matcher, otherwise the cost volume
+    AUTO = "auto"  # learned features -> the learned matcher, otherwise the cost volume
     COST_VOLUME = "cost_volume"  # discrete search + coupled convex optimisation (training-free)
-    VMGGA = "vmgga"  # the learned gated-attention matcher
+    LEARNED = "vmgga"  # the matcher network, run slice-wise as the dense matcher
     FUSED = "fused"  # both, fused by confidence (vmgga.matching.fused)
 
 
@@ -228,7 +228,7 @@ class RegistrationConfig:
 #: Overrides that define each preset, applied on top of the defaults. Each one must change what a
 #: stage receives (tests/test_config.py checks it through register()): no restated defaults.
 PRESETS: dict[str, dict[str, Any]] = {
-    # `fast` matches with the learned VMGGA matcher and the MIND cost volume fused by confidence
+    # `fast` matches with the learned matcher and the MIND cost volume fused by confidence
     # (benchmarks/results/stroke_known_deformation_final.md: 0.528 mm vs 0.541 mm for the cost volume
     # alone, 1.2x its time). `accurate` and `inter_patient` keep the training-free cost volume: there
     # the fused matcher tied (0.384 vs 0.382 mm at 1.3x the time; abdomen Dice -0.002 / +0.002).

@@ -164,11 +164,11 @@ def test_features_vmgga_uses_the_bundle_checkpoint(tmp_path):
     from monai.bundle import run
 
     from vmgga.models.checkpoint import save_checkpoint
-    from vmgga.models.network import VMGGANet
+    from vmgga.models.network import MatcherNet
 
     bundle_root = tmp_path / "bundle"
     torch.manual_seed(0)
-    checkpoint = save_checkpoint(VMGGANet().eval(), bundle_root / "models" / "model.pt", {"note": "test"})
+    checkpoint = save_checkpoint(MatcherNet().eval(), bundle_root / "models" / "model.pt", {"note": "test"})
     out = tmp_path / "out"
     run(
         config_file=str(INFERENCE), bundle_root=str(bundle_root), device="cpu", seed=SEED,

@@ -12,7 +12,7 @@ from vmgga.models.checkpoint import FROZEN_PREFIX, save_checkpoint
 from vmgga.models.config import MatcherConfig
 from vmgga.models.dinov2 import dinov2_patch_features, load_dinov2
 from vmgga.models.matcher2d import Matcher2D
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 from vmgga.models.slicewise import SlicewiseConfig
 
 
@@ -50,7 +50,7 @@ def test_loading_errors(tmp_path):
 
 def test_dinov2_backend_network_checkpoint_leaves_the_backbone_out(dinov2_dir, tmp_path):
     torch.manual_seed(0)
-    model = VMGGANet(
+    model = MatcherNet(
         MatcherConfig(backend="dinov2", dinov2_path=str(dinov2_dir), dinov2_input_scale=1.0)
     ).eval()
     pair = torch.rand(1, 2, 32, 40)
@@ -62,7 +62,7 @@ def test_dinov2_backend_network_checkpoint_leaves_the_backbone_out(dinov2_dir, t
     assert not any(k.startswith(FROZEN_PREFIX) for k in stored) and any(
         k.startswith("encoder.") for k in stored
     )
-    rebuilt = VMGGANet.from_checkpoint(path, dinov2_path=str(dinov2_dir))
+    rebuilt = MatcherNet.from_checkpoint(path, dinov2_path=str(dinov2_dir))
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(pair), out, rtol=0, atol=0)
 

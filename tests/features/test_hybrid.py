@@ -9,17 +9,17 @@ from vmgga.config import DenseConfig, FeatureConfig, make_config
 from vmgga.errors import ConfigError
 from vmgga.features.base import get_feature_extractor
 from vmgga.features.hybrid import HybridFeatureExtractor, weighted_concat
+from vmgga.features.learned import LearnedFeatureExtractor
 from vmgga.features.mind import MindSscExtractor
-from vmgga.features.vmgga_encoder import VmggaFeatureExtractor
 from vmgga.models.config import MatcherConfig
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 from vmgga.models.slicewise import SlicewiseConfig
 
 
-def _learned(config: DenseConfig) -> VmggaFeatureExtractor:
+def _learned(config: DenseConfig) -> LearnedFeatureExtractor:
     torch.manual_seed(0)
-    model = VMGGANet(MatcherConfig(fine_dim=8)).eval()
-    return VmggaFeatureExtractor(config, model=model, slicewise=SlicewiseConfig(axes=(0,), slice_step=1))
+    model = MatcherNet(MatcherConfig(fine_dim=8)).eval()
+    return LearnedFeatureExtractor(config, model=model, slicewise=SlicewiseConfig(axes=(0,), slice_step=1))
 
 
 def test_squared_distance_is_mind_plus_weighted_learned():

@@ -35,7 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=[m.value for m in MatcherName],
         help="dense matcher: cost_volume (training-free), vmgga (learned), fused (both); default: the preset's",
     )
-    parser.add_argument("--weights", default=None, help="VMGGA matcher checkpoint (matcher/features vmgga)")
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="matcher network checkpoint (--matcher vmgga/fused, --features vmgga/mind+vmgga); default: shipped",
+    )
     parser.add_argument("--dinov2-path", default=None, help="local DINOv2 model folder (features=dinov2)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument(

@@ -24,7 +24,7 @@ class FeatureExtractor(Protocol):
 
 #: Backends written in other modules, loaded only when asked for: name -> (module, class).
 _LAZY_BACKENDS = {
-    FeatureBackend.VMGGA.value: ("vmgga.features.vmgga_encoder", "VmggaFeatureExtractor"),
+    FeatureBackend.LEARNED.value: ("vmgga.features.learned", "LearnedFeatureExtractor"),
     FeatureBackend.DINOV2.value: ("vmgga.features.dinov2", "Dinov2FeatureExtractor"),
     FeatureBackend.HYBRID.value: ("vmgga.features.hybrid", "HybridFeatureExtractor"),
 }

@@ -1,4 +1,4 @@
-"""MIND-SSC and the learned VMGGA features together: ``mind+vmgga``.
+"""MIND-SSC and the learned features together: ``mind+vmgga``.
 
 The two descriptors are concatenated along channels, the learned ones scaled by
 ``sqrt(dense.features.learned_weight)``, so that the squared feature distance the dense stage minimises is
@@ -38,13 +38,13 @@ class HybridFeatureExtractor:
     name = "mind+vmgga"
 
     def __init__(self, config: DenseConfig, device: str | torch.device = "cpu", learned=None) -> None:
-        from vmgga.features.vmgga_encoder import VmggaFeatureExtractor
+        from vmgga.features.learned import LearnedFeatureExtractor
 
         self.weight = float(config.features.learned_weight)
         self.mind = MindSscExtractor(
             radius=config.features.mind_radius_vox, dilation=config.features.mind_dilation_vox, device=device
         )
-        self.learned = learned or VmggaFeatureExtractor(config, device)
+        self.learned = learned or LearnedFeatureExtractor(config, device)
 
     def extract(self, volume: Tensor) -> Tensor:
         """``(1, 1, D, H, W)`` in ~[0, 1] -> ``(1, 12 + C, D, H, W)`` (see module docstring)."""

@@ -1,6 +1,6 @@
-"""Learned 3D feature volumes: the VMGGA network's dense descriptors, slice-wise along three axes.
+"""Learned 3D feature volumes: the matcher network's dense descriptors, slice-wise along three axes.
 
-``VmggaFeatureExtractor.extract`` runs :meth:`VMGGANet.describe` (visual encoder + multi-scale
+``LearnedFeatureExtractor.extract`` runs :meth:`MatcherNet.describe` (visual encoder + multi-scale
 fusion + the gated MIND fusion of the checkpoint's config, no attention: image-only) on every
 ``slice_step``-th slice along each axis, interpolates them across the other slices, upsamples them
 to the slice resolution (bilinear), stacks them into volumes, averages the axes and L2-normalises. The instance optimisation can then use them instead of,
@@ -15,17 +15,17 @@ from torch import Tensor
 
 from vmgga.config import DenseConfig
 from vmgga.models.loading import load_matcher_model
-from vmgga.models.network import VMGGANet, upsample_to
+from vmgga.models.network import MatcherNet, upsample_to
 from vmgga.models.slicewise import SlicewiseConfig, stack_features
 
 
-def describe_at_full_resolution(model: VMGGANet, slices: Tensor) -> Tensor:
+def describe_at_full_resolution(model: MatcherNet, slices: Tensor) -> Tensor:
     """``(N, 1, r, c)`` -> L2-normalised descriptors ``(N, C, r, c)`` (bilinear from the fine stride)."""
     full = upsample_to(model.describe(slices), tuple(slices.shape[-2:]), model.config.fine_stride)
     return F.normalize(full, dim=1)
 
 
-class VmggaFeatureExtractor:
+class LearnedFeatureExtractor:
     """:class:`vmgga.features.base.FeatureExtractor` of the ``vmgga`` backend."""
 
     name = "vmgga"
@@ -34,7 +34,7 @@ class VmggaFeatureExtractor:
         self,
         config: DenseConfig,
         device: str | torch.device = "cpu",
-        model: VMGGANet | None = None,
+        model: MatcherNet | None = None,
         slicewise: SlicewiseConfig | None = None,
     ) -> None:
         if model is None:

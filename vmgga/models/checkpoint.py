@@ -26,7 +26,7 @@ SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "vmgga_ma
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path, record: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` (a :class:`~vmgga.models.network.VMGGANet`) atomically to ``path``.
+    """Write ``model`` (a :class:`~vmgga.models.network.MatcherNet`) atomically to ``path``.
 
     Args:
         model: The network; its ``config`` attribute is stored with the weights.

@@ -1,6 +1,6 @@
-"""The VMGGA network as the dense stage loads it: weights from the config, search limited to its
-capture range. Shared by the learned matcher (:mod:`vmgga.matching.vmgga_matcher`) and the learned
-features (:mod:`vmgga.features.vmgga_encoder`), which sit in different layers above ``models``.
+"""The matcher network as the dense stage loads it: weights from the config, search limited to its
+capture range. Shared by the learned matcher (:mod:`vmgga.matching.learned`) and the learned
+features (:mod:`vmgga.features.learned`), which sit in different layers above ``models``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 
 from vmgga.config import DenseConfig
 from vmgga.models.checkpoint import resolve_weights
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 
 
 def capture_range_vox(config: DenseConfig) -> float:
@@ -18,7 +18,7 @@ def capture_range_vox(config: DenseConfig) -> float:
     return float(config.matching.learned_capture_range_vox)
 
 
-def load_matcher_model(config: DenseConfig, device: str | torch.device = "cpu") -> VMGGANet:
+def load_matcher_model(config: DenseConfig, device: str | torch.device = "cpu") -> MatcherNet:
     """The network of ``config.features.weights`` (or the shipped weights), in eval mode on ``device``.
 
     Raises:
@@ -28,4 +28,4 @@ def load_matcher_model(config: DenseConfig, device: str | torch.device = "cpu") 
     overrides = {"max_displacement_px": capture_range_vox(config)}
     if config.features.dinov2_path is not None:
         overrides["dinov2_path"] = config.features.dinov2_path
-    return VMGGANet.from_checkpoint(path, map_location=device, **overrides)
+    return MatcherNet.from_checkpoint(path, map_location=device, **overrides)

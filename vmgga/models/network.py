@@ -1,6 +1,6 @@
-"""The VMGGA matcher network: visual encoder, MIND gate, gated attention, dense matching head.
+"""The matcher network: visual encoder, MIND gate, gated attention, dense matching head.
 
-``VMGGANet.match`` is the training/inference API (returns a :class:`MatchResult`);
+``MatcherNet.match`` is the training/inference API (returns a :class:`MatchResult`);
 ``forward(pair)`` is the single-tensor interface for MONAI bundles and ``torch.jit.trace``.
 Images are ``(B, 1, H, W)`` with intensities ~[0, 1]; any H, W work (padded inside on the
 bottom/right to a multiple of ``coarse_stride``, so pixel coordinates are unchanged).
@@ -78,7 +78,7 @@ def match_descriptors(
     )
 
 
-class VMGGANet(nn.Module):
+class MatcherNet(nn.Module):
     """Visual-model-guided gated-attention dense matcher (2D)."""
 
     def __init__(self, config: MatcherConfig | None = None) -> None:
@@ -196,7 +196,7 @@ class VMGGANet(nn.Module):
     @classmethod
     def from_checkpoint(
         cls, path: str | Path, map_location: str | torch.device = "cpu", **overrides
-    ) -> VMGGANet:
+    ) -> MatcherNet:
         """Rebuild the model saved by :func:`vmgga.models.checkpoint.save_checkpoint`.
 
         ``overrides`` replace config fields that do not change the weights (e.g. ``dinov2_path``,
