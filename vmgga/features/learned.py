@@ -14,14 +14,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vmgga.config import DenseConfig
+from vmgga.frames import upsample_cells
 from vmgga.models.loading import load_matcher_model
-from vmgga.models.network import MatcherNet, upsample_to
+from vmgga.models.network import MatcherNet
 from vmgga.models.slicewise import SlicewiseConfig, stack_features
 
 
 def describe_at_full_resolution(model: MatcherNet, slices: Tensor) -> Tensor:
     """``(N, 1, r, c)`` -> L2-normalised descriptors ``(N, C, r, c)`` (bilinear from the fine stride)."""
-    full = upsample_to(model.describe(slices), tuple(slices.shape[-2:]), model.config.fine_stride)
+    full = upsample_cells(model.describe(slices), model.config.fine_stride, tuple(slices.shape[-2:]))
     return F.normalize(full, dim=1)
 
 
@@ -54,6 +55,6 @@ class LearnedFeatureExtractor:
         volume = volume.to(self.device, torch.float32)
         stride = self.model.config.fine_stride
         stacked = stack_features(
-            volume, self.model.describe, self.slicewise, lambda f, size: upsample_to(f, size, stride)
+            volume, self.model.describe, self.slicewise, lambda f, size: upsample_cells(f, stride, size)
         )
         return F.normalize(stacked, dim=1)

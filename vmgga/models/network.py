@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vmgga.errors import InputError
+from vmgga.frames import upsample_cells
 from vmgga.models import head
 from vmgga.models.attention import GatedTransformer
 from vmgga.models.checkpoint import FROZEN_PREFIX, config_from_checkpoint, load_checkpoint_dict
@@ -33,12 +34,6 @@ def pad_to_multiple(image: Tensor, multiple: int) -> Tensor:
     if pad_h == 0 and pad_w == 0:
         return image
     return F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
-
-
-def upsample_to(field: Tensor, size_hw: tuple[int, int], stride: int) -> Tensor:
-    """Bilinear upsampling of a ``(B, C, h, w)`` map at ``stride`` to ``(B, C, *size_hw)``."""
-    full = F.interpolate(field, scale_factor=float(stride), mode="bilinear", align_corners=False)
-    return full[..., : size_hw[0], : size_hw[1]]
 
 
 def match_descriptors(
@@ -66,8 +61,8 @@ def match_descriptors(
     coarse_max = head.repeat_cells(coarse_max, config.coarse_stride // config.fine_stride)
     confidence = confidence_head(coarse_max, peak_prob, local_mass)
     return MatchResult(
-        flow_px=upsample_to(fine_flow_px, size_hw, config.fine_stride),
-        confidence=upsample_to(confidence, size_hw, config.fine_stride),
+        flow_px=upsample_cells(fine_flow_px, config.fine_stride, size_hw),
+        confidence=upsample_cells(confidence, config.fine_stride, size_hw),
         coarse_prob=prob,
         coarse_flow_px=coarse_flow_px,
         fine_offset_px=fine_offset_px,
