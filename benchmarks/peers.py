@@ -89,25 +89,49 @@ def run_identity(fixed_path: Path, moving_path: Path, out_dir: Path, options: Pe
 # --- ANTs -------------------------------------------------------------------------------------
 
 
-def run_ants(fixed_path: Path, moving_path: Path, out_dir: Path, options: PeerOptions) -> PeerResult:
-    """ANTs ``SyNOnly`` with Mattes MI (antspyx); returns its ``Composite.h5`` (fixed -> moving)."""
+def ants_registration(
+    fixed_path: Path,
+    moving_path: Path,
+    out_prefix: Path,
+    type_of_transform: str,
+    reg_iterations: tuple[int, ...] | None = None,
+) -> tuple[sitk.Transform, float, Path]:
+    """One ANTs run (antspyx) with Mattes MI for SyN, written as a composite transform.
+
+    Args:
+        type_of_transform: ``SyNOnly`` (deformable only, on pre-aligned images) or ``SyN`` (rigid +
+            affine + SyN), as ``ants.registration`` names them.
+        reg_iterations: SyN iterations per level; None keeps ANTs' default.
+
+    Returns:
+        ``(fixed -> moving transform read by SimpleITK, seconds (reading included), Composite.h5 path)``.
+    """
     import ants
 
     start = time.perf_counter()
     fixed = ants.image_read(str(fixed_path), pixeltype="float")
     moving = ants.image_read(str(moving_path), pixeltype="float")
+    iterations = {} if reg_iterations is None else {"reg_iterations": reg_iterations}
     result = ants.registration(
         fixed,
         moving,
-        type_of_transform="SyNOnly",
+        type_of_transform=type_of_transform,
         syn_metric="mattes",
-        reg_iterations=options.ants_iterations,
-        outprefix=str(out_dir / "ants_"),
+        outprefix=str(out_prefix),
         write_composite_transform=True,
+        **iterations,
     )
     seconds = time.perf_counter() - start
     path = Path(result["fwdtransforms"])
-    return PeerResult(sitk.ReadTransform(str(path)), seconds, path)
+    return sitk.ReadTransform(str(path)), seconds, path
+
+
+def run_ants(fixed_path: Path, moving_path: Path, out_dir: Path, options: PeerOptions) -> PeerResult:
+    """ANTs ``SyNOnly`` with Mattes MI (antspyx); returns its ``Composite.h5`` (fixed -> moving)."""
+    transform, seconds, path = ants_registration(
+        fixed_path, moving_path, out_dir / "ants_", "SyNOnly", options.ants_iterations
+    )
+    return PeerResult(transform, seconds, path)
 
 
 # --- elastix ----------------------------------------------------------------------------------
