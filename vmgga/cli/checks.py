@@ -30,6 +30,8 @@ USER_ERRNOS = frozenset(
 )
 #: Image suffixes that ``vmgga apply -o`` can write (SimpleITK picks the format from the suffix).
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # single-file formats: renamed atomically
+
+
 def os_error_message(error: OSError) -> str:
     """One line for a system error: what failed, on which path (``strerror`` and file names)."""
     reason = error.strerror or str(error) or type(error).__name__
