@@ -42,7 +42,7 @@ from vmgga.matching.sparse import sparse_dense_flow  # noqa: E402
 from vmgga.models.checkpoint import resolve_weights, save_checkpoint  # noqa: E402
 from vmgga.models.config import MatcherConfig  # noqa: E402
 from vmgga.models.matcher2d import Matcher2D  # noqa: E402
-from vmgga.models.network import VMGGANet  # noqa: E402
+from vmgga.models.network import MatcherNet  # noqa: E402
 
 STROKE = "mr-stroke-t1-t2-flair"
 #: A variant: ``(image0, image1) (1, 1, H, W) -> (flow_px (1, 2, H, W), confidence (1, 1, H, W))``.
@@ -127,7 +127,7 @@ def stroke_pairs(slices: int, std_px: float) -> list[Pair]:
     return pairs
 
 
-def network_variant(model: VMGGANet, max_displacement_px: float) -> Variant:
+def network_variant(model: MatcherNet, max_displacement_px: float) -> Variant:
     @torch.no_grad()
     def run(image0, image1):
         if model.config.matching == "sparse":
@@ -150,17 +150,17 @@ def build_variants(args) -> tuple[dict[str, Variant], dict[str, str]]:
         notes["full"] = notes["no_gating"] = notes["sparse"] = f"not run: {error}"
         full_path = None
     if full_path is not None:
-        variants["full"] = network_variant(VMGGANet.from_checkpoint(full_path), args.max_displacement)
+        variants["full"] = network_variant(MatcherNet.from_checkpoint(full_path), args.max_displacement)
         if args.no_gating_weights:
-            gating_model = VMGGANet.from_checkpoint(args.no_gating_weights)
+            gating_model = MatcherNet.from_checkpoint(args.no_gating_weights)
         else:
-            gating_model = VMGGANet.from_checkpoint(full_path, use_gating=False)
+            gating_model = MatcherNet.from_checkpoint(full_path, use_gating=False)
             notes["no_gating"] = "test-time ablation: the full weights with plain residuals (no retraining)"
         variants["no_gating"] = network_variant(gating_model, args.max_displacement)
-        sparse_model = VMGGANet.from_checkpoint(full_path, matching="sparse")
+        sparse_model = MatcherNet.from_checkpoint(full_path, matching="sparse")
         variants["sparse"] = network_variant(sparse_model, args.max_displacement)
     if args.no_visual_weights:
-        variants["no_visual_guidance"] = network_variant(VMGGANet.from_checkpoint(args.no_visual_weights),
+        variants["no_visual_guidance"] = network_variant(MatcherNet.from_checkpoint(args.no_visual_weights),
                                                          args.max_displacement)  # fmt: skip
     else:
         notes["no_visual_guidance"] = "not run: needs a checkpoint trained with use_visual_guidance=False"
@@ -170,7 +170,7 @@ def build_variants(args) -> tuple[dict[str, Variant], dict[str, str]]:
 def _untrained_checkpoint(args) -> Path:
     """A randomly initialised model (seed 0): only to check that this script runs."""
     torch.manual_seed(0)
-    return save_checkpoint(VMGGANet(MatcherConfig()), Path(args.tmp) / "untrained.pt", {"untrained": True})
+    return save_checkpoint(MatcherNet(MatcherConfig()), Path(args.tmp) / "untrained.pt", {"untrained": True})
 
 
 def evaluate(variant: Variant, pair: Pair) -> dict:
@@ -208,9 +208,9 @@ def timing_3d(weights: Path, threads: int) -> dict:
     The two volumes are co-registered, so the true displacement is zero: the mean |disp| over the
     brain is the 2.5D matcher's error on this pair.
     """
-    from vmgga.config import DenseConfig
-    from vmgga.features.vmgga_encoder import VmggaFeatureExtractor
-    from vmgga.matching.vmgga_matcher import VmggaMatcher
+    from vmgga.config import DenseConfig, FeatureConfig
+    from vmgga.features.learned import LearnedFeatureExtractor
+    from vmgga.matching.learned import LearnedMatcher
 
     if common.missing_files(STROKE, ["T1.nii.gz", "T2.nii.gz"]):
         return {"skipped": "stroke data absent"}
@@ -220,8 +220,8 @@ def timing_3d(weights: Path, threads: int) -> dict:
         tensor = torch.from_numpy(array.astype(np.float32) / max(float(array.max()), 1.0))[None, None]
         size = tuple(round(n / 1.5) for n in array.shape)
         volumes.append(F.interpolate(tensor, size=size, mode="trilinear", align_corners=True))
-    config = DenseConfig(features="vmgga", matcher_weights=str(weights))
-    matcher, extractor = VmggaMatcher(config), VmggaFeatureExtractor(config)
+    config = DenseConfig(features=FeatureConfig(backend="vmgga", weights=str(weights)))
+    matcher, extractor = LearnedMatcher(config), LearnedFeatureExtractor(config)
     start = time.perf_counter()
     match = matcher.match(volumes[0], volumes[1], volumes[0], volumes[1])
     match_s = time.perf_counter() - start
@@ -269,7 +269,7 @@ def learnability(steps: int, seed: int = 0) -> list[dict]:
     rows = []
     for encoding in ("pooled", "patch"):
         torch.manual_seed(seed)
-        model = VMGGANet(MatcherConfig(mind_encoding=encoding))
+        model = MatcherNet(MatcherConfig(mind_encoding=encoding))
         optimiser = torch.optim.Adam(model.parameters(), 1e-3)
         generator = torch.Generator().manual_seed(seed)
         start = time.perf_counter()

@@ -138,23 +138,10 @@ def run_ants(
     fixed_path: Path, moving_path: Path, out: Path, threads: int
 ) -> tuple[sitk.Transform, float, dict]:
     """ANTs ``SyN`` (rigid + affine + SyN, Mattes MI for the linear stages and SyN), centre-of-mass start."""
-    import ants
-
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    fixed = ants.image_read(str(fixed_path), pixeltype="float")
-    moving = ants.image_read(str(moving_path), pixeltype="float")
-    result = ants.registration(
-        fixed,
-        moving,
-        type_of_transform="SyN",
-        syn_metric="mattes",
-        outprefix=str(out / "ants_"),
-        write_composite_transform=True,
-    )
-    seconds = time.perf_counter() - start
-    return sitk.ReadTransform(str(result["fwdtransforms"])), seconds, {}
+    transform, seconds, _ = peers.ants_registration(fixed_path, moving_path, out / "ants_", "SyN")
+    return transform, seconds, {}
 
 
 def run(method: str, fixed_path: Path, moving_path: Path, out: Path, threads: int, overrides: tuple = ()):

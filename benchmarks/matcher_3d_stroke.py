@@ -86,9 +86,9 @@ def error_mm(disp_ijk: torch.Tensor, truth: np.ndarray, mask: np.ndarray) -> np.
 
 def dense_config(matcher: str, iterations: int, weights: str | None, threads: int):
     """The ``fast`` preset's dense stage with this matcher and instance-optimisation length."""
-    overrides = {"dense.matcher": matcher, "dense.adam_iterations": iterations}
+    overrides = {"dense.matching.matcher": matcher, "dense.instance.iterations": iterations}
     if weights and matcher != "cost_volume":
-        overrides["dense.matcher_weights"] = weights
+        overrides["dense.features.weights"] = weights
     return make_config("fast", num_threads=threads, **overrides).dense
 
 

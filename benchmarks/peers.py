@@ -91,25 +91,49 @@ def run_identity(fixed_path: Path, moving_path: Path, out_dir: Path, options: Pe
 # --- ANTs -------------------------------------------------------------------------------------
 
 
-def run_ants(fixed_path: Path, moving_path: Path, out_dir: Path, options: PeerOptions) -> PeerResult:
-    """ANTs ``SyNOnly`` with Mattes MI (antspyx); returns its ``Composite.h5`` (fixed -> moving)."""
+def ants_registration(
+    fixed_path: Path,
+    moving_path: Path,
+    out_prefix: Path,
+    type_of_transform: str,
+    reg_iterations: tuple[int, ...] | None = None,
+) -> tuple[sitk.Transform, float, Path]:
+    """One ANTs run (antspyx) with Mattes MI for SyN, written as a composite transform.
+
+    Args:
+        type_of_transform: ``SyNOnly`` (deformable only, on pre-aligned images) or ``SyN`` (rigid +
+            affine + SyN), as ``ants.registration`` names them.
+        reg_iterations: SyN iterations per level; None keeps ANTs' default.
+
+    Returns:
+        ``(fixed -> moving transform read by SimpleITK, seconds (reading included), Composite.h5 path)``.
+    """
     import ants
 
     start = time.perf_counter()
     fixed = ants.image_read(str(fixed_path), pixeltype="float")
     moving = ants.image_read(str(moving_path), pixeltype="float")
+    iterations = {} if reg_iterations is None else {"reg_iterations": reg_iterations}
     result = ants.registration(
         fixed,
         moving,
-        type_of_transform="SyNOnly",
+        type_of_transform=type_of_transform,
         syn_metric="mattes",
-        reg_iterations=options.ants_iterations,
-        outprefix=str(out_dir / "ants_"),
+        outprefix=str(out_prefix),
         write_composite_transform=True,
+        **iterations,
     )
     seconds = time.perf_counter() - start
     path = Path(result["fwdtransforms"])
-    return PeerResult(sitk.ReadTransform(str(path)), seconds, path)
+    return sitk.ReadTransform(str(path)), seconds, path
+
+
+def run_ants(fixed_path: Path, moving_path: Path, out_dir: Path, options: PeerOptions) -> PeerResult:
+    """ANTs ``SyNOnly`` with Mattes MI (antspyx); returns its ``Composite.h5`` (fixed -> moving)."""
+    transform, seconds, path = ants_registration(
+        fixed_path, moving_path, out_dir / "ants_", "SyNOnly", options.ants_iterations
+    )
+    return PeerResult(transform, seconds, path)
 
 
 # --- elastix ----------------------------------------------------------------------------------
@@ -176,13 +200,16 @@ def run_convexadam(fixed_path: Path, moving_path: Path, out_dir: Path, options: 
 
 #: Dense-stage settings of each of our methods (on top of the preset).
 VMGGA_VARIANTS: dict[str, dict[str, Any]] = {
-    Method.VMGGA_MIND.value: {"dense.features": "mind", "dense.matcher": "cost_volume"},
-    Method.VMGGA_LEARNED.value: {"dense.features": "mind", "dense.matcher": "vmgga"},
-    Method.VMGGA_FUSED.value: {"dense.features": "mind", "dense.matcher": "fused"},
-    Method.VMGGA_HYBRID.value: {"dense.features": "mind+vmgga", "dense.matcher": "vmgga"},
-    Method.VMGGA_MIND_MATCHES.value: {"dense.matcher": "cost_volume", "dense.adam_iterations": 0},
-    Method.VMGGA_LEARNED_MATCHES.value: {"dense.matcher": "vmgga", "dense.adam_iterations": 0},
-    Method.VMGGA_VMGGA.value: {"dense.features": "vmgga", "dense.matcher": "vmgga"},
+    Method.VMGGA_MIND.value: {"dense.features.backend": "mind", "dense.matching.matcher": "cost_volume"},
+    Method.VMGGA_LEARNED.value: {"dense.features.backend": "mind", "dense.matching.matcher": "vmgga"},
+    Method.VMGGA_FUSED.value: {"dense.features.backend": "mind", "dense.matching.matcher": "fused"},
+    Method.VMGGA_HYBRID.value: {"dense.features.backend": "mind+vmgga", "dense.matching.matcher": "vmgga"},
+    Method.VMGGA_MIND_MATCHES.value: {
+        "dense.matching.matcher": "cost_volume",
+        "dense.instance.iterations": 0,
+    },
+    Method.VMGGA_LEARNED_MATCHES.value: {"dense.matching.matcher": "vmgga", "dense.instance.iterations": 0},
+    Method.VMGGA_VMGGA.value: {"dense.features.backend": "vmgga", "dense.matching.matcher": "vmgga"},
 }
 
 
@@ -197,7 +224,7 @@ def uses_matcher_weights(method: str) -> bool:
 
 
 def parse_overrides(items: list[str]) -> tuple[tuple[str, Any], ...]:
-    """``["dense.adam_iterations=50", ...]`` -> ``(("dense.adam_iterations", 50), ...)`` (Python literals
+    """``["dense.instance.iterations=50", ...]`` -> ``(("dense.instance.iterations", 50), ...)`` (Python literals
     or text)."""
     import ast
 
@@ -219,7 +246,7 @@ def run_vmgga(method: str) -> PeerFn:
         register, write_outputs, make_config = _vmgga_api()
         overrides = dict(VMGGA_VARIANTS[method])
         if uses_matcher_weights(method) and options.matcher_weights:
-            overrides["dense.matcher_weights"] = options.matcher_weights
+            overrides["dense.features.weights"] = options.matcher_weights
         overrides.update(options.vmgga_overrides)
         config = make_config(options.preset, num_threads=options.threads, **overrides)
         start = time.perf_counter()

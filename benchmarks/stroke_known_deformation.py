@@ -163,7 +163,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--set",
         action="append",
         default=[],
-        help="dotted override of the vmgga-* methods, e.g. dense.adam_iterations=50",
+        help="dotted override of the vmgga-* methods, e.g. dense.instance.iterations=50",
     )
     return parser.parse_args(argv)
 

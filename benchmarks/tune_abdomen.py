@@ -4,7 +4,7 @@ Runs ``vmgga.register`` (the ``fast`` preset plus ``--set key=value`` overrides)
 CT->MR and prints the mean Dice of the warped moving labels 1-9 (plus the affine-only Dice of our
 own affine stage) and the seconds. The full table with the peers comes from ``abdomen_ct_mr.py``.
 
-    python benchmarks/tune_abdomen.py --threads 1 --set dense.search_radius=4
+    python benchmarks/tune_abdomen.py --threads 1 --set dense.matching.search_radius_steps=4
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _value(text: str):
 
 
 def overrides_from(pairs: list[str]) -> dict:
-    """``["dense.search_radius=4"]`` -> ``{"dense.search_radius": 4}``."""
+    """``["dense.matching.search_radius_steps=4"]`` -> ``{"dense.matching.search_radius_steps": 4}``."""
     return {key: _value(value) for key, _, value in (p.partition("=") for p in pairs)}
 
 

@@ -190,7 +190,7 @@ def main() -> int:
     parser.add_argument("--moving", nargs="+", default=["T2", "FLAIR"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--set", nargs="*", default=[], help="config overrides, e.g. dense.adam_iterations=40"
+        "--set", nargs="*", default=[], help="config overrides, e.g. dense.instance.iterations=40"
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()

@@ -8,9 +8,14 @@ import pytest
 
 from vmgga.config import (
     PRESETS,
+    RENAMED,
     AffineConfig,
     DenseConfig,
     FeatureBackend,
+    FeatureConfig,
+    FittingConfig,
+    InstanceConfig,
+    MatchingConfig,
     PreprocessConfig,
     RegistrationConfig,
     make_config,
@@ -19,7 +24,7 @@ from vmgga.errors import ConfigError, look_up_option
 
 
 def value_at(config: RegistrationConfig, dotted: str):
-    """``config.dense.adam_iterations`` for ``"dense.adam_iterations"``."""
+    """``config.dense.instance.iterations`` for ``"dense.instance.iterations"``."""
     for part in dotted.split("."):
         config = getattr(config, part)
     return config
@@ -30,7 +35,7 @@ def test_fast_is_the_defaults_with_the_fused_matcher():
     assert config.preset == "fast"
     assert config.preprocess == PreprocessConfig()
     assert config.affine == AffineConfig()
-    assert config.dense == DenseConfig(matcher="fused")
+    assert config.dense == DenseConfig(matching=MatchingConfig(matcher="fused"))
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -39,9 +44,11 @@ def test_presets_apply_their_overrides_and_keep_other_defaults(preset):
     assert config.preset == preset
     for dotted, value in PRESETS[preset].items():
         assert value_at(config, dotted) == value
-    untouched = [f.name for f in dataclasses.fields(DenseConfig) if f"dense.{f.name}" not in PRESETS[preset]]
-    for name in untouched:
-        assert getattr(config.dense, name) == getattr(DenseConfig(), name)
+    for part in dataclasses.fields(DenseConfig):
+        defaults = getattr(DenseConfig(), part.name)
+        for f in dataclasses.fields(defaults):
+            if f"dense.{part.name}.{f.name}" not in PRESETS[preset]:
+                assert getattr(getattr(config.dense, part.name), f.name) == getattr(defaults, f.name)
 
 
 def test_accurate_differs_from_fast():
@@ -50,21 +57,24 @@ def test_accurate_differs_from_fast():
 
 
 def test_override_forms_are_equivalent():
-    dotted = make_config(**{"dense.adam_iterations": 7, "affine.enabled": False})
-    nested = make_config(dense={"adam_iterations": 7}, affine={"enabled": False})
+    dotted = make_config(**{"dense.instance.iterations": 7, "affine.enabled": False})
+    nested = make_config(dense={"instance": {"iterations": 7}}, affine={"enabled": False})
+    part = make_config(**{"dense.instance": {"iterations": 7}}, affine={"enabled": False})
     # a whole section replaces the preset's section, so it names the preset's matcher itself
     as_dataclass = make_config(
-        dense=DenseConfig(adam_iterations=7, matcher="fused"), affine=AffineConfig(enabled=False)
+        dense=DenseConfig(instance=InstanceConfig(iterations=7), matching=MatchingConfig(matcher="fused")),
+        affine=AffineConfig(enabled=False),
     )
-    assert dotted == nested == as_dataclass
-    assert dotted.dense.adam_iterations == 7 and dotted.affine.enabled is False
+    assert dotted == nested == part == as_dataclass
+    assert dotted.dense.instance.iterations == 7 and dotted.affine.enabled is False
 
 
 def test_user_overrides_win_over_the_preset():
-    dotted = next(iter(PRESETS["accurate"]))
-    section, name = dotted.split(".")
-    current = getattr(getattr(make_config("accurate"), section), name)
-    changed = current * 2
+    for dotted in PRESETS["accurate"]:
+        changed = value_at(make_config("accurate"), dotted) * 2
+        assert value_at(make_config("accurate", **{dotted: changed}), dotted) == changed
+    dotted = "dense.instance.iterations"
+    changed = value_at(make_config("accurate"), dotted) * 2
     assert value_at(make_config("accurate", **{dotted: changed}), dotted) == changed
 
 
@@ -75,7 +85,7 @@ def test_top_level_fields_and_lists_become_tuples():
 
 
 def test_to_dict_rebuilds_the_same_config():
-    config = make_config("accurate", seed=5, **{"dense.features": "vmgga"})
+    config = make_config("accurate", seed=5, **{"dense.features.backend": "vmgga"})
     plain = config.to_dict()
     sections = {k: plain.pop(k) for k in ("preprocess", "affine", "dense")}
     preset = plain.pop("preset")
@@ -87,7 +97,7 @@ def test_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.seed = 1
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.dense.adam_iterations = 1
+        config.dense.instance.iterations = 1
 
 
 def test_unknown_preset_names_the_allowed_ones():
@@ -101,9 +111,9 @@ def test_unknown_preset_names_the_allowed_ones():
 def test_unknown_field_names_the_section_and_allowed_fields():
     with pytest.raises(
         ConfigError,
-        match=r"unknown config field 'adam_iters' in dense; expected one of \[.*'adam_iterations'",
+        match=r"unknown config field 'iters' in dense.instance; expected one of \[.*'iterations'",
     ):
-        make_config(**{"dense.adam_iters": 3})
+        make_config(**{"dense.instance.iters": 3})
     with pytest.raises(
         ConfigError, match=r"unknown config field 'speed' in RegistrationConfig; expected one of \[.*'seed'"
     ):
@@ -125,7 +135,7 @@ def test_config_error_is_a_value_error():
 
 def test_look_up_option_accepts_enum_members_and_values():
     assert look_up_option("mind", FeatureBackend, "features") == "mind"
-    assert look_up_option(FeatureBackend.VMGGA, FeatureBackend, "features") == "vmgga"
+    assert look_up_option(FeatureBackend.LEARNED, FeatureBackend, "features") == "vmgga"
     with pytest.raises(
         ConfigError,
         match=r"features='sift' is not allowed; expected one of \['mind', 'vmgga', 'dinov2', 'mind\+vmgga'\]",
@@ -136,9 +146,9 @@ def test_look_up_option_accepts_enum_members_and_values():
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("dense.features", "sift"),
-        ("dense.matcher", "magic"),
-        ("dense.regularisation", "elastic"),
+        ("dense.features.backend", "sift"),
+        ("dense.matching.matcher", "magic"),
+        ("dense.instance.regularisation", "elastic"),
         ("preprocess.fixed_modality", "pet"),
         ("preprocess.moving_modality", "us"),
         ("affine.initialization", "random"),
@@ -162,10 +172,16 @@ def test_unknown_device_is_refused():
 
 def test_inter_patient_preset_weakens_the_smoothness_penalty_and_keeps_the_cost_volume():
     fast, inter = make_config("fast"), make_config("inter_patient")
-    assert inter.dense.regularisation_weight < fast.dense.regularisation_weight
-    assert (fast.dense.matcher, inter.dense.matcher) == ("fused", "auto")  # auto + mind = cost volume
-    same = dataclasses.replace(
-        inter.dense, regularisation_weight=fast.dense.regularisation_weight, matcher="fused"
+    assert inter.dense.instance.regularisation_weight < fast.dense.instance.regularisation_weight
+    # auto + mind = cost volume
+    assert (fast.dense.matching.matcher, inter.dense.matching.matcher) == ("fused", "auto")
+    same = DenseConfig(
+        features=inter.dense.features,
+        matching=dataclasses.replace(inter.dense.matching, matcher="fused"),
+        fitting=inter.dense.fitting,
+        instance=dataclasses.replace(
+            inter.dense.instance, regularisation_weight=fast.dense.instance.regularisation_weight
+        ),
     )
     assert same == fast.dense
     assert inter.preprocess == fast.preprocess and inter.affine == fast.affine
@@ -214,10 +230,10 @@ def _stage_inputs(config: RegistrationConfig, monkeypatch) -> dict[str, object]:
 
 
 def _reached(seen: dict[str, object], dotted: str):
-    section, name = dotted.split(".")
+    section, *path = dotted.split(".")
     if section == "preprocess":
-        return seen["preprocess"][name]  # type: ignore[index]
-    return getattr(seen[section], name)
+        return seen["preprocess"][path[0]]  # type: ignore[index]
+    return value_at(seen[section], ".".join(path))
 
 
 PRESET_OVERRIDES = [(preset, dotted) for preset in sorted(PRESETS) for dotted in PRESETS[preset]]
@@ -225,9 +241,9 @@ PRESET_OVERRIDES = [(preset, dotted) for preset in sorted(PRESETS) for dotted in
 
 @pytest.mark.parametrize(("preset", "dotted"), PRESET_OVERRIDES)
 def test_every_preset_override_reaches_its_stage_and_changes_it(preset, dotted, monkeypatch):
-    section, name = dotted.split(".")
-    default = getattr(
-        {"preprocess": PreprocessConfig, "affine": AffineConfig, "dense": DenseConfig}[section](), name
+    section, _, rest = dotted.partition(".")
+    default = value_at(
+        {"preprocess": PreprocessConfig, "affine": AffineConfig, "dense": DenseConfig}[section](), rest
     )
     with_override = _stage_inputs(make_config(preset), monkeypatch)
     without = _stage_inputs(make_config(preset, **{dotted: default}), monkeypatch)
@@ -238,18 +254,77 @@ def test_every_preset_override_reaches_its_stage_and_changes_it(preset, dotted, 
 
 
 def test_a_voxel_control_grid_is_refused_while_the_mm_one_is_in_force():
-    with pytest.raises(ConfigError, match="dense.adam_grid_spacing=6 has no effect"):
-        make_config(**{"dense.adam_grid_spacing": 6})
-    config = make_config(**{"dense.adam_grid_spacing": 6, "dense.adam_grid_spacing_mm": 0})
-    assert config.dense.adam_grid_spacing == 6
+    with pytest.raises(ConfigError, match="dense.instance.grid_spacing_vox=6 has no effect"):
+        make_config(**{"dense.instance.grid_spacing_vox": 6})
+    config = make_config(**{"dense.instance.grid_spacing_vox": 6, "dense.instance.grid_spacing_mm": 0})
+    assert config.dense.instance.grid_spacing_vox == 6
 
 
-def test_the_dense_parts_split_every_field_once():
-    from vmgga.config import DENSE_PARTS, dense_part
+def test_the_dense_parts_are_the_four_sub_stages_in_order():
+    parts = [(f.name, type(getattr(DenseConfig(), f.name))) for f in dataclasses.fields(DenseConfig)]
+    assert parts == [
+        ("features", FeatureConfig),
+        ("matching", MatchingConfig),
+        ("fitting", FittingConfig),
+        ("instance", InstanceConfig),
+    ]
 
-    named = [name for names in DENSE_PARTS.values() for name in names]
-    assert sorted(named) == sorted(f.name for f in dataclasses.fields(DenseConfig))
-    assert len(named) == len(set(named))
-    assert dense_part(DenseConfig(adam_iterations=9), "instance")["adam_iterations"] == 9
-    with pytest.raises(ConfigError, match="dense part"):
-        dense_part(DenseConfig(), "warp")
+
+def test_spacing_knobs_name_their_unit():
+    """A spacing or size of the dense stage ends in its unit: _mm, _vox (or _steps for coarse steps)."""
+    names = [
+        f"{part.name}.{f.name}"
+        for part in dataclasses.fields(DenseConfig)
+        for f in dataclasses.fields(getattr(DenseConfig(), part.name))
+    ]
+    sized = [n for n in names if any(w in n for w in ("spacing", "radius", "dilation", "step_", "range"))]
+    assert sized, names
+    assert all(n.endswith(("_mm", "_vox", "_steps")) for n in sized), sized
+
+
+def test_every_old_flat_name_is_refused_naming_its_new_spelling():
+    for old, new in RENAMED.items():
+        value = value_at(make_config(), new)
+        with pytest.raises(ConfigError, match=rf"{old} was renamed: use {new}\b"):
+            make_config(**{old: value})
+        assert value_at(make_config(**{new: value}), new) == value
+    with pytest.raises(ConfigError, match="dense.instance.iterations"):
+        make_config(dense={"adam_iterations": 3})
+
+
+def test_the_renaming_table_covers_every_new_field_but_the_one_added():
+    """Old names map one to one onto distinct new fields that exist."""
+    new = list(RENAMED.values())
+    assert len(new) == len(set(new))
+    fields = {
+        f"dense.{part.name}.{f.name}"
+        for part in dataclasses.fields(DenseConfig)
+        for f in dataclasses.fields(getattr(DenseConfig(), part.name))
+    }
+    assert set(new) <= fields
+    assert fields - set(new) == {"dense.features.backend"}  # old `dense.features`: now a shorthand
+
+
+def test_a_text_for_the_features_part_is_its_backend():
+    short = make_config(**{"dense.features": "vmgga"})
+    assert short == make_config(**{"dense.features.backend": "vmgga"})
+    assert short.dense.features.backend == "vmgga"
+    assert make_config(dense={"features": "dinov2"}).dense.features.backend == "dinov2"
+
+
+def test_a_part_cannot_be_set_to_a_number():
+    with pytest.raises(ConfigError, match="dense.instance is a group of settings: set its fields"):
+        make_config(**{"dense.instance": 5})
+
+
+def test_unknown_part_names_the_parts():
+    with pytest.raises(
+        ConfigError, match=r"unknown config section 'dense.adam'; expected one of \['dense.features'"
+    ):
+        make_config(**{"dense.adam.iterations": 3})
+
+
+def test_reports_keep_a_nested_config():
+    plain = make_config().to_dict()
+    assert plain["dense"]["instance"]["iterations"] == InstanceConfig().iterations
+    assert plain["dense"]["matching"]["matcher"] == "fused"

@@ -37,6 +37,7 @@ from vmgga.frames import (
     ras_matrix_from_lps,
     sampling_grid_norm,
     slice_axes_xy,
+    upsample_cells,
     xyz_from_array_zyx,
 )
 
@@ -304,6 +305,43 @@ def test_coarse_cells_sit_at_block_centres_as_avg_pool_and_interpolate_assume():
     assert torch.allclose(upsampled[2:-2], ramp[0, 0, 2:-2])
     assert torch.allclose(coarse_from_fine(fine_from_coarse(cells, 3), 3), cells)
     assert fine_from_coarse(np.array([0.0, 2.0]), 1).tolist() == [0.0, 2.0]  # stride 1: identity
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 4])
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_upsampled_cells_reproduce_a_linear_map_between_cell_centres(stride, ndim):
+    """A map linear in the coarse position comes back linear in the fine position at every fine
+    sample between the outer cell centres (fine_from_coarse), constant beyond them, cropped."""
+    coarse_shape = (5, 4, 3)[:ndim]
+    size = tuple(stride * n - 1 for n in coarse_shape)  # the crop drops the last fine sample per axis
+    slopes = (0.5, -2.0, 1.25)[:ndim]
+    axes = [torch.arange(n, dtype=torch.float64) for n in coarse_shape]
+    cells = sum(a * g for a, g in zip(slopes, torch.meshgrid(*axes, indexing="ij"), strict=True)) + 7.0
+    fine = upsample_cells(cells[None, None], stride, size)[0, 0]
+    assert tuple(fine.shape) == size
+    # expected: the same linear map at the clamped coarse position of every fine sample
+    positions = [
+        coarse_from_fine(torch.arange(n, dtype=torch.float64), stride).clamp(0, m - 1)
+        for n, m in zip(size, coarse_shape, strict=True)
+    ]
+    expected = (
+        sum(a * g for a, g in zip(slopes, torch.meshgrid(*positions, indexing="ij"), strict=True)) + 7.0
+    )
+    torch.testing.assert_close(fine, expected, atol=1e-12, rtol=0)
+
+
+def test_upsampled_cells_of_a_volume_are_those_of_its_slices():
+    """The 3D case (control and cost-volume grids) and the 2D case (network maps) are one rule."""
+    volume = torch.rand(1, 2, 1, 5, 6, dtype=torch.float64).expand(1, 2, 3, 5, 6)
+    fine3d = upsample_cells(volume, 1, (3, 5, 6))
+    torch.testing.assert_close(fine3d, volume)
+    stack = torch.rand(1, 2, 4, 5, 6, dtype=torch.float64)
+    fine3d = upsample_cells(stack[:, :, :1].expand(1, 2, 4, 5, 6), 2, (8, 9, 11))
+    fine2d = upsample_cells(stack[:, :, 0], 2, (9, 11))
+    for k in range(8):
+        torch.testing.assert_close(fine3d[:, :, k], fine2d)
+    with pytest.raises(ValueError, match="does not fit"):
+        upsample_cells(stack, 2, (9, 11))
 
 
 def test_flat_indices_agree_with_numpy_unravel_index():

@@ -128,8 +128,10 @@ def register(
         moving_work = _tensor(resample_to_grid(moving_norm, grid, affine.transform))
         timings["resample"] = _lap(clock, timings)
         dense_config = with_physical_control_grid(config.dense, min(grid.spacing_mm))
-        if dense_config.adam_grid_spacing != config.dense.adam_grid_spacing:
-            grid_notes.append(f"dense.adam_grid_spacing: {dense_config.adam_grid_spacing} working voxels")
+        if dense_config.instance.grid_spacing_vox != config.dense.instance.grid_spacing_vox:
+            grid_notes.append(
+                f"dense.instance.grid_spacing_vox: {dense_config.instance.grid_spacing_vox} working voxels"
+            )
         dense = estimate_dense_field(
             fixed_work, moving_work, dense_config, device=config.device, progress=report
         )

@@ -2,7 +2,9 @@
 
 ``RegistrationConfig`` nests one dataclass per pipeline stage. MONAI bundle configs and the CLI
 build it with :func:`make_config`, which takes a preset name plus nested or dotted overrides,
-e.g. ``make_config("fast", **{"dense.adam_iterations": 40})``.
+e.g. ``make_config("fast", **{"dense.instance.iterations": 40})``. The dense stage's settings come
+in four parts, one per sub-stage: ``dense.features``, ``dense.matching``, ``dense.fitting`` and
+``dense.instance``.
 """
 
 from __future__ import annotations
@@ -36,17 +38,17 @@ class FeatureBackend(str, Enum):
     """Which features drive the dense stage."""
 
     MIND = "mind"  # MIND-SSC, training-free
-    VMGGA = "vmgga"  # the project's own encoder + gated-attention matcher
+    LEARNED = "vmgga"  # the matcher network's learned features (encoder + gated attention)
     DINOV2 = "dinov2"  # DINOv2 from a local directory
-    HYBRID = "mind+vmgga"  # MIND-SSC and the learned VMGGA features, concatenated (weighted)
+    HYBRID = "mind+vmgga"  # MIND-SSC and the learned features, concatenated (weighted)
 
 
 class MatcherName(str, Enum):
-    """``DenseConfig.matcher`` values."""
+    """``dense.matching.matcher`` values."""
 
-    AUTO = "auto"  # vmgga features -> vmgga matcher, otherwise the cost volume
+    AUTO = "auto"  # learned features -> the learned matcher, otherwise the cost volume
     COST_VOLUME = "cost_volume"  # discrete search + coupled convex optimisation (training-free)
-    VMGGA = "vmgga"  # the learned gated-attention matcher
+    LEARNED = "vmgga"  # the matcher network, run slice-wise as the dense matcher
     FUSED = "fused"  # both, fused by confidence (vmgga.matching.fused)
 
 
@@ -82,105 +84,127 @@ class AffineConfig:
 
 
 @dataclass(frozen=True)
-class DenseConfig:
-    """Dense deformable stage, in four named parts (:data:`DENSE_PARTS`), one per sub-stage.
+class FeatureConfig:
+    """``dense.features``: what the dense stage compares (:mod:`vmgga.features`).
 
-    The fields stay flat so that dotted overrides (``dense.adam_iterations``), the CLI's ``--set``,
-    batch manifests and MONAI ``_target_`` keyword arguments keep their names. Spacing knobs have one
-    unit each: ``*_mm`` in millimetres, the others in working-grid voxels (or slices).
+    Sizes in working-grid voxels carry ``_vox`` in their names.
     """
 
-    # --- features: what is compared (vmgga.features) -----------------------------------------
-    features: str = "mind"  # mind | vmgga (the network's learned features) | dinov2 | mind+vmgga
-    matcher_weights: str | None = None  # VMGGA network checkpoint (learned features/matcher); None = shipped
-    dinov2_path: str | None = None  # local directory of a DINOv2 model (features=dinov2)
+    backend: str = "mind"  # mind | vmgga (the network's learned features) | dinov2 | mind+vmgga
+    # checkpoint of the learned network (learned features and the learned matcher); None = shipped
+    weights: str | None = None
+    dinov2_path: str | None = None  # local directory of a DINOv2 model (backend dinov2)
     # mind+vmgga: weight of the learned features' squared distance against MIND's (SSD = MIND + w * learned)
-    learned_feature_weight: float = 0.3
-    slice_step: int = 4  # vmgga/dinov2 (2.5D): run the 2D network on every n-th slice, interpolate between
-    mind_radius: int = 1  # MIND-SSC patch radius (working voxels)
-    mind_dilation: int = 2  # MIND-SSC neighbourhood dilation (working voxels)
-    # --- matching: dense matches with confidence (vmgga.matching) -------------------------------
-    # auto (vmgga features -> vmgga matcher, else cost_volume) | cost_volume | vmgga (the network run
-    # slice-wise as the matcher) | fused (both, by confidence)
+    learned_weight: float = 0.3
+    # 2.5D networks (learned features and matcher, DINOv2): run the 2D network on every n-th slice,
+    # interpolate between
+    slice_step_vox: int = 4
+    mind_radius_vox: int = 1  # MIND-SSC patch radius
+    mind_dilation_vox: int = 2  # MIND-SSC neighbourhood dilation
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    """``dense.matching``: dense matches with a confidence (:mod:`vmgga.matching`).
+
+    The cost volume searches ``grid_spacing_vox * search_radius_steps`` working voxels each way; the
+    learned matcher's search reach is its own knob, ``learned_capture_range_vox``.
+    """
+
+    # auto (learned features -> learned matcher, else cost_volume) | cost_volume | vmgga (the network
+    # run slice-wise as the matcher) | fused (both, by confidence)
     matcher: str = "auto"
-    grid_spacing: int = 4  # cost volume: coarse grid of the discrete search = its step (working voxels)
-    search_radius: int = (
-        3  # cost volume: search window half-width, in coarse steps (grid_spacing voxels each)
-    )
+    grid_spacing_vox: int = 4  # cost volume: coarse grid of the discrete search = its step
+    search_radius_steps: int = 3  # cost volume: search window half-width, in coarse steps
     convex_iterations: int = 6  # coupled convex steps (couplings grow geometrically)
     convex_coupling_first: float = 0.003  # coupling weight of the first convex step (cost per step^2)
     convex_coupling_last: float = 1.0  # coupling weight of the last convex step (cost per step^2)
     inverse_consistent: bool = False  # symmetrise the coarse field with the backward one (+~20% time)
     confidence_temperature: float = 0.1  # softmin temperature, relative to the mean cost contrast
     # learned matcher (vmgga, fused): largest displacement its coarse search considers (working
-    # voxels); 12 = the cost volume's default range (grid_spacing x search_radius), set on its own
+    # voxels); 12 = the cost volume's default range (4 x 3), set on its own
     learned_capture_range_vox: float = 12.0
-    # --- fitting: matches -> start of the instance optimisation (vmgga.field.fitting) -----------
+
+
+@dataclass(frozen=True)
+class FittingConfig:
+    """``dense.fitting``: matches -> start of the instance optimisation (:mod:`vmgga.field.fitting`)."""
+
     # -1 plain block means; >= 0 confidence-weighted block means plus this many box filters on the
     # control grid
-    fit_smoothing_passes: int = 0
-    # --- instance optimisation: Adam on a control-grid velocity (vmgga.field.instance) ----------
-    adam_iterations: int = 40  # steps (0: the fitted matches only, smoothed and integrated)
-    adam_learning_rate: float = 0.5  # Adam step size (control-grid voxels) of the first step
-    adam_final_learning_rate: float = 0.1  # step size of the last step (geometric decay in between)
-    # control grid of the velocity in mm (the knob): register() sets adam_grid_spacing to the nearest
+    smoothing_passes: int = 0
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """``dense.instance``: Adam on a control-grid velocity, regularised, integrated (:mod:`vmgga.field.instance`)."""
+
+    iterations: int = 40  # Adam steps (0: the fitted matches only, smoothed and integrated)
+    learning_rate: float = 0.5  # Adam step size (control-grid voxels) of the first step
+    final_learning_rate: float = 0.1  # step size of the last step (geometric decay in between)
+    # control grid of the velocity in mm (the knob): register() sets grid_spacing_vox to the nearest
     # voxel count at the working spacing (6 mm = 4 voxels at 1.5 mm, 2 at 3 mm). 0: no conversion,
-    # adam_grid_spacing is then the knob (working voxels)
-    adam_grid_spacing_mm: float = 6.0
-    adam_grid_spacing: int = 4  # control grid in working voxels, as the stage receives it (see above)
-    adam_feature_spacing: int = 1  # features block-pooled to this (working voxels) for the similarity
-    adam_sample_fraction: float = 0.07  # share of the foreground similarity voxels compared per step
-    adam_feature_channels: int = 0  # PCA-compress the features to this many channels (0: all)
-    adam_smoothing_passes: int = 3  # box filters (3^3) applied to the control-grid velocity
+    # grid_spacing_vox is then the knob
+    grid_spacing_mm: float = 6.0
+    grid_spacing_vox: int = 4  # control grid in working voxels, as the stage receives it (see above)
+    feature_spacing_vox: int = 1  # features block-pooled to this for the similarity
+    sample_fraction: float = 0.07  # share of the foreground similarity voxels compared per step
+    feature_channels: int = 0  # PCA-compress the features to this many channels (0: all)
+    smoothing_passes: int = 3  # box filters (3^3) applied to the control-grid velocity
     regularisation: str = "diffusion"  # diffusion | bending
     regularisation_weight: float = 3.0  # weight of the smoothness penalty
     integration_steps: int = 3  # scaling-and-squaring steps (0: no integration)
 
 
-#: The named parts of :class:`DenseConfig`: sub-stage -> its fields (each field in exactly one).
-DENSE_PARTS: dict[str, tuple[str, ...]] = {
-    "features": (
-        "features",
-        "matcher_weights",
-        "dinov2_path",
-        "learned_feature_weight",
-        "slice_step",
-        "mind_radius",
-        "mind_dilation",
-    ),
-    "matching": (
-        "matcher",
-        "grid_spacing",
-        "search_radius",
-        "convex_iterations",
-        "convex_coupling_first",
-        "convex_coupling_last",
-        "inverse_consistent",
-        "confidence_temperature",
-        "learned_capture_range_vox",
-    ),
-    "fitting": ("fit_smoothing_passes",),
-    "instance": (
-        "adam_iterations",
-        "adam_learning_rate",
-        "adam_final_learning_rate",
-        "adam_grid_spacing_mm",
-        "adam_grid_spacing",
-        "adam_feature_spacing",
-        "adam_sample_fraction",
-        "adam_feature_channels",
-        "adam_smoothing_passes",
-        "regularisation",
-        "regularisation_weight",
-        "integration_steps",
-    ),
+@dataclass(frozen=True)
+class DenseConfig:
+    """Dense deformable stage: one part per sub-stage, in the order they run.
+
+    Dotted overrides name the part: ``dense.instance.iterations=60``. ``dense.features="vmgga"`` (a
+    text for the whole part) is short for ``dense.features.backend="vmgga"``.
+    """
+
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    fitting: FittingConfig = field(default_factory=FittingConfig)
+    instance: InstanceConfig = field(default_factory=InstanceConfig)
+
+
+#: The flat names of the dense settings before they were split into parts -> their new spelling.
+#: An old name in an override is refused with a :class:`ConfigError` that names the new one.
+RENAMED: dict[str, str] = {
+    "dense.matcher_weights": "dense.features.weights",
+    "dense.dinov2_path": "dense.features.dinov2_path",
+    "dense.learned_feature_weight": "dense.features.learned_weight",
+    "dense.slice_step": "dense.features.slice_step_vox",
+    "dense.mind_radius": "dense.features.mind_radius_vox",
+    "dense.mind_dilation": "dense.features.mind_dilation_vox",
+    "dense.matcher": "dense.matching.matcher",
+    "dense.grid_spacing": "dense.matching.grid_spacing_vox",
+    "dense.search_radius": "dense.matching.search_radius_steps",
+    "dense.convex_iterations": "dense.matching.convex_iterations",
+    "dense.convex_coupling_first": "dense.matching.convex_coupling_first",
+    "dense.convex_coupling_last": "dense.matching.convex_coupling_last",
+    "dense.inverse_consistent": "dense.matching.inverse_consistent",
+    "dense.confidence_temperature": "dense.matching.confidence_temperature",
+    "dense.learned_capture_range_vox": "dense.matching.learned_capture_range_vox",
+    "dense.fit_smoothing_passes": "dense.fitting.smoothing_passes",
+    "dense.adam_iterations": "dense.instance.iterations",
+    "dense.adam_learning_rate": "dense.instance.learning_rate",
+    "dense.adam_final_learning_rate": "dense.instance.final_learning_rate",
+    "dense.adam_grid_spacing_mm": "dense.instance.grid_spacing_mm",
+    "dense.adam_grid_spacing": "dense.instance.grid_spacing_vox",
+    "dense.adam_feature_spacing": "dense.instance.feature_spacing_vox",
+    "dense.adam_sample_fraction": "dense.instance.sample_fraction",
+    "dense.adam_feature_channels": "dense.instance.feature_channels",
+    "dense.adam_smoothing_passes": "dense.instance.smoothing_passes",
+    "dense.regularisation": "dense.instance.regularisation",
+    "dense.regularisation_weight": "dense.instance.regularisation_weight",
+    "dense.integration_steps": "dense.instance.integration_steps",
 }
 
-
-def dense_part(config: DenseConfig, part: str) -> dict[str, Any]:
-    """The fields of one named part of ``config`` (:data:`DENSE_PARTS`), as a dict."""
-    names = DENSE_PARTS[look_up_option(part, tuple(DENSE_PARTS), "dense part")]
-    return {name: getattr(config, name) for name in names}
+#: A part given as one text stands for this field of it (``dense.features="vmgga"``).
+PART_SHORTHANDS: dict[str, str] = {"dense.features": "dense.features.backend"}
 
 
 @dataclass(frozen=True)
@@ -204,30 +228,42 @@ class RegistrationConfig:
 #: Overrides that define each preset, applied on top of the defaults. Each one must change what a
 #: stage receives (tests/test_config.py checks it through register()): no restated defaults.
 PRESETS: dict[str, dict[str, Any]] = {
-    # `fast` matches with the learned VMGGA matcher and the MIND cost volume fused by confidence
+    # `fast` matches with the learned matcher and the MIND cost volume fused by confidence
     # (benchmarks/results/stroke_known_deformation_final.md: 0.528 mm vs 0.541 mm for the cost volume
     # alone, 1.2x its time). `accurate` and `inter_patient` keep the training-free cost volume: there
     # the fused matcher tied (0.384 vs 0.382 mm at 1.3x the time; abdomen Dice -0.002 / +0.002).
     # about 0.5 mm TRE on the stroke T1/T2/FLAIR benchmark; dense stage ~5 s of one CPU core
     # (working spacing: the 1.5 mm default)
     Preset.FAST.value: {
-        "dense.matcher": "fused",
+        "dense.matching.matcher": "fused",
     },
     # about 0.4 mm TRE on the same benchmark; dense stage ~15 s of one CPU core. The control grid
-    # stays 6 mm (adam_grid_spacing_mm), i.e. 6 voxels at 1 mm
+    # stays 6 mm (dense.instance.grid_spacing_mm), i.e. 6 voxels at 1 mm
     Preset.ACCURATE.value: {
         "preprocess.working_spacing_mm": 1.0,
         "preprocess.max_working_voxels": 256**3,
-        "dense.grid_spacing": 6,
-        "dense.learned_capture_range_vox": 18.0,  # = its cost volume's range, 6 x 3 (--matcher vmgga|fused)
-        "dense.adam_iterations": 60,
-        "dense.adam_sample_fraction": 0.05,
+        "dense.matching.grid_spacing_vox": 6,
+        "dense.matching.learned_capture_range_vox": 18.0,  # = its cost volume's range, 6 x 3 (--matcher vmgga|fused)
+        "dense.instance.iterations": 60,
+        "dense.instance.sample_fraction": 0.05,
     },
     # different patients (e.g. the abdominal CT-MR pair): a third of the smoothness penalty; on that
     # pair mean organ Dice 0.49 vs 0.46 with `fast`, but stroke TRE 0.56 vs 0.51 mm (tuned on one pair)
     Preset.INTER_PATIENT.value: {
-        "dense.regularisation_weight": 1.0,
+        "dense.instance.regularisation_weight": 1.0,
     },
+}
+
+#: Every settings dataclass by its dotted path (``""``: the root).
+NODES: dict[str, type] = {
+    "": RegistrationConfig,
+    "preprocess": PreprocessConfig,
+    "affine": AffineConfig,
+    "dense": DenseConfig,
+    "dense.features": FeatureConfig,
+    "dense.matching": MatchingConfig,
+    "dense.fitting": FittingConfig,
+    "dense.instance": InstanceConfig,
 }
 
 
@@ -236,31 +272,81 @@ def make_config(preset: str = "fast", **overrides: Any) -> RegistrationConfig:
 
     Args:
         preset: ``fast``, ``accurate`` or ``inter_patient`` (:class:`Preset`).
-        **overrides: Either dotted keys (``"dense.adam_iterations": 40``), top-level fields
-            (``device="cuda"``) or whole sections as dicts (``dense={"features": "vmgga"}``).
+        **overrides: Either dotted keys (``"dense.instance.iterations": 40``), top-level fields
+            (``device="cuda"``) or whole sections and parts as dicts or dataclasses
+            (``dense={"features": {"backend": "vmgga"}}``, ``dense=DenseConfig(...)``).
 
     Raises:
-        ConfigError: for an unknown preset, section or field.
+        ConfigError: for an unknown preset, section or field, or a renamed field (naming its new
+            spelling, :data:`RENAMED`).
     """
     preset = look_up_option(preset, Preset, "preset")
-    flat = {**PRESETS[preset], **_flatten(overrides)}
-    sections: dict[str, dict[str, Any]] = {"preprocess": {}, "affine": {}, "dense": {}}
-    top: dict[str, Any] = {"preset": preset}
+    flat = {**PRESETS[preset], **flatten_overrides(overrides)}
+    leaves: dict[str, dict[str, Any]] = {path: {} for path in NODES}
     for key, value in flat.items():
-        section, _, name = key.rpartition(".")
-        if section:
-            sections[_check_field(section, name)][name] = value
-        else:
-            _check_field("", name)
-            top[name] = value
-    config = RegistrationConfig(
-        preprocess=PreprocessConfig(**_tuples(sections["preprocess"])),
-        affine=AffineConfig(**_tuples(sections["affine"])),
-        dense=DenseConfig(**sections["dense"]),
-        **top,
-    )
+        parent, name = _check_field(key)
+        leaves[parent][name] = value
+    leaves[""]["preset"] = preset
+    config = _build("", leaves)
     check_options(config)
     return config
+
+
+def config_value(config: Any, dotted: str) -> Any:
+    """``config.dense.instance.iterations`` for ``"dense.instance.iterations"``."""
+    for name in dotted.split("."):
+        config = getattr(config, name)
+    return config
+
+
+def flatten_overrides(overrides: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Overrides in every accepted form -> dotted leaf keys.
+
+    ``{"dense": {"instance": {"iterations": 1}}}`` and ``{"dense.instance": {"iterations": 1}}`` ->
+    ``{"dense.instance.iterations": 1}``; a section or part given as a dataclass sets all its fields;
+    ``dense.features="vmgga"`` -> ``dense.features.backend="vmgga"`` (:data:`PART_SHORTHANDS`).
+    """
+    flat: dict[str, Any] = {}
+    for key, value in overrides.items():
+        dotted = f"{prefix}{key}"
+        if dotted in NODES and dotted and dataclasses.is_dataclass(value):
+            value = dataclasses.asdict(value)
+        if dotted in NODES and dotted and isinstance(value, dict):
+            flat.update(flatten_overrides(value, f"{dotted}."))
+        elif dotted in PART_SHORTHANDS and isinstance(value, str):
+            flat[PART_SHORTHANDS[dotted]] = value
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _check_field(dotted: str) -> tuple[str, str]:
+    """Validate a dotted leaf key; return ``(parent path, field name)`` (``""``: top level)."""
+    if dotted in RENAMED:
+        raise ConfigError(f"{dotted} was renamed: use {RENAMED[dotted]} (see vmgga.config.RENAMED)")
+    parent, _, name = dotted.rpartition(".")
+    if parent not in NODES:
+        sections = [path for path in NODES if path and "." not in path]
+        known = sections if "." not in parent else [path for path in NODES if path.count(".") == 1]
+        raise ConfigError(f"unknown config section {parent!r}; expected one of {known}")
+    names = [f.name for f in dataclasses.fields(NODES[parent])]
+    if dotted in NODES:
+        first = dataclasses.fields(NODES[dotted])[0].name
+        raise ConfigError(f"{dotted} is a group of settings: set its fields, e.g. {dotted}.{first}")
+    if name not in names:
+        where = parent or "RegistrationConfig"
+        raise ConfigError(f"unknown config field {name!r} in {where}; expected one of {names}")
+    return parent, name
+
+
+def _build(path: str, leaves: dict[str, dict[str, Any]]) -> Any:
+    """The dataclass at ``path`` from its leaf values and its child dataclasses, built recursively."""
+    children = {
+        child.rpartition(".")[2]: _build(child, leaves)
+        for child in NODES
+        if child and child.rpartition(".")[0] == path
+    }
+    return NODES[path](**_tuples(leaves[path]), **children)
 
 
 #: String options and their allowed values (``device``: :func:`vmgga.device.check_device_name`).
@@ -269,58 +355,29 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "preprocess.moving_modality": tuple(m.value for m in Modality),
     "affine.initialization": ("moments", "geometry"),
     "affine.transform": ("rigid", "affine"),
-    "dense.features": tuple(f.value for f in FeatureBackend),
-    "dense.matcher": tuple(m.value for m in MatcherName),
-    "dense.regularisation": ("diffusion", "bending"),
+    "dense.features.backend": tuple(f.value for f in FeatureBackend),
+    "dense.matching.matcher": tuple(m.value for m in MatcherName),
+    "dense.instance.regularisation": ("diffusion", "bending"),
 }
 
 
 def check_options(config: RegistrationConfig) -> None:
     """Raise :class:`ConfigError` for a string option outside its allowed values."""
     for dotted, allowed in _OPTIONS.items():
-        section, name = dotted.split(".")
-        look_up_option(getattr(getattr(config, section), name), allowed, dotted)
+        look_up_option(config_value(config, dotted), allowed, dotted)
     check_device_name(config.device)
-    _check_control_grid_knob(config.dense)
+    _check_control_grid_knob(config.dense.instance)
 
 
-def _check_control_grid_knob(dense: DenseConfig) -> None:
+def _check_control_grid_knob(instance: InstanceConfig) -> None:
     """Refuse a control grid given in voxels while the one in mm is in force (it would be overwritten)."""
-    default = DenseConfig.adam_grid_spacing
-    if dense.adam_grid_spacing_mm > 0 and dense.adam_grid_spacing != default:
+    default = InstanceConfig.grid_spacing_vox
+    if instance.grid_spacing_mm > 0 and instance.grid_spacing_vox != default:
         raise ConfigError(
-            f"dense.adam_grid_spacing={dense.adam_grid_spacing} has no effect: register() sets it from "
-            f"dense.adam_grid_spacing_mm={dense.adam_grid_spacing_mm}; set that instead, or set "
-            "dense.adam_grid_spacing_mm=0 to give the control grid in working voxels"
+            f"dense.instance.grid_spacing_vox={instance.grid_spacing_vox} has no effect: register() sets "
+            f"it from dense.instance.grid_spacing_mm={instance.grid_spacing_mm}; set that instead, or set "
+            "dense.instance.grid_spacing_mm=0 to give the control grid in working voxels"
         )
-
-
-_SECTIONS = {"preprocess": PreprocessConfig, "affine": AffineConfig, "dense": DenseConfig}
-
-
-def _flatten(overrides: dict[str, Any]) -> dict[str, Any]:
-    """``{"dense": {"a": 1}}`` -> ``{"dense.a": 1}``; dotted and top-level keys pass through."""
-    flat: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if key in _SECTIONS and isinstance(value, dict):
-            flat.update({f"{key}.{k}": v for k, v in value.items()})
-        elif key in _SECTIONS and dataclasses.is_dataclass(value):
-            flat.update({f"{key}.{k}": v for k, v in dataclasses.asdict(value).items()})
-        else:
-            flat[key] = value
-    return flat
-
-
-def _check_field(section: str, name: str) -> str:
-    """Validate ``section.name``; return the section (``""`` for a top-level field)."""
-    cls = _SECTIONS.get(section, RegistrationConfig if not section else None)
-    if cls is None:
-        raise ConfigError(f"unknown config section {section!r}; expected one of {list(_SECTIONS)}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    if name not in names or (not section and name in _SECTIONS):
-        where = section or "RegistrationConfig"
-        raise ConfigError(f"unknown config field {name!r} in {where}; expected one of {names}")
-    return section
 
 
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 import torch
+import torch.nn.functional as F
 
 #: ``grid_sample``/``affine_grid`` convention, decided once.
 ALIGN_CORNERS = True
@@ -242,6 +243,26 @@ def fine_from_coarse(points_coarse, stride):
 def coarse_from_fine(points_fine, stride):
     """Fine-grid positions -> continuous coarse-cell positions (inverse of :func:`fine_from_coarse`)."""
     return (points_fine - (stride - 1) / 2.0) / stride
+
+
+_LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+def upsample_cells(values: torch.Tensor, stride: int, size: tuple[int, ...]) -> torch.Tensor:
+    """A map on coarse cells at ``stride`` -> the fine grid, cropped to its low-end ``size`` corner.
+
+    ``values`` is ``(B, C, *coarse)`` with 1 to 3 spatial axes (``(B, C, h, w)`` network maps,
+    ``(B, C, d, h, w)`` control grids and cost-volume grids); the result is ``(B, C, *size)``. Values
+    are interpolated linearly between cell centres placed as :func:`fine_from_coarse` says
+    (``align_corners=False`` by an integer factor; constant beyond the outer centres) and are not
+    rescaled: a displacement in coarse units still needs multiplying by ``stride``.
+    """
+    if len(size) != values.ndim - 2 or len(size) not in _LINEAR_MODES:
+        raise ValueError(f"size {size} does not fit a map of shape {tuple(values.shape)} (B, C, 1-3 axes)")
+    fine = values
+    if stride != 1:
+        fine = F.interpolate(values, scale_factor=stride, mode=_LINEAR_MODES[len(size)], align_corners=False)
+    return fine[(..., *(slice(0, n) for n in size))]
 
 
 # --- flat indices -------------------------------------------------------------------------------

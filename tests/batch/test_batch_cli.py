@@ -30,13 +30,13 @@ def test_arguments_and_overrides():
             "--workers",
             "3",
             "--set",
-            "dense.adam_iterations=40",
+            "dense.instance.iterations=40",
             "--set",
             "device=cuda",
         ]
     )
     assert args.workers == 3 and args.scheduler is None and not args.force
-    assert parse_overrides(args.set) == {"dense.adam_iterations": 40, "device": "cuda"}
+    assert parse_overrides(args.set) == {"dense.instance.iterations": 40, "device": "cuda"}
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_overrides(["no-equals-sign"])
 

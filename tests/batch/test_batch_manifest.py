@@ -35,7 +35,7 @@ def test_csv_rows_with_relative_paths_resolve_against_the_manifest_folder(tmp_pa
 
 def test_longitudinal_subject_expands_to_follow_up_cases(tmp_path):
     content = {
-        "config": {"dense.adam_iterations": 5},
+        "config": {"dense.instance.iterations": 5},
         "cases": [{"case_id": "extra", "fixed": "a.nii.gz", "moving": "b.nii.gz"}],
         "subjects": [
             {"subject": "S1", "baseline": "s1/base.nii.gz", "baseline_labels": "s1/base_seg.nii.gz",
@@ -55,7 +55,7 @@ def test_longitudinal_subject_expands_to_follow_up_cases(tmp_path):
     assert by_id["S1_fu1"].chain_from is None and by_id["S1_fu2"].chain_from == "S1_fu1"
     assert by_id["S2_fu2"].chain_from is None  # not chained: registered to the baseline directly
     assert by_id["S1_fu1"].moving_modality == "mr"
-    assert manifest.config_overrides == {"dense.adam_iterations": 5}
+    assert manifest.config_overrides == {"dense.instance.iterations": 5}
 
 
 @pytest.mark.parametrize("case_id", ["../evil", "a/b", ".hidden", "", "x" * 101, "index.html", "a b", "ca$e"])

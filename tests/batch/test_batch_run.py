@@ -31,7 +31,7 @@ from vmgga.frames import array_from_image
 pytestmark = pytest.mark.slow
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-FAST = {"preprocess.working_spacing_mm": 3.0, "dense.adam_iterations": 20, "affine.iterations": 20}
+FAST = {"preprocess.working_spacing_mm": 3.0, "dense.instance.iterations": 20, "affine.iterations": 20}
 #: Follow-ups are the co-registered FLAIR and T2 moved by these shifts (LPS mm, header origin only),
 #: so baseline -> follow-up n is the translation by SHIFTS[n]; fu2 is chained through fu1.
 SHIFTS_MM = {"S1_fu1": (6.0, 0.0, 0.0), "S1_fu2": (6.0, 5.0, 0.0)}
@@ -192,7 +192,7 @@ def test_force_and_changed_outputs_recompute(reference, tmp_path, monkeypatch):
     (out / "S1_fu1" / "confidence.nii.gz").write_bytes(b"")  # damaged output
     skip = {t.case.case_id: t.skip for job in plan_jobs(cases, config, out, force=False) for t in job}
     assert skip == {"abdomen": True, "bad": False, "S1_fu1": False, "S1_fu2": True}
-    other = make_config("fast", **{**FAST, "dense.adam_iterations": 11})
+    other = make_config("fast", **{**FAST, "dense.instance.iterations": 11})
     assert not any(t.skip for job in plan_jobs(cases, other, out, force=False) for t in job)
     monkeypatch.setattr(vmgga.api, "register", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("forced")))
     summary = run_batch(manifest, BatchOptions(out, workers=1, force=True, quiet=True))

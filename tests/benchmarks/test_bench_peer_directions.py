@@ -84,6 +84,21 @@ def test_ants_adapter_recovers_rigid_motion(moved_pair, tmp_path):
 
 
 @pytest.mark.slow
+def test_the_head_benchmark_runs_ants_through_the_same_helper(moved_pair, tmp_path):
+    """ct_mr_head's ANTs (SyN with its own rigid + affine stages) is peers.ants_registration too."""
+    pytest.importorskip("ants")
+    from benchmarks import ct_mr_head
+
+    fixed_path, moving_path, fixed = moved_pair
+    transform, seconds, _ = ct_mr_head.run_ants(fixed_path, moving_path, tmp_path / "head", threads=1)
+    centre = (slice(8, -8),) * 3
+    disp = common.displacement_lps_mm(transform, fixed)[centre]
+    true = common.displacement_lps_mm(_true_motion(fixed), fixed)[centre]
+    assert np.median(np.linalg.norm(disp - true, axis=-1)) < 0.5
+    assert seconds > 0 and (tmp_path / "head" / "ants_Composite.h5").is_file()
+
+
+@pytest.mark.slow
 def test_elastix_adapter_recovers_rigid_motion(moved_pair, tmp_path):
     itk = pytest.importorskip("itk")
     if not hasattr(itk, "ElastixRegistrationMethod"):

@@ -35,7 +35,7 @@ MR_LABELS = ABDOMEN / "mr_labels.nii.gz"
 QUICK_OVERRIDES = {
     "preprocess.working_spacing_mm": 6.0,
     "affine.iterations": 30,
-    "dense.adam_iterations": 10,
+    "dense.instance.iterations": 10,
     "num_threads": 1,
 }
 
@@ -52,7 +52,7 @@ def library_config():
     import vmgga
 
     sections = {k: v for k, v in QUICK_OVERRIDES.items() if "." in k}
-    sections["dense.matcher_weights"] = str(BUNDLE / "models" / "model.pt")
+    sections["dense.features.weights"] = str(BUNDLE / "models" / "model.pt")
     top = {k: v for k, v in QUICK_OVERRIDES.items() if "." not in k}
     return dataclasses.replace(vmgga.make_config("fast", **sections), device="cpu", seed=SEED, **top)
 

@@ -23,10 +23,10 @@ from vmgga.errors import ConfigError, InputError, OutputError
 
 def test_registration_config_equals_make_config_with_the_same_settings():
     config = bundle_config.registration_config(
-        preset="accurate", device="cpu", features="mind", seed=5, overrides={"dense.adam_iterations": 7}
+        preset="accurate", device="cpu", features="mind", seed=5, overrides={"dense.instance.iterations": 7}
     )
     expected = dataclasses.replace(
-        vmgga.make_config("accurate", **{"dense.adam_iterations": 7, "dense.features": "mind"}),
+        vmgga.make_config("accurate", **{"dense.instance.iterations": 7, "dense.features.backend": "mind"}),
         device="cpu",
         seed=5,
     )
@@ -165,10 +165,12 @@ def test_bundle_weights_are_used_only_when_the_network_runs(tmp_path):
     learned = bundle_config.registration_config(
         device="cpu", matcher_weights=weights
     )  # the preset's fused matcher
-    assert (learned.dense.matcher, learned.dense.matcher_weights) == ("fused", weights)
+    assert (learned.dense.matching.matcher, learned.dense.features.weights) == ("fused", weights)
     free = bundle_config.registration_config(device="cpu", matcher="cost_volume", matcher_weights=weights)
-    assert (free.dense.matcher, free.dense.matcher_weights) == ("cost_volume", None)
-    assert free == dataclasses.replace(vmgga.make_config(**{"dense.matcher": "cost_volume"}), device="cpu")
+    assert (free.dense.matching.matcher, free.dense.features.weights) == ("cost_volume", None)
+    assert free == dataclasses.replace(
+        vmgga.make_config(**{"dense.matching.matcher": "cost_volume"}), device="cpu"
+    )
 
 
 def test_existing_output_folder_keeps_its_files_when_the_write_fails(tmp_path, monkeypatch):

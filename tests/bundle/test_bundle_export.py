@@ -9,7 +9,7 @@ import torch
 from bundle_helpers import BUNDLE, INFERENCE, METADATA
 
 from vmgga.models.checkpoint import save_checkpoint
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 
 
 def _checkpoint(tmp_path):
@@ -19,7 +19,7 @@ def _checkpoint(tmp_path):
         return shipped
     torch.manual_seed(0)
     return save_checkpoint(
-        VMGGANet().eval(), tmp_path / "model.pt", {"note": "random weights for the export test"}
+        MatcherNet().eval(), tmp_path / "model.pt", {"note": "random weights for the export test"}
     )
 
 
@@ -37,7 +37,7 @@ def test_ckpt_export_traces_the_matcher(tmp_path):
     extra = {"metadata.json": "", "inference.json": ""}
     traced = torch.jit.load(str(exported), _extra_files=extra)
     assert json.loads(extra["metadata.json"])["version"] == json.loads(METADATA.read_text())["version"]
-    eager = VMGGANet.from_checkpoint(ckpt).eval()
+    eager = MatcherNet.from_checkpoint(ckpt).eval()
     generator = torch.Generator().manual_seed(1)
     for shape in [(1, 2, 64, 64), (2, 2, 48, 80)]:
         pair = torch.rand(shape, generator=generator)

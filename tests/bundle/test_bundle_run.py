@@ -84,7 +84,7 @@ def test_cli_one_pair_dicom_vs_nifti_matches_library(library_outputs, tmp_path):
     assert process.returncode == 0, process.stderr[-3000:]
     _assert_same_outputs(out, library_outputs)
     report = json.loads((out / "report.json").read_text())
-    assert report["config"]["device"] == "cpu" and report["config"]["dense"]["features"] == "mind"
+    assert report["config"]["device"] == "cpu" and report["config"]["dense"]["features"]["backend"] == "mind"
 
 
 def test_datalist_runs_two_pairs(library_outputs, tmp_path):
@@ -164,11 +164,11 @@ def test_features_vmgga_uses_the_bundle_checkpoint(tmp_path):
     from monai.bundle import run
 
     from vmgga.models.checkpoint import save_checkpoint
-    from vmgga.models.network import VMGGANet
+    from vmgga.models.network import MatcherNet
 
     bundle_root = tmp_path / "bundle"
     torch.manual_seed(0)
-    checkpoint = save_checkpoint(VMGGANet().eval(), bundle_root / "models" / "model.pt", {"note": "test"})
+    checkpoint = save_checkpoint(MatcherNet().eval(), bundle_root / "models" / "model.pt", {"note": "test"})
     out = tmp_path / "out"
     run(
         config_file=str(INFERENCE), bundle_root=str(bundle_root), device="cpu", seed=SEED,
@@ -176,6 +176,6 @@ def test_features_vmgga_uses_the_bundle_checkpoint(tmp_path):
         output_dir=str(out),
     )  # fmt: skip
     dense = json.loads((out / "report.json").read_text())["config"]["dense"]
-    assert dense["features"] == "vmgga"
-    assert dense["matcher_weights"] == str(checkpoint)
+    assert dense["features"]["backend"] == "vmgga"
+    assert dense["features"]["weights"] == str(checkpoint)
     assert {p.name for p in out.iterdir()} == OUTPUT_FILES

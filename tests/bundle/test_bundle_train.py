@@ -7,7 +7,7 @@ import torch
 from bundle_helpers import BUNDLE, CONFIGS
 
 from tests.training.conftest import TINY_RUN, make_tiny_data_root
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def test_train_config_trains_and_installs_weights(data_root, tmp_path):
         output_dir=str(tmp_path / "run"), device="cpu", seed=3, train_settings=TINY_RUN,
         model_path=str(model_path),
     )  # fmt: skip
-    model = VMGGANet.from_checkpoint(model_path)
+    model = MatcherNet.from_checkpoint(model_path)
     assert model.config.coarse_dim == 16  # the tiny architecture of train_settings
     assert model.record["seed"] == 3 and model.record["steps_done"] == 2
     assert (tmp_path / "run" / "vmgga_matcher.pt").is_file()

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vmgga.config import DenseConfig
+from vmgga.config import DenseConfig, InstanceConfig, MatchingConfig
 from vmgga.dense.memory import estimate_dense_memory_bytes
 from vmgga.dense.stage import DenseFieldResult, estimate_dense_field, with_physical_control_grid
 from vmgga.errors import ConfigError
@@ -15,7 +15,8 @@ from vmgga.field.warp import warp
 
 SHAPE = (32, 32, 32)
 CONFIG = DenseConfig(
-    grid_spacing=4, search_radius=2, adam_grid_spacing=4, adam_sample_fraction=0.25, adam_iterations=30
+    matching=MatchingConfig(grid_spacing_vox=4, search_radius_steps=2),
+    instance=InstanceConfig(grid_spacing_vox=4, sample_fraction=0.25, iterations=30),
 )
 
 
@@ -82,16 +83,24 @@ def test_rejects_mismatched_grids():
         estimate_dense_field(torch.zeros(1, 1, 16, 16, 16), torch.zeros(1, 1, 16, 16, 17), CONFIG)
     with pytest.raises(ConfigError, match="too small"):
         estimate_dense_field(torch.zeros(1, 1, 4, 16, 16), torch.zeros(1, 1, 4, 16, 16), CONFIG)
-    with pytest.raises(ConfigError, match="multiple of adam_feature_spacing"):
-        estimate_dense_field(_texture(), _texture(), DenseConfig(adam_grid_spacing=3, adam_feature_spacing=2))
+    with pytest.raises(ConfigError, match="multiple of dense.instance.feature_spacing_vox"):
+        estimate_dense_field(
+            _texture(),
+            _texture(),
+            DenseConfig(instance=InstanceConfig(grid_spacing_vox=3, feature_spacing_vox=2)),
+        )
     with pytest.raises(ConfigError, match="step sizes must be > 0"):
-        estimate_dense_field(_texture(), _texture(), DenseConfig(adam_final_learning_rate=0.0))
+        estimate_dense_field(
+            _texture(), _texture(), DenseConfig(instance=InstanceConfig(final_learning_rate=0.0))
+        )
 
 
 def test_memory_estimate_grows_with_the_grid_and_the_window():
     small = estimate_dense_memory_bytes((64, 64, 64), DenseConfig())
     large = estimate_dense_memory_bytes((128, 128, 128), DenseConfig())
-    wider = estimate_dense_memory_bytes((64, 64, 64), DenseConfig(search_radius=5))
+    wider = estimate_dense_memory_bytes(
+        (64, 64, 64), DenseConfig(matching=MatchingConfig(search_radius_steps=5))
+    )
     assert small >= 3 * 12 * 64**3 * 4  # at least the full-resolution features
     assert 7 * small < large < 9 * small and wider > small
 
@@ -99,18 +108,18 @@ def test_memory_estimate_grows_with_the_grid_and_the_window():
 @pytest.mark.parametrize(("spacing_mm", "expected"), [(1.5, 4), (1.0, 6), (3.0, 2), (2.0, 3), (12.0, 1)])
 def test_control_grid_keeps_its_physical_spacing(spacing_mm, expected):
     """6 mm control grid -> the nearest voxel count at the working spacing (at least one voxel)."""
-    config = with_physical_control_grid(DenseConfig(adam_grid_spacing_mm=6.0), spacing_mm)
-    assert config.adam_grid_spacing == expected
+    config = with_physical_control_grid(DenseConfig(instance=InstanceConfig(grid_spacing_mm=6.0)), spacing_mm)
+    assert config.instance.grid_spacing_vox == expected
 
 
 def test_control_grid_counts_are_multiples_of_the_feature_spacing():
-    config = DenseConfig(adam_grid_spacing_mm=6.0, adam_feature_spacing=2)
-    assert with_physical_control_grid(config, 1.0).adam_grid_spacing == 6
-    assert with_physical_control_grid(config, 3.0).adam_grid_spacing == 2  # 2 voxels, not 0
+    config = DenseConfig(instance=InstanceConfig(grid_spacing_mm=6.0, feature_spacing_vox=2))
+    assert with_physical_control_grid(config, 1.0).instance.grid_spacing_vox == 6
+    assert with_physical_control_grid(config, 3.0).instance.grid_spacing_vox == 2  # 2 voxels, not 0
 
 
 def test_control_grid_in_voxels_when_no_mm_spacing_is_given():
-    config = DenseConfig(adam_grid_spacing=5, adam_grid_spacing_mm=0.0)
+    config = DenseConfig(instance=InstanceConfig(grid_spacing_vox=5, grid_spacing_mm=0.0))
     assert with_physical_control_grid(config, 3.0) is config
 
 
@@ -119,7 +128,7 @@ def test_zero_adam_iterations_return_the_fitted_matches():
     from vmgga.dense.stage import refine_field
     from vmgga.matching.base import DenseMatch
 
-    config = DenseConfig(adam_iterations=0, adam_grid_spacing=4)
+    config = DenseConfig(instance=InstanceConfig(iterations=0, grid_spacing_vox=4))
     shift = torch.tensor([1.5, -0.75, 2.0]).view(1, 3, 1, 1, 1)
     match = DenseMatch(
         disp_ijk=shift.expand(1, 3, 10, 12, 14).clone(), confidence=torch.rand(1, 1, 10, 12, 14)
@@ -133,13 +142,13 @@ def test_memory_estimate_counts_the_learned_matcher_and_its_attention():
     """The fused matcher adds at least its 13 full-resolution floats per voxel, and the attention
     term makes it grow faster than the volume when slices get wider."""
     shape = (64, 64, 64)
-    plain = estimate_dense_memory_bytes(shape, DenseConfig(matcher="cost_volume"))
-    fused = estimate_dense_memory_bytes(shape, DenseConfig(matcher="fused"))
+    plain = estimate_dense_memory_bytes(shape, DenseConfig(matching=MatchingConfig(matcher="cost_volume")))
+    fused = estimate_dense_memory_bytes(shape, DenseConfig(matching=MatchingConfig(matcher="fused")))
     assert fused - plain >= 13 * 64**3 * 4
     thin, wide = (64, 64, 64), (16, 128, 128)  # same voxel count, 4x larger slices
     extra = [
-        estimate_dense_memory_bytes(s, DenseConfig(matcher="fused"))
-        - estimate_dense_memory_bytes(s, DenseConfig(matcher="cost_volume"))
+        estimate_dense_memory_bytes(s, DenseConfig(matching=MatchingConfig(matcher="fused")))
+        - estimate_dense_memory_bytes(s, DenseConfig(matching=MatchingConfig(matcher="cost_volume")))
         for s in (thin, wide)
     ]
     assert extra[1] > extra[0]

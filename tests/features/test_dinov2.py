@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vmgga.config import DenseConfig
+from vmgga.config import DenseConfig, FeatureConfig
 from vmgga.errors import ConfigError, InputError
 from vmgga.features.dinov2 import Dinov2FeatureExtractor, random_projection
 from vmgga.models.checkpoint import FROZEN_PREFIX, save_checkpoint
 from vmgga.models.config import MatcherConfig
 from vmgga.models.dinov2 import dinov2_patch_features, load_dinov2
 from vmgga.models.matcher2d import Matcher2D
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 from vmgga.models.slicewise import SlicewiseConfig
 
 
@@ -50,7 +50,7 @@ def test_loading_errors(tmp_path):
 
 def test_dinov2_backend_network_checkpoint_leaves_the_backbone_out(dinov2_dir, tmp_path):
     torch.manual_seed(0)
-    model = VMGGANet(
+    model = MatcherNet(
         MatcherConfig(backend="dinov2", dinov2_path=str(dinov2_dir), dinov2_input_scale=1.0)
     ).eval()
     pair = torch.rand(1, 2, 32, 40)
@@ -62,7 +62,7 @@ def test_dinov2_backend_network_checkpoint_leaves_the_backbone_out(dinov2_dir, t
     assert not any(k.startswith(FROZEN_PREFIX) for k in stored) and any(
         k.startswith("encoder.") for k in stored
     )
-    rebuilt = VMGGANet.from_checkpoint(path, dinov2_path=str(dinov2_dir))
+    rebuilt = MatcherNet.from_checkpoint(path, dinov2_path=str(dinov2_dir))
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(pair), out, rtol=0, atol=0)
 
@@ -71,7 +71,7 @@ def test_training_free_dinov2_matcher_and_3d_extractor(dinov2_dir):
     matcher = Matcher2D("dinov2", dinov2_path=dinov2_dir)
     result = matcher(torch.rand(1, 1, 32, 40), torch.rand(1, 1, 32, 40))
     assert result.flow_px.shape == (1, 2, 32, 40) and result.confidence.shape == (1, 1, 32, 40)
-    extractor = Dinov2FeatureExtractor(DenseConfig(features="dinov2", dinov2_path=str(dinov2_dir)),
+    extractor = Dinov2FeatureExtractor(DenseConfig(features=FeatureConfig(backend="dinov2", dinov2_path=str(dinov2_dir))),
                                        slicewise=SlicewiseConfig(slice_step=2))  # fmt: skip
     assert extractor.name == "dinov2"
     features = extractor.extract(torch.rand(1, 1, 9, 16, 20))

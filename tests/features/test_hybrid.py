@@ -5,21 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vmgga.config import DenseConfig, make_config
+from vmgga.config import DenseConfig, FeatureConfig, make_config
 from vmgga.errors import ConfigError
 from vmgga.features.base import get_feature_extractor
 from vmgga.features.hybrid import HybridFeatureExtractor, weighted_concat
+from vmgga.features.learned import LearnedFeatureExtractor
 from vmgga.features.mind import MindSscExtractor
-from vmgga.features.vmgga_encoder import VmggaFeatureExtractor
 from vmgga.models.config import MatcherConfig
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 from vmgga.models.slicewise import SlicewiseConfig
 
 
-def _learned(config: DenseConfig) -> VmggaFeatureExtractor:
+def _learned(config: DenseConfig) -> LearnedFeatureExtractor:
     torch.manual_seed(0)
-    model = VMGGANet(MatcherConfig(fine_dim=8)).eval()
-    return VmggaFeatureExtractor(config, model=model, slicewise=SlicewiseConfig(axes=(0,), slice_step=1))
+    model = MatcherNet(MatcherConfig(fine_dim=8)).eval()
+    return LearnedFeatureExtractor(config, model=model, slicewise=SlicewiseConfig(axes=(0,), slice_step=1))
 
 
 def test_squared_distance_is_mind_plus_weighted_learned():
@@ -38,7 +38,7 @@ def test_squared_distance_is_mind_plus_weighted_learned():
 
 
 def test_extractor_stacks_mind_then_learned_channels():
-    config = DenseConfig(features="mind+vmgga", learned_feature_weight=0.25)
+    config = DenseConfig(features=FeatureConfig(backend="mind+vmgga", learned_weight=0.25))
     volume = torch.rand(1, 1, 10, 12, 14)
     learned = _learned(config)
     features = HybridFeatureExtractor(config, learned=learned).extract(volume)
@@ -48,14 +48,14 @@ def test_extractor_stacks_mind_then_learned_channels():
 
 
 def test_zero_weight_is_the_mind_path():
-    config = DenseConfig(features="mind+vmgga", learned_feature_weight=0.0)
+    config = DenseConfig(features=FeatureConfig(backend="mind+vmgga", learned_weight=0.0))
     volume = torch.rand(1, 1, 9, 9, 9)
     features = HybridFeatureExtractor(config, learned=_learned(config)).extract(volume)
     assert float(features[:, 12:].abs().max()) == 0.0
 
 
 def test_backend_is_registered_and_validates_its_weight():
-    config = make_config(**{"dense.features": "mind+vmgga"})
+    config = make_config(**{"dense.features.backend": "mind+vmgga"})
     assert isinstance(get_feature_extractor(config.dense), HybridFeatureExtractor)  # shipped weights
-    with pytest.raises(ConfigError, match="learned_feature_weight"):
+    with pytest.raises(ConfigError, match="dense.features.learned_weight"):
         weighted_concat(torch.zeros(1, 12, 2, 2, 2), torch.zeros(1, 8, 2, 2, 2), -1.0)

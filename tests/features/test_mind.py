@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vmgga.config import DenseConfig
+from vmgga.config import DenseConfig, FeatureConfig
 from vmgga.errors import ConfigError
 from vmgga.features.base import FeatureExtractor, get_feature_extractor, load_backend
 from vmgga.features.mind import MindSscExtractor, mind_ssc, ssc_offset_pairs
@@ -59,13 +59,15 @@ def test_invalid_settings_are_named():
 
 
 def test_factory_returns_mind_and_names_missing_backends():
-    extractor = get_feature_extractor(DenseConfig(features="mind", mind_radius=2, mind_dilation=3))
+    extractor = get_feature_extractor(
+        DenseConfig(features=FeatureConfig(backend="mind", mind_radius_vox=2, mind_dilation_vox=3))
+    )
     assert isinstance(extractor, MindSscExtractor) and isinstance(extractor, FeatureExtractor)
     assert (extractor.radius, extractor.dilation, extractor.name) == (2, 3, "mind")
     with pytest.raises(ConfigError, match="not available"):
         load_backend("vmgga.features.no_such_module", "Nothing", "vmgga")
-    with pytest.raises(ConfigError, match="dense.features='sift' is not allowed"):
-        get_feature_extractor(DenseConfig(features="sift"))
+    with pytest.raises(ConfigError, match="dense.features.backend='sift' is not allowed"):
+        get_feature_extractor(DenseConfig(features=FeatureConfig(backend="sift")))
 
 
 def test_extract_matches_the_function():

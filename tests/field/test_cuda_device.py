@@ -27,7 +27,7 @@ def _pair() -> tuple[torch.Tensor, torch.Tensor]:
 @CUDA
 def test_dense_stage_on_cuda_matches_cpu():
     fixed, moving = _pair()
-    config = make_config("fast", **{"dense.matcher": "cost_volume"}).dense
+    config = make_config("fast", **{"dense.matching.matcher": "cost_volume"}).dense
     on_gpu = estimate_dense_field(fixed, moving, config, device="cuda")
     on_cpu = estimate_dense_field(fixed, moving, config, device="cpu")
     assert on_gpu.disp_ijk.device.type == "cuda"

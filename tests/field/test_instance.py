@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vmgga.config import DenseConfig
+from vmgga.config import DenseConfig, InstanceConfig
 from vmgga.errors import ConfigError
 from vmgga.field.instance import (
     foreground_indices,
@@ -67,7 +67,9 @@ def test_adam_recovers_a_known_translation():
     fixed = blob(shape, (7.0, 8.0, 8.0))
     moving = blob(shape, (8.5, 8.0, 7.0))  # true displacement (1.5, 0, -1) voxels
     config = DenseConfig(
-        adam_iterations=80, adam_sample_fraction=1.0, adam_learning_rate=0.2, regularisation_weight=0.01
+        instance=InstanceConfig(
+            iterations=80, sample_fraction=1.0, learning_rate=0.2, regularisation_weight=0.01
+        )
     )
     grid = make_similarity_grid(fixed, moving, foreground_indices(fixed), ratio=1)
     disp = optimise_instance(grid, torch.zeros(1, 3, *shape), config)
@@ -78,4 +80,6 @@ def test_adam_recovers_a_known_translation():
 def test_step_sizes_must_be_positive():
     grid = make_similarity_grid(torch.ones(1, 1, 4, 4, 4), torch.ones(1, 1, 4, 4, 4), torch.arange(64), 1)
     with pytest.raises(ConfigError, match="Adam step sizes must be > 0"):
-        optimise_instance(grid, torch.zeros(1, 3, 4, 4, 4), DenseConfig(adam_final_learning_rate=0.0))
+        optimise_instance(
+            grid, torch.zeros(1, 3, 4, 4, 4), DenseConfig(instance=InstanceConfig(final_learning_rate=0.0))
+        )

@@ -3,13 +3,11 @@ size or with a singular matrix refused, a short MetaImage data file named."""
 
 from __future__ import annotations
 
-import gzip
-from pathlib import Path
-
 import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from nifti_bytes import header_for, raw_nifti
 
 from vmgga.errors import GeometryError, InputError
 from vmgga.io import read_image
@@ -19,21 +17,6 @@ from vmgga.io.stored_data import available_bytes, stored_data_of
 
 def noise(shape_kji=(12, 11, 10)) -> np.ndarray:
     return np.random.default_rng(1).uniform(0, 100, shape_kji).astype(np.float32)
-
-
-def raw_nifti(path: Path, header: nib.Nifti1Header, array: np.ndarray) -> Path:
-    """The header bytes as given (nibabel's save would repair a zero pixdim), then the voxels."""
-    data = header.binaryblock + b"\0" * 4 + array.tobytes()
-    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
-    return path
-
-
-def header_for(array: np.ndarray) -> nib.Nifti1Header:
-    header = nib.Nifti1Header()
-    header.set_data_shape(array.shape)
-    header.set_data_dtype(array.dtype)
-    header["vox_offset"] = 352  # the voxels follow the 348-byte header and 4 extension bytes
-    return header
 
 
 @pytest.mark.parametrize("name", ["pixdim0.nii", "pixdim0.nii.gz"])

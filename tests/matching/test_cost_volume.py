@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vmgga.config import DenseConfig
+from vmgga.config import DenseConfig, FeatureConfig, MatchingConfig
 from vmgga.errors import ConfigError
 from vmgga.features.mind import mind_ssc
 from vmgga.matching.base import DenseMatch, Matcher
@@ -36,7 +36,7 @@ def test_cost_volume_is_zero_at_the_true_shift():
 
 
 def test_matcher_recovers_a_constant_shift_exactly():
-    config = DenseConfig(grid_spacing=4, search_radius=2)
+    config = DenseConfig(matching=MatchingConfig(grid_spacing_vox=4, search_radius_steps=2))
     shift_ijk = (4, -8, 4)  # whole grid steps
     big, n, o = _texture((64, 64, 64)), 48, 8
     fixed = big[..., o : o + n, o : o + n, o : o + n]  # fixed(x) = big(x + o)
@@ -53,9 +53,9 @@ def test_matcher_recovers_a_constant_shift_exactly():
 def test_confidence_is_higher_on_texture_than_on_a_flat_region():
     fixed = _texture()
     fixed[..., 16:] = 0.5  # flat half
-    match = CostVolumeMatcher(DenseConfig(grid_spacing=4, search_radius=2)).match(
-        fixed, fixed, mind_ssc(fixed), mind_ssc(fixed)
-    )
+    match = CostVolumeMatcher(
+        DenseConfig(matching=MatchingConfig(grid_spacing_vox=4, search_radius_steps=2))
+    ).match(fixed, fixed, mind_ssc(fixed), mind_ssc(fixed))
     textured, flat = match.confidence[..., 2:10].mean(), match.confidence[..., 24:].mean()
     assert 0 <= match.confidence.min() and match.confidence.max() <= 1
     assert textured > 0.5 and flat < 0.05
@@ -64,9 +64,16 @@ def test_confidence_is_higher_on_texture_than_on_a_flat_region():
 def test_factory():
     assert isinstance(get_matcher(DenseConfig()), CostVolumeMatcher)
     assert isinstance(get_matcher(DenseConfig()), Matcher)
-    assert resolve_matcher_name(DenseConfig(features="vmgga")) == "vmgga"
-    assert resolve_matcher_name(DenseConfig(features="vmgga", matcher="cost_volume")) == "cost_volume"
-    with pytest.raises(ConfigError, match="dense.matcher='sgm' is not allowed"):
-        get_matcher(DenseConfig(matcher="sgm"))
-    with pytest.raises(ConfigError, match="search_radius"):
-        CostVolumeMatcher(DenseConfig(search_radius=0))
+    assert resolve_matcher_name(DenseConfig(features=FeatureConfig(backend="vmgga"))) == "vmgga"
+    assert (
+        resolve_matcher_name(
+            DenseConfig(
+                features=FeatureConfig(backend="vmgga"), matching=MatchingConfig(matcher="cost_volume")
+            )
+        )
+        == "cost_volume"
+    )
+    with pytest.raises(ConfigError, match="dense.matching.matcher='sgm' is not allowed"):
+        get_matcher(DenseConfig(matching=MatchingConfig(matcher="sgm")))
+    with pytest.raises(ConfigError, match="search_radius_steps"):
+        CostVolumeMatcher(DenseConfig(matching=MatchingConfig(search_radius_steps=0)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vmgga.config import DenseConfig
+from vmgga.config import DenseConfig, MatchingConfig
 from vmgga.errors import ConfigError
 from vmgga.matching.base import DenseMatch
 from vmgga.matching.fused import FusedMatcher, fuse_matches
@@ -41,6 +41,8 @@ def test_confidence_scale_does_not_matter():
 
 
 def test_fused_matcher_is_selectable_and_checks_shapes():
-    assert isinstance(get_matcher(DenseConfig(matcher="fused")), FusedMatcher)  # shipped weights
+    assert isinstance(
+        get_matcher(DenseConfig(matching=MatchingConfig(matcher="fused"))), FusedMatcher
+    )  # shipped weights
     with pytest.raises(ConfigError):
         fuse_matches([_match(0.0, torch.ones(1, 1, 2, 2, 2)), _match(0.0, torch.ones(1, 1, 2, 2, 3))])

@@ -14,7 +14,7 @@ from vmgga.matching.sparse import (
     sample_descriptors,
 )
 from vmgga.models.config import MatcherConfig
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 
 
 def _blobs(size: int = 160) -> torch.Tensor:
@@ -55,7 +55,7 @@ def test_dense_from_constant_matches_is_constant_and_unsure_far_away():
 
 def test_keypoints_are_found_and_shifted_image_matches_the_shift():
     torch.manual_seed(0)
-    model = VMGGANet(MatcherConfig(matching="sparse")).eval()
+    model = MatcherNet(MatcherConfig(matching="sparse")).eval()
     big = _blobs()
     image0, image1 = big[..., 32:128, 32:128], big[..., 16:112, 24:120]  # shift (x, y) = (8, 16)
     assert len(detect_keypoints(image0[0, 0])) > 10

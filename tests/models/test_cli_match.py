@@ -13,7 +13,7 @@ import torch
 from vmgga.cli.main import main
 from vmgga.models import checkpoint
 from vmgga.models.config import MatcherConfig
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 
 
 def _texture(size=(96, 112), seed=0) -> np.ndarray:
@@ -57,7 +57,9 @@ def test_match_nifti_with_weights_writes_a_vector_flow_on_image0_grid(tmp_path):
     sitk.WriteImage(image, str(tmp_path / "a.nii.gz"))
     sitk.WriteImage(image, str(tmp_path / "b.nii.gz"))
     torch.manual_seed(0)
-    weights = checkpoint.save_checkpoint(VMGGANet(MatcherConfig()), tmp_path / "w.pt", {"note": "untrained"})
+    weights = checkpoint.save_checkpoint(
+        MatcherNet(MatcherConfig()), tmp_path / "w.pt", {"note": "untrained"}
+    )
     out = tmp_path / "out"
     args = [
         "match",

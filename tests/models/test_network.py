@@ -1,4 +1,4 @@
-"""VMGGANet: shapes, frames (flow channels x, y), shift recovery, tracing, checkpoints."""
+"""MatcherNet: shapes, frames (flow channels x, y), shift recovery, tracing, checkpoints."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from vmgga.errors import ConfigError, InputError
 from vmgga.models import head
 from vmgga.models.checkpoint import save_checkpoint
 from vmgga.models.config import MatcherConfig, matcher_config_from_dict
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 
 
 def _noise(size: int = 160, seed: int = 0) -> torch.Tensor:
@@ -28,9 +28,9 @@ def _shifted_pair(shift_xy: tuple[int, int], size: int = 96) -> tuple[torch.Tens
 
 
 @pytest.fixture(scope="module")
-def net() -> VMGGANet:
+def net() -> MatcherNet:
     torch.manual_seed(0)
-    return VMGGANet(MatcherConfig()).eval()
+    return MatcherNet(MatcherConfig()).eval()
 
 
 def test_match_shapes_and_ranges_on_odd_sizes(net):
@@ -52,7 +52,7 @@ def test_match_shapes_and_ranges_on_odd_sizes(net):
 def test_untrained_network_recovers_integer_shift(shift_xy):
     """Identical content shifted by whole coarse cells: random features still match exactly."""
     torch.manual_seed(0)
-    sharp = VMGGANet(MatcherConfig(fine_temperature=1e-3)).eval()
+    sharp = MatcherNet(MatcherConfig(fine_temperature=1e-3)).eval()
     image0, image1 = _shifted_pair(shift_xy)
     with torch.no_grad():
         result = sharp.match(image0, image1)
@@ -95,7 +95,7 @@ def test_head_recovers_shift_exactly_from_distinct_descriptors(shift_xy):
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_forward_pair_traces_and_matches_eager():
     torch.manual_seed(0)
-    net = VMGGANet(
+    net = MatcherNet(
         MatcherConfig(encoder_channels=(8, 16, 16), coarse_dim=16, fine_dim=8, fine_window=3)
     ).eval()
     pair = torch.rand(1, 2, 48, 40)
@@ -113,9 +113,9 @@ def test_forward_pair_traces_and_matches_eager():
 def test_checkpoint_round_trip_rebuilds_identical_model(tmp_path):
     config = MatcherConfig(encoder_channels=(8, 16, 24), coarse_dim=32, fine_dim=16, use_gating=False)
     torch.manual_seed(3)
-    model = VMGGANet(config).eval()
+    model = MatcherNet(config).eval()
     path = save_checkpoint(model, tmp_path / "m.pt", record={"seed": 3, "steps": 0})
-    loaded = VMGGANet.from_checkpoint(path)
+    loaded = MatcherNet.from_checkpoint(path)
     assert loaded.config == config and loaded.record == {"seed": 3, "steps": 0}
     pair = torch.rand(1, 2, 32, 32)
     with torch.no_grad():
@@ -124,10 +124,10 @@ def test_checkpoint_round_trip_rebuilds_identical_model(tmp_path):
 
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(InputError, match="do not exist"):
-        VMGGANet.from_checkpoint(tmp_path / "missing.pt")
+        MatcherNet.from_checkpoint(tmp_path / "missing.pt")
     torch.save({"weights": 1}, tmp_path / "bad.pt")
     with pytest.raises(InputError, match="not a VMGGA matcher checkpoint"):
-        VMGGANet.from_checkpoint(tmp_path / "bad.pt")
+        MatcherNet.from_checkpoint(tmp_path / "bad.pt")
 
 
 def test_config_validation_and_dict_round_trip():
@@ -154,7 +154,7 @@ def test_config_validation_and_dict_round_trip():
 )
 def test_ablation_switches_build_and_match(switches):
     torch.manual_seed(0)
-    model = VMGGANet(MatcherConfig(**switches)).eval()
+    model = MatcherNet(MatcherConfig(**switches)).eval()
     with torch.no_grad():
         result = model.match(torch.rand(1, 1, 40, 40), torch.rand(1, 1, 40, 40))
     assert result.flow_px.shape == (1, 2, 40, 40)
@@ -169,7 +169,7 @@ def test_bad_image_shape_is_an_input_error(net):
 
 def test_patch_mind_encoding_builds_and_old_checkpoints_keep_pooled(tmp_path):
     torch.manual_seed(0)
-    patch = VMGGANet(MatcherConfig(mind_encoding="patch")).eval()
+    patch = MatcherNet(MatcherConfig(mind_encoding="patch")).eval()
     assert patch.coarse_mind_gate.mind_proj.in_channels == 4 * 16  # 4x4 sub-cells of 4 MIND channels
     assert (
         patch.fine_mind_gate.mind_proj.in_channels == 4 * 4

@@ -62,7 +62,7 @@ def make_result(fixed_path: Path, moving_path: Path, amplitude_mm: float = 6.0) 
             "jacobian": {"negative_fraction": 0.0, "sd_log_j": 0.01},
             "confidence": {"mean": float(array_from_image(confidence).mean())},
             "timings_s": {"total": 1.5},
-            "config": {"preset": "fast", "dense": {"features": "mind"}, "seed": 0},
+            "config": {"preset": "fast", "dense": {"features": {"backend": "mind"}}, "seed": 0},
         },
     )
 

@@ -43,7 +43,7 @@ def test_qc_page_is_self_contained_with_every_section(stroke_result, tmp_path):
 def test_key_numbers_come_from_the_report_and_the_jacobian(stroke_result):
     rows = dict(key_numbers(stroke_result.report, stroke_result))
     assert rows["jacobian.sd_log_j"] == "0.01"
-    assert rows["config.dense.features"] == "mind"
+    assert rows["config.dense.features.backend"] == "mind"
     det = array_from_image(stroke_result.jacobian_determinant)
     folding = int(np.count_nonzero(det <= 0))
     assert rows["folding voxels (det J <= 0, working grid)"].startswith(f"{folding} of {det.size}")

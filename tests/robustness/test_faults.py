@@ -27,7 +27,7 @@ FINAL_OUTPUTS = ("transform.h5", "warped.nii.gz", "confidence.nii.gz", "report.j
 
 def quick_config(**overrides):
     """A coarse, short registration (seconds) for fault tests; not for accuracy."""
-    return make_config(**{"preprocess.working_spacing_mm": 4.0, "dense.adam_iterations": 10}, **overrides)
+    return make_config(**{"preprocess.working_spacing_mm": 4.0, "dense.instance.iterations": 10}, **overrides)
 
 
 def flat_parameters(transform: sitk.Transform) -> list[np.ndarray]:
@@ -196,7 +196,7 @@ def test_memory_cap_coarsens_the_working_grid():
     from vmgga.api import register
     from vmgga.dense.memory import estimate_dense_memory_bytes
 
-    config = make_config(max_memory_gb=0.02, **{"dense.adam_iterations": 2})
+    config = make_config(max_memory_gb=0.02, **{"dense.instance.iterations": 2})
     result = register(FIXED, MOVING, config, progress=False)
     grid = result.report["working_grid"]
     assert grid["spacing_mm"][0] > config.preprocess.working_spacing_mm

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 CASES = ("c1", "c2")
 #: A quick registration (seconds per case on tiny images); not for accuracy.
-QUICK = {"preprocess.working_spacing_mm": 4.0, "dense.adam_iterations": 10, "affine.iterations": 20}
+QUICK = {"preprocess.working_spacing_mm": 4.0, "dense.instance.iterations": 10, "affine.iterations": 20}
 
 
 @pytest.fixture(scope="module")

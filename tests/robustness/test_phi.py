@@ -27,7 +27,7 @@ def test_report_has_patient_identifiers_only_with_include_phi(identifiers, inclu
     from vmgga.api import register
 
     config = make_config(
-        **{"preprocess.working_spacing_mm": 6.0, "dense.adam_iterations": 2, "affine.enabled": False}
+        **{"preprocess.working_spacing_mm": 6.0, "dense.instance.iterations": 2, "affine.enabled": False}
     )
     result = register(CT_DICOM_DIR, CT_DICOM_DIR, config, progress=False, include_phi=include_phi)
     text = json.dumps(result.report)

@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from nifti_bytes import header_for, raw_nifti
 
 REPO = Path(__file__).resolve().parents[2]
 STROKE = REPO / "tests" / "data" / "stroke"
@@ -33,22 +33,8 @@ def identity_transform(folder: Path) -> Path:
     return path
 
 
-def raw_nifti(path: Path, header: nib.Nifti1Header, array: np.ndarray) -> Path:
-    """Header bytes exactly as given (nibabel's save would repair them), then the voxels."""
-    path.write_bytes(header.binaryblock + b"\0" * 4 + array.tobytes())
-    return path
-
-
 def noise(shape=(20, 20, 20)) -> np.ndarray:
     return np.random.default_rng(0).uniform(0, 100, shape).astype(np.float32)
-
-
-def header_for(array: np.ndarray) -> nib.Nifti1Header:
-    header = nib.Nifti1Header()
-    header.set_data_shape(array.shape)
-    header.set_data_dtype(array.dtype)
-    header["vox_offset"] = 352  # the voxels follow the 348-byte header and 4 extension bytes
-    return header
 
 
 # --- crafted bad inputs: each returns (the image argument of apply, the transform argument) ------

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from stroke_pair import STROKE_DIR, stroke_pair_present
 
 from vmgga.frames import (
     Geometry,
@@ -37,7 +38,6 @@ slicer = pytest.importorskip("slicer", reason="needs the slicer-core package")
 vtk = pytest.importorskip("vtk", reason="needs VTK (a dependency of slicer-core)")
 
 REPO_DIR = Path(__file__).resolve().parents[2]
-STROKE_DIR = REPO_DIR / "tests" / "data" / "stroke"
 
 #: Grid of the synthetic displacement field: oblique and anisotropic, like a working grid may be.
 FIELD_GEOMETRY = Geometry(
@@ -209,17 +209,8 @@ def test_initial_transform_written_by_slicer_is_fixed_to_moving(tmp_path):
 # --- the real core ------------------------------------------------------------------------------
 
 
-def _core_available() -> bool:
-    try:
-        import vmgga.cli.register  # noqa: F401
-        import vmgga.export.itk_transform  # noqa: F401
-    except ImportError:
-        return False
-    return (STROKE_DIR / "T2.nii.gz").is_file() and (STROKE_DIR / "T1.nii.gz").is_file()
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _core_available(), reason="vmgga register or the stroke test data is missing")
+@pytest.mark.skipif(not stroke_pair_present(), reason="the stroke test data is missing")
 def test_real_core_transform_reads_into_slicer_with_the_same_mapping(tmp_path):
     """``vmgga register`` run exactly as the module runs it, then its transform.h5 loaded as Slicer does."""
     sys.path.insert(0, str(REPO_DIR / "VMGGARegistration"))

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from stroke_pair import STROKE_DIR, stroke_pair_present
 
 from vmgga.frames import lps_from_ras, ras_from_lps
 
@@ -37,7 +38,6 @@ numpy_support = pytest.importorskip("vtk.util.numpy_support")
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO_DIR / "VMGGARegistration"
-STROKE_DIR = REPO_DIR / "tests" / "data" / "stroke"
 
 #: Stand-in for ``vmgga register``: real output files, behaviour chosen by $FAKE_CORE_MODE.
 FAKE_CORE = r"""
@@ -451,16 +451,8 @@ def _grid_transform_file(folder: Path) -> Path:
 # --- the real core, through the Logic -----------------------------------------------------------------
 
 
-def _core_available() -> bool:
-    try:
-        import vmgga.cli.register  # noqa: F401
-    except ImportError:
-        return False
-    return (STROKE_DIR / "T2.nii.gz").is_file() and (STROKE_DIR / "T1.nii.gz").is_file()
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _core_available(), reason="vmgga register or the stroke test data is missing")
+@pytest.mark.skipif(not stroke_pair_present(), reason="the stroke test data is missing")
 def test_logic_with_the_real_core_recovers_a_known_motion(module):
     """As the module's Slicer self-test, on the stroke T2 (fixed) and a moved copy of T1 (moving)."""
     scene, vmgga_module = module.scene, module.module

@@ -67,12 +67,12 @@ def test_nonmonotone_lookup_keeps_background_dark_and_can_swap_tissue_order():
 
 def test_a_finetuning_step_runs_on_a_real_scan_pair():
     from vmgga.models.config import matcher_config_from_dict
-    from vmgga.models.network import VMGGANet
+    from vmgga.models.network import MatcherNet
 
     config = _config(finetune_real_fraction=1.0, real_nonmonotone_probability=1.0)
     sampler = stage_samplers(config, _sources())["finetune"]
     batch = sampler.batch([0, 1])
-    model = VMGGANet(matcher_config_from_dict(dict(TINY_MATCHER)))
+    model = MatcherNet(matcher_config_from_dict(dict(TINY_MATCHER)))
     output = finetune_step(model, batch, config, torch.Generator().manual_seed(0))
     assert torch.isfinite(output.loss)
     assert set(output.parts) >= {"match", "fine", "confidence"}

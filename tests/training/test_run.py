@@ -10,7 +10,7 @@ import yaml
 
 from tests.training.conftest import TINY_RUN
 from vmgga.cli.main import main
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 
 
 @pytest.mark.slow
@@ -21,7 +21,7 @@ def test_cli_train_writes_weights_with_record_and_curves(data_root, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--config", str(path), "--output", str(out), "--quiet", "--seed", "3"]) == 0
 
-    model = VMGGANet.from_checkpoint(out / "vmgga_matcher.pt")
+    model = MatcherNet.from_checkpoint(out / "vmgga_matcher.pt")
     record = model.record
     assert record["seed"] == 3 and record["steps_done"] == 3
     assert record["split"] == {"train_label_maps": [1, 2], "heldout_label_maps": [3]}

@@ -8,7 +8,7 @@ import torch
 from tests.training.conftest import TINY_MATCHER
 from vmgga.errors import ConfigError
 from vmgga.models.config import matcher_config_from_dict
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 from vmgga.training.config import TrainConfig, load_train_config
 from vmgga.training.data import stage_samplers
 from vmgga.training.mining import HardExampleBuffer
@@ -41,7 +41,7 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(label_sources):
     config = _tiny_config()
     batch = stage_samplers(config, label_sources)["finetune"].batch([1, 2])
     torch.manual_seed(0)
-    model = VMGGANet(matcher_config_from_dict(TINY_MATCHER))
+    model = MatcherNet(matcher_config_from_dict(TINY_MATCHER))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     values = []
     for _ in range(12):
@@ -98,7 +98,7 @@ def test_init_weights_start_from_a_checkpoint(label_sources, tmp_path):
     from vmgga.models.checkpoint import save_checkpoint
 
     torch.manual_seed(5)
-    source = VMGGANet(matcher_config_from_dict(TINY_MATCHER))
+    source = MatcherNet(matcher_config_from_dict(TINY_MATCHER))
     path = save_checkpoint(source, tmp_path / "start.pt", {"note": "test"})
     config = _tiny_config(init_weights=str(path), seed=1)
     trainer = Trainer(config, stage_samplers(config, label_sources))

@@ -43,15 +43,15 @@ def registration_config(
             network (learned matcher or features); None keeps the package's weights.
         seed: Random seed; None keeps the default.
         matcher: ``fused`` (the presets'), ``vmgga`` or ``cost_volume`` (training-free); None keeps the preset's.
-        overrides: More :func:`vmgga.make_config` overrides, dotted (``{"dense.adam_iterations": 20}``)
+        overrides: More :func:`vmgga.make_config` overrides, dotted (``{"dense.instance.iterations": 20}``)
             or nested (``{"dense": {...}}``).
     """
     values: dict[str, Any] = dict(overrides or {})
     values["device"] = resolve_device(device)
     if features is not None:
-        values["dense.features"] = features
+        values["dense.features.backend"] = features
     if matcher is not None:
-        values["dense.matcher"] = matcher
+        values["dense.matching.matcher"] = matcher
     if seed is not None:
         values["seed"] = int(seed)
     top = {k: v for k, v in values.items() if "." not in k and not isinstance(v, dict)}
@@ -61,9 +61,8 @@ def registration_config(
     from vmgga.matching.registry import needs_matcher_network
 
     if matcher_weights is not None and needs_matcher_network(config.dense):
-        config = dataclasses.replace(
-            config, dense=dataclasses.replace(config.dense, matcher_weights=str(matcher_weights))
-        )
+        features = dataclasses.replace(config.dense.features, weights=str(matcher_weights))
+        config = dataclasses.replace(config, dense=dataclasses.replace(config.dense, features=features))
     return dataclasses.replace(config, **top)
 
 

@@ -20,7 +20,7 @@ def bundle_checkpoint(bundle_root: str | os.PathLike) -> str | None:
 
 
 def load_network(checkpoint: str | os.PathLike | None = None, config: dict[str, Any] | None = None):
-    """The bundle's ``network_def``: a :class:`~vmgga.models.network.VMGGANet`.
+    """The bundle's ``network_def``: a :class:`~vmgga.models.network.MatcherNet`.
 
     Args:
         checkpoint: A matcher checkpoint (it rebuilds its own config and weights); None builds an
@@ -28,11 +28,11 @@ def load_network(checkpoint: str | os.PathLike | None = None, config: dict[str, 
         config: :class:`~vmgga.models.config.MatcherConfig` fields, used when ``checkpoint`` is None.
     """
     from vmgga.models.config import matcher_config_from_dict
-    from vmgga.models.network import VMGGANet
+    from vmgga.models.network import MatcherNet
 
     if checkpoint is not None:
-        return VMGGANet.from_checkpoint(checkpoint)
-    return VMGGANet(matcher_config_from_dict(dict(config or {})))
+        return MatcherNet.from_checkpoint(checkpoint)
+    return MatcherNet(matcher_config_from_dict(dict(config or {})))
 
 
 def train_matcher(

@@ -22,7 +22,7 @@ EPILOG = """\
 manifest (CSV columns or JSON keys): case_id, fixed, moving, and optionally fixed_modality,
 moving_modality (auto|ct|mr), fixed_labels, moving_labels (label maps: warped, scored with Dice).
 JSON may also hold "subjects" (longitudinal: baseline + followups, "chain": true to register each
-follow-up to its predecessor and compose) and "config" (overrides, e.g. {"dense.adam_iterations": 40}).
+follow-up to its predecessor and compose) and "config" (overrides, e.g. {"dense.instance.iterations": 40}).
 Relative paths are relative to the manifest's folder.
 
 outputs: OUT/<case_id>/ as written by 'vmgga register' plus warped_labels.nii.gz, qc.html and
@@ -53,12 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="recompute cases that are already complete")
     parser.add_argument("--preset", default="fast", choices=[p.value for p in Preset])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                        help="config override, e.g. --set dense.adam_iterations=40 (repeatable)")  # fmt: skip
+                        help="config override, e.g. --set dense.instance.iterations=40 (repeatable)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """``["dense.adam_iterations=40", "device=\"cuda\""]`` -> overrides (values parsed as JSON, else text)."""
+    """``["dense.instance.iterations=40", "device=\"cuda\""]`` -> overrides (values parsed as JSON, else text)."""
     from vmgga.errors import ConfigError
 
     overrides = {}

@@ -30,7 +30,6 @@ USER_ERRNOS = frozenset(
 )
 #: Image suffixes that ``vmgga apply -o`` can write (SimpleITK picks the format from the suffix).
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # single-file formats: renamed atomically
-_DISK_FULL_SIGNS = ("no space left", "nwad", "disk full", "enospc", "file too large", "quota")
 
 
 def os_error_message(error: OSError) -> str:
@@ -113,8 +112,9 @@ def _why_not_writable(folder: Path) -> str:
 
 def library_write_failure(error: Exception, library_text: str, output: Path) -> OutputError:
     """One line for a writer that failed inside a C++ library (ITK, HDF5), e.g. on a full disk."""
-    text = f"{error}\n{library_text}".lower()
-    if any(sign in text for sign in _DISK_FULL_SIGNS) or _almost_full(output):
+    from vmgga.io.verify import mentions_full_disk
+
+    if mentions_full_disk(f"{error}\n{library_text}") or _almost_full(output):
         reason = "the disk is full (no space left on the device)"
     else:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]

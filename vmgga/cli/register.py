@@ -35,7 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=[m.value for m in MatcherName],
         help="dense matcher: cost_volume (training-free), vmgga (learned), fused (both); default: the preset's",
     )
-    parser.add_argument("--weights", default=None, help="VMGGA matcher checkpoint (matcher/features vmgga)")
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="matcher network checkpoint (--matcher vmgga/fused, --features vmgga/mind+vmgga); default: shipped",
+    )
     parser.add_argument("--dinov2-path", default=None, help="local DINOv2 model folder (features=dinov2)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument(
@@ -84,10 +88,10 @@ def config_from_args(args: argparse.Namespace):
         "max_memory_gb": args.max_memory,
     }
     optional = {
-        "dense.features": args.features,
-        "dense.matcher": args.matcher,
-        "dense.matcher_weights": args.weights,
-        "dense.dinov2_path": args.dinov2_path,
+        "dense.features.backend": args.features,
+        "dense.matching.matcher": args.matcher,
+        "dense.features.weights": args.weights,
+        "dense.features.dinov2_path": args.dinov2_path,
     }
     overrides.update({k: v for k, v in optional.items() if v is not None})
     return make_config(args.preset, **overrides)
@@ -160,7 +164,7 @@ def _require_extras(config) -> None:
     """A backend whose extra is not installed fails here, before any file is read or written."""
     from vmgga.extras import require_extra
 
-    if config.dense.features == FeatureBackend.DINOV2.value:
+    if config.dense.features.backend == FeatureBackend.DINOV2.value:
         require_extra("dinov2", feature="--features dinov2")
 
 

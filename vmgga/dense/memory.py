@@ -38,17 +38,19 @@ def estimate_dense_memory_bytes(shape_dhw: tuple[int, int, int], config: DenseCo
     their softmin, the Adam stage's pooled features, sampled voxels and control-grid copies, and
     the full-resolution outputs.
     """
-    channels = _FEATURE_CHANNELS.get(config.features, 64)
+    channels = _FEATURE_CHANNELS.get(config.features.backend, 64)
     full = math.prod(shape_dhw)
     features = 3 * channels * full
-    candidates = (2 * config.search_radius + 1) ** 3
-    coarse = _voxels(shape_dhw, config.grid_spacing)
-    cost = (3 + (2 if config.inverse_consistent else 0)) * candidates * coarse
-    similarity = _voxels(shape_dhw, config.adam_feature_spacing)
-    samples = int(config.adam_sample_fraction * similarity)
+    candidates = (2 * config.matching.search_radius_steps + 1) ** 3
+    coarse = _voxels(shape_dhw, config.matching.grid_spacing_vox)
+    cost = (3 + (2 if config.matching.inverse_consistent else 0)) * candidates * coarse
+    similarity = _voxels(shape_dhw, config.instance.feature_spacing_vox)
+    samples = int(config.instance.sample_fraction * similarity)
     adam = 2 * channels * similarity + samples * (_PER_SAMPLE_PER_CHANNEL * channels + _PER_SAMPLE_FIXED)
-    control_copies = _CONTROL_COPIES_BASE + 2 * config.integration_steps + 2 * config.adam_smoothing_passes
-    adam += 3 * control_copies * _voxels(shape_dhw, config.adam_grid_spacing)
+    control_copies = (
+        _CONTROL_COPIES_BASE + 2 * config.instance.integration_steps + 2 * config.instance.smoothing_passes
+    )
+    adam += 3 * control_copies * _voxels(shape_dhw, config.instance.grid_spacing_vox)
     outputs = 8 * full
     matcher = _learned_matcher_floats(shape_dhw) if runs_learned_matcher(config) else 0
     return int((features + cost + adam + outputs + matcher) * _FLOAT_BYTES)

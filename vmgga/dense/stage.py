@@ -63,19 +63,19 @@ def _check_inputs(fixed_work: torch.Tensor, moving_work: torch.Tensor) -> None:
 
 
 def with_physical_control_grid(config: DenseConfig, spacing_mm: float) -> DenseConfig:
-    """``config`` with ``adam_grid_spacing`` set from ``adam_grid_spacing_mm`` at ``spacing_mm``.
+    """``config`` with ``instance.grid_spacing_vox`` set from ``instance.grid_spacing_mm`` at ``spacing_mm``.
 
-    The count is the nearest multiple of ``adam_feature_spacing`` (at least one), so the control
-    grid keeps its physical size when the working grid is coarser than the preset's (3 mm inputs).
-    ``adam_grid_spacing_mm <= 0`` returns ``config`` unchanged.
+    The count is the nearest multiple of ``instance.feature_spacing_vox`` (at least one), so the
+    control grid keeps its physical size when the working grid is coarser than the preset's (3 mm
+    inputs). ``instance.grid_spacing_mm <= 0`` returns ``config`` unchanged.
     """
-    if config.adam_grid_spacing_mm <= 0:
+    if config.instance.grid_spacing_mm <= 0:
         return config
     if spacing_mm <= 0:
         raise ConfigError(f"spacing_mm must be positive; got {spacing_mm}")
-    step = config.adam_feature_spacing
-    voxels = step * max(1, round(config.adam_grid_spacing_mm / (spacing_mm * step)))
-    return dataclasses.replace(config, adam_grid_spacing=voxels)
+    step = config.instance.feature_spacing_vox
+    voxels = step * max(1, round(config.instance.grid_spacing_mm / (spacing_mm * step)))
+    return dataclasses.replace(config, instance=dataclasses.replace(config.instance, grid_spacing_vox=voxels))
 
 
 def similarity_grid(
@@ -83,14 +83,14 @@ def similarity_grid(
 ) -> SimilarityGrid:
     """Features pooled (and optionally PCA-compressed) for the Adam stage, with their foreground.
 
-    All volumes are first padded to a multiple of ``adam_grid_spacing``.
+    All volumes are first padded to a multiple of ``instance.grid_spacing_vox``.
     """
-    spacing = config.adam_feature_spacing
-    padded = resize.padded_shape(tuple(fixed_feat.shape[2:]), config.adam_grid_spacing)
+    spacing = config.instance.feature_spacing_vox
+    padded = resize.padded_shape(tuple(fixed_feat.shape[2:]), config.instance.grid_spacing_vox)
     fixed, moving = (resize.pool(resize.pad_to(f, padded), spacing) for f in (fixed_feat, moving_feat))
-    fixed, moving = compress_pair(fixed, moving, config.adam_feature_channels)
+    fixed, moving = compress_pair(fixed, moving, config.instance.feature_channels)
     foreground = foreground_indices(resize.pool(resize.pad_to(fixed_work, padded), spacing))
-    return make_similarity_grid(fixed, moving, foreground, config.adam_grid_spacing // spacing)
+    return make_similarity_grid(fixed, moving, foreground, config.instance.grid_spacing_vox // spacing)
 
 
 def refine_field(
@@ -103,7 +103,7 @@ def refine_field(
 ) -> torch.Tensor:
     """Fit ``match`` on the control grid, then refine it by Adam; ``(1, 3, D, H, W)`` in working voxels."""
     disp_control = refine_control_field(fixed_work, fixed_feat, moving_feat, match, config, progress)
-    return working_from_control(disp_control, config.adam_grid_spacing, tuple(fixed_feat.shape[2:]))
+    return working_from_control(disp_control, config.instance.grid_spacing_vox, tuple(fixed_feat.shape[2:]))
 
 
 def working_from_control(
@@ -123,23 +123,26 @@ def refine_control_field(
 ) -> torch.Tensor:
     """Fit ``match`` on the control grid, then refine it by Adam; ``(1, 3, d, h, w)`` in control voxels.
 
-    ``adam_iterations == 0`` returns the fitted field itself (smoothed and integrated like the
+    ``instance.iterations == 0`` returns the fitted field itself (smoothed and integrated like the
     optimised one), which shows what the matcher alone achieves.
     """
-    if config.adam_feature_spacing < 1 or config.adam_grid_spacing % config.adam_feature_spacing:
+    if (
+        config.instance.feature_spacing_vox < 1
+        or config.instance.grid_spacing_vox % config.instance.feature_spacing_vox
+    ):
         raise ConfigError(
-            f"adam_grid_spacing ({config.adam_grid_spacing}) must be a multiple of "
-            f"adam_feature_spacing ({config.adam_feature_spacing})"
+            f"dense.instance.grid_spacing_vox ({config.instance.grid_spacing_vox}) must be a multiple of "
+            f"dense.instance.feature_spacing_vox ({config.instance.feature_spacing_vox})"
         )
-    spacing = config.adam_grid_spacing
+    spacing = config.instance.grid_spacing_vox
     shape = tuple(fixed_feat.shape[2:])
     padded = resize.padded_shape(shape, spacing)
-    if config.fit_smoothing_passes < 0:
+    if config.fitting.smoothing_passes < 0:
         init = resize.downsample_disp(resize.pad_to(match.disp_ijk, padded), spacing)
     else:
         disp, confidence = (resize.pad_to(v, padded) for v in (match.disp_ijk, match.confidence))
-        init = fit_control_field(disp, confidence, spacing, config.fit_smoothing_passes)
-    if config.adam_iterations == 0:  # the fitted field itself: smoothed and integrated, not optimised
+        init = fit_control_field(disp, confidence, spacing, config.fitting.smoothing_passes)
+    if config.instance.iterations == 0:  # the fitted field itself: smoothed and integrated, not optimised
         disp_control = field_from_velocity(init, config)[1]
     else:
         grid = similarity_grid(fixed_work, fixed_feat, moving_feat, config)
@@ -174,7 +177,7 @@ def estimate_dense_field(
     fixed_work = fixed_work.to(device, torch.float32)
     moving_work = moving_work.to(device, torch.float32)
 
-    report(_STAGE, 0.0, f"{config.features} features")
+    report(_STAGE, 0.0, f"{config.features.backend} features")
     extractor = get_feature_extractor(config, device)
     fixed_feat, moving_feat = extractor.extract(fixed_work), extractor.extract(moving_work)
     timings["features"] = time.perf_counter() - start
@@ -186,7 +189,9 @@ def estimate_dense_field(
     report(_STAGE, 0.3, "instance optimisation")
     step = lambda fraction: report(_STAGE, 0.3 + 0.7 * fraction, "instance optimisation")  # noqa: E731
     disp_control = refine_control_field(fixed_work, fixed_feat, moving_feat, match, config, step).detach()
-    disp_ijk = working_from_control(disp_control, config.adam_grid_spacing, tuple(fixed_work.shape[2:]))
+    disp_ijk = working_from_control(
+        disp_control, config.instance.grid_spacing_vox, tuple(fixed_work.shape[2:])
+    )
     timings["instance"] = time.perf_counter() - start - timings["features"] - timings["matching"]
     timings["total"] = time.perf_counter() - start
     report(_STAGE, 1.0, f"dense field in {timings['total']:.1f} s")
@@ -195,5 +200,5 @@ def estimate_dense_field(
         confidence=match.confidence,
         timings_s=timings,
         disp_control_ijk=disp_control,
-        control_spacing=config.adam_grid_spacing,
+        control_spacing=config.instance.grid_spacing_vox,
     )

@@ -24,23 +24,25 @@ class FeatureExtractor(Protocol):
 
 #: Backends written in other modules, loaded only when asked for: name -> (module, class).
 _LAZY_BACKENDS = {
-    FeatureBackend.VMGGA.value: ("vmgga.features.vmgga_encoder", "VmggaFeatureExtractor"),
+    FeatureBackend.LEARNED.value: ("vmgga.features.learned", "LearnedFeatureExtractor"),
     FeatureBackend.DINOV2.value: ("vmgga.features.dinov2", "Dinov2FeatureExtractor"),
     FeatureBackend.HYBRID.value: ("vmgga.features.hybrid", "HybridFeatureExtractor"),
 }
 
 
 def get_feature_extractor(config: DenseConfig, device: str | torch.device = "cpu") -> FeatureExtractor:
-    """The extractor named by ``config.features`` (``mind``, ``vmgga``, ``dinov2`` or ``mind+vmgga``).
+    """The extractor named by ``config.features.backend`` (``mind``, ``vmgga``, ``dinov2`` or ``mind+vmgga``).
 
     Raises:
         ConfigError: for an unknown name or a backend whose module is not available.
     """
-    name = look_up_option(config.features, FeatureBackend, "dense.features")
+    name = look_up_option(config.features.backend, FeatureBackend, "dense.features.backend")
     if name == FeatureBackend.MIND.value:
         from vmgga.features.mind import MindSscExtractor
 
-        return MindSscExtractor(radius=config.mind_radius, dilation=config.mind_dilation, device=device)
+        return MindSscExtractor(
+            radius=config.features.mind_radius_vox, dilation=config.features.mind_dilation_vox, device=device
+        )
     return load_backend(*_LAZY_BACKENDS[name], name)(config, device)
 
 

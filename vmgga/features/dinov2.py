@@ -35,11 +35,11 @@ class Dinov2FeatureExtractor:
 
     def __init__(self, config, device: str | torch.device = "cpu", slicewise=None) -> None:
         self.device = torch.device(device)
-        self.model = load_dinov2(config.dinov2_path, self.device)
+        self.model = load_dinov2(config.features.dinov2_path, self.device)
         self.scale = 14.0 / 8.0  # patch grid ~ 8 working voxels
         hidden = int(self.model.config.hidden_size)
         self.projection = random_projection(hidden, min(DINOV2_FEATURE_CHANNELS, hidden)).to(self.device)
-        self.slicewise = slicewise or SlicewiseConfig(slice_step=config.slice_step)
+        self.slicewise = slicewise or SlicewiseConfig(slice_step=config.features.slice_step_vox)
 
     def _slice_features(self, slices: Tensor) -> Tensor:
         """``(N, 1, r, c)`` -> ``(N, channels, r, c)``."""

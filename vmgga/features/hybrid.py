@@ -1,7 +1,7 @@
-"""MIND-SSC and the learned VMGGA features together: ``mind+vmgga``.
+"""MIND-SSC and the learned features together: ``mind+vmgga``.
 
 The two descriptors are concatenated along channels, the learned ones scaled by
-``sqrt(learned_feature_weight)``, so that the squared feature distance the dense stage minimises is
+``sqrt(dense.features.learned_weight)``, so that the squared feature distance the dense stage minimises is
 
     |f_mind(x) - m_mind(y)|^2 + w * |f_vmgga(x) - m_vmgga(y)|^2.
 
@@ -24,7 +24,7 @@ from vmgga.features.mind import MindSscExtractor
 def weighted_concat(mind: Tensor, learned: Tensor, weight: float) -> Tensor:
     """``(1, Cm, D, H, W)`` and ``(1, Cl, D, H, W)`` -> ``(1, Cm + Cl, D, H, W)``, learned x sqrt(weight)."""
     if weight < 0:
-        raise ConfigError(f"dense.learned_feature_weight must be >= 0; got {weight}")
+        raise ConfigError(f"dense.features.learned_weight must be >= 0; got {weight}")
     if mind.shape[2:] != learned.shape[2:]:
         raise ConfigError(
             f"MIND {tuple(mind.shape)} and learned {tuple(learned.shape)} features differ in size"
@@ -38,11 +38,13 @@ class HybridFeatureExtractor:
     name = "mind+vmgga"
 
     def __init__(self, config: DenseConfig, device: str | torch.device = "cpu", learned=None) -> None:
-        from vmgga.features.vmgga_encoder import VmggaFeatureExtractor
+        from vmgga.features.learned import LearnedFeatureExtractor
 
-        self.weight = float(config.learned_feature_weight)
-        self.mind = MindSscExtractor(radius=config.mind_radius, dilation=config.mind_dilation, device=device)
-        self.learned = learned or VmggaFeatureExtractor(config, device)
+        self.weight = float(config.features.learned_weight)
+        self.mind = MindSscExtractor(
+            radius=config.features.mind_radius_vox, dilation=config.features.mind_dilation_vox, device=device
+        )
+        self.learned = learned or LearnedFeatureExtractor(config, device)
 
     def extract(self, volume: Tensor) -> Tensor:
         """``(1, 1, D, H, W)`` in ~[0, 1] -> ``(1, 12 + C, D, H, W)`` (see module docstring)."""

@@ -1,6 +1,6 @@
 """Cubic B-spline representation of the dense field, as ITK's ``BSplineTransform`` reads it.
 
-The dense stage ends with a displacement on its control grid (``adam_grid_spacing`` working voxels),
+The dense stage ends with a displacement on its control grid (``dense.instance.grid_spacing_vox`` working voxels),
 upsampled trilinearly to the working grid. We write it as a cubic B-spline on that control grid:
 every reader (SimpleITK, ANTs, Slicer) evaluates the same cubic B-spline, so they agree exactly, and
 the file holds one vector per control point instead of one per working voxel. ``register()`` uses

@@ -1,10 +1,11 @@
 """Adam instance optimisation of a smooth, diffeomorphic field on a control grid.
 
-The optimised variable is a stationary velocity on a coarse control grid (``adam_grid_spacing``
-working voxels). Each step smooths it with box filters (an approximate B-spline), integrates it by
-scaling and squaring, and compares the fixed features with the moving features sampled through the
-field at a subset (``adam_sample_fraction``: every n-th from a random offset) of the foreground voxels of the similarity grid
-(features block-pooled by ``adam_feature_spacing``), plus a diffusion or bending penalty of the
+The optimised variable is a stationary velocity on a coarse control grid
+(``dense.instance.grid_spacing_vox`` working voxels). Each step smooths it with box filters (an
+approximate B-spline), integrates it by scaling and squaring, and compares the fixed features with
+the moving features sampled through the field at a subset (``dense.instance.sample_fraction``: every
+n-th from a random offset) of the foreground voxels of the similarity grid (features block-pooled by
+``dense.instance.feature_spacing_vox``), plus a diffusion or bending penalty of the
 smoothed velocity.
 """
 
@@ -85,8 +86,8 @@ def _subset(count: int, fraction: float, generator: torch.Generator) -> slice:
 
 def field_from_velocity(velocity_ijk: torch.Tensor, config: DenseConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Control-grid velocity ``(1, 3, d, h, w)`` -> (smoothed velocity, integrated displacement)."""
-    smooth = box_smooth(velocity_ijk, passes=config.adam_smoothing_passes)
-    return smooth, integrate_velocity(smooth, config.integration_steps)
+    smooth = box_smooth(velocity_ijk, passes=config.instance.smoothing_passes)
+    return smooth, integrate_velocity(smooth, config.instance.integration_steps)
 
 
 def _decay_per_step(first: float, last: float, iterations: int) -> float:
@@ -145,13 +146,13 @@ def optimise_instance(
         grid: features on the similarity grid and the foreground to compare.
         init_disp_ijk: ``(1, 3, d, h, w)`` initial displacement in control-grid voxels (used as the
             initial velocity: for smooth fields ``exp(v) ~ id + v``).
-        config: uses ``adam_*``, ``regularisation*`` and ``integration_steps``.
+        config: uses its ``instance`` part (:class:`~vmgga.config.InstanceConfig`).
         progress: optional callback with the fraction of iterations done.
 
     Returns:
         ``(1, 3, d, h, w)`` displacement of the integrated field, control-grid voxels, no gradient.
     """
-    velocity = optimise_velocity(grid, init_disp_ijk, config, config.adam_iterations, progress)
+    velocity = optimise_velocity(grid, init_disp_ijk, config, config.instance.iterations, progress)
     with torch.no_grad():
         return field_from_velocity(velocity, config)[1]
 
@@ -165,21 +166,21 @@ def optimise_velocity(
 ) -> torch.Tensor:
     """``iterations`` Adam steps on the ``(1, 3, d, h, w)`` control-grid velocity (control voxels).
 
-    The step size decays geometrically from ``adam_learning_rate`` to ``adam_final_learning_rate``
+    The step size decays geometrically from ``instance.learning_rate`` to ``instance.final_learning_rate``
     over these steps. Returns the velocity (no gradient); :func:`field_from_velocity` integrates it.
     """
     velocity = init_velocity_ijk.detach().clone().requires_grad_(True)
     state = _AdamState.zeros_like(velocity)
     generator = torch.Generator().manual_seed(_SEED)
-    decay = _decay_per_step(config.adam_learning_rate, config.adam_final_learning_rate, iterations)
+    decay = _decay_per_step(config.instance.learning_rate, config.instance.final_learning_rate, iterations)
     for iteration in range(iterations):
-        subset = _subset(grid.points_ijk.shape[0], config.adam_sample_fraction, generator)
+        subset = _subset(grid.points_ijk.shape[0], config.instance.sample_fraction, generator)
         velocity.grad = None
         smooth, disp_control = field_from_velocity(velocity, config)
         similarity = similarity_loss(disp_control, grid, subset)
-        penalty = regularisation_energy(smooth, config.regularisation)
-        (similarity + config.regularisation_weight * penalty).backward()
-        state.step(velocity, config.adam_learning_rate * decay**iteration)
+        penalty = regularisation_energy(smooth, config.instance.regularisation)
+        (similarity + config.instance.regularisation_weight * penalty).backward()
+        state.step(velocity, config.instance.learning_rate * decay**iteration)
         if progress is not None:
             progress((iteration + 1) / iterations)
     return velocity.detach()

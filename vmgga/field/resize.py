@@ -14,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from vmgga.frames import upsample_cells
+
 
 def padded_shape(shape_dhw: tuple[int, int, int], multiple: int) -> tuple[int, int, int]:
     """Smallest ``(D, H, W)`` >= ``shape_dhw`` whose sides are multiples of ``multiple``."""
@@ -44,8 +46,7 @@ def upsample_disp(disp_coarse_ijk: torch.Tensor, factor: int) -> torch.Tensor:
     """Coarse displacement ``(B, 3, d, h, w)`` (coarse voxels) -> ``(B, 3, sd, sh, sw)`` (fine voxels)."""
     if factor == 1:
         return disp_coarse_ijk
-    fine = F.interpolate(disp_coarse_ijk, scale_factor=factor, mode="trilinear", align_corners=False)
-    return fine * factor
+    return upsample_scalar(disp_coarse_ijk, factor) * factor
 
 
 def downsample_disp(disp_ijk: torch.Tensor, factor: int) -> torch.Tensor:
@@ -54,10 +55,11 @@ def downsample_disp(disp_ijk: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 def upsample_scalar(volume_coarse: torch.Tensor, factor: int) -> torch.Tensor:
-    """Trilinear block-centre upsampling of a ``(B, C, d, h, w)`` scalar volume by ``factor``."""
+    """Trilinear block-centre upsampling of a ``(B, C, d, h, w)`` scalar volume by ``factor``
+    (:func:`vmgga.frames.upsample_cells` onto the whole fine grid)."""
     if factor == 1:
         return volume_coarse
-    return F.interpolate(volume_coarse, scale_factor=factor, mode="trilinear", align_corners=False)
+    return upsample_cells(volume_coarse, factor, tuple(factor * n for n in volume_coarse.shape[2:]))
 
 
 def box_smooth(volume: torch.Tensor, passes: int, radius: int = 1) -> torch.Tensor:

@@ -58,10 +58,10 @@ class CostVolumeMatcher:
     """:class:`~vmgga.matching.base.Matcher`: discrete search on a coarse grid + coupled convex steps."""
 
     def __init__(self, config: DenseConfig, device: str | torch.device = "cpu"):
-        if config.grid_spacing < 1 or config.search_radius < 1:
+        if config.matching.grid_spacing_vox < 1 or config.matching.search_radius_steps < 1:
             raise ConfigError(
-                f"grid_spacing and search_radius must be >= 1; got {config.grid_spacing}, "
-                f"{config.search_radius}"
+                f"dense.matching.grid_spacing_vox and search_radius_steps must be >= 1; got {config.matching.grid_spacing_vox}, "
+                f"{config.matching.search_radius_steps}"
             )
         self.config = config
         self.device = torch.device(device)
@@ -75,7 +75,7 @@ class CostVolumeMatcher:
         moving_feat: torch.Tensor,
     ) -> DenseMatch:
         """Features ``(1, C, D, H, W)`` -> :class:`DenseMatch` at full working resolution."""
-        spacing = self.config.grid_spacing
+        spacing = self.config.matching.grid_spacing_vox
         shape = tuple(fixed_feat.shape[2:])
         padded = resize.padded_shape(shape, spacing)
         fixed_coarse = resize.pool(resize.pad_to(fixed_feat.to(self.device), padded), spacing)
@@ -88,15 +88,17 @@ class CostVolumeMatcher:
     def _coarse_field(self, fixed_coarse: torch.Tensor, moving_coarse: torch.Tensor) -> tuple:
         """Coarse features -> (field ``(1, 3, d, h, w)`` in coarse voxels, confidence ``(1, 1, d, h, w)``)."""
         config = self.config
-        steps = displacement_steps(config.search_radius).to(self.device)
+        steps = displacement_steps(config.matching.search_radius_steps).to(self.device)
         couplings = coupling_schedule(
-            config.convex_coupling_first, config.convex_coupling_last, config.convex_iterations
+            config.matching.convex_coupling_first,
+            config.matching.convex_coupling_last,
+            config.matching.convex_iterations,
         )
-        cost = ssd_cost_volume(fixed_coarse, moving_coarse, config.search_radius)
+        cost = ssd_cost_volume(fixed_coarse, moving_coarse, config.matching.search_radius_steps)
         forward = coupled_convex(cost, steps, couplings)
-        confidence = softmin_confidence(cost, config.confidence_temperature)
-        if config.inverse_consistent:
-            cost = ssd_cost_volume(moving_coarse, fixed_coarse, config.search_radius)
+        confidence = softmin_confidence(cost, config.matching.confidence_temperature)
+        if config.matching.inverse_consistent:
+            cost = ssd_cost_volume(moving_coarse, fixed_coarse, config.matching.search_radius_steps)
             backward = coupled_convex(cost, steps, couplings)
             forward = make_inverse_consistent(forward, backward)
         return forward, confidence

@@ -1,4 +1,4 @@
-"""Two matchers, one field: the learned VMGGA matcher and the MIND cost volume, fused by confidence.
+"""Two matchers, one field: the learned matcher and the MIND cost volume, fused by confidence.
 
 The two confidences are on different scales (a calibrated match probability against a softmin
 contrast), so each is first divided by its own mean over the volume; the fused displacement is the
@@ -32,16 +32,16 @@ def fuse_matches(matches: list[DenseMatch]) -> DenseMatch:
 
 
 class FusedMatcher:
-    """:class:`Matcher` running the cost volume and the VMGGA matcher and fusing their fields."""
+    """:class:`Matcher` running the cost volume and the matcher network and fusing their fields."""
 
     def __init__(
         self, config: DenseConfig, device: str | torch.device = "cpu", matchers: list[Matcher] | None = None
     ) -> None:
         if matchers is None:
             from vmgga.matching.cost_volume import CostVolumeMatcher
-            from vmgga.matching.vmgga_matcher import VmggaMatcher
+            from vmgga.matching.learned import LearnedMatcher
 
-            matchers = [CostVolumeMatcher(config, device), VmggaMatcher(config, device)]
+            matchers = [CostVolumeMatcher(config, device), LearnedMatcher(config, device)]
         self.matchers = matchers
 
     def match(

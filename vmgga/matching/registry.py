@@ -15,38 +15,38 @@ from vmgga.matching.base import Matcher
 
 #: Matcher name -> (module, class), imported only when asked for.
 _MATCHERS = {
-    "cost_volume": ("vmgga.matching.cost_volume", "CostVolumeMatcher"),
-    "vmgga": ("vmgga.matching.vmgga_matcher", "VmggaMatcher"),
-    "fused": ("vmgga.matching.fused", "FusedMatcher"),
+    MatcherName.COST_VOLUME.value: ("vmgga.matching.cost_volume", "CostVolumeMatcher"),
+    MatcherName.LEARNED.value: ("vmgga.matching.learned", "LearnedMatcher"),
+    MatcherName.FUSED.value: ("vmgga.matching.fused", "FusedMatcher"),
 }
 
 
 def resolve_matcher_name(config: DenseConfig) -> str:
-    """The concrete matcher ``config`` asks for (``auto`` resolved from ``config.features``)."""
-    name = look_up_option(config.matcher, MatcherName, "dense.matcher")
+    """The concrete matcher ``config`` asks for (``auto`` resolved from ``config.features.backend``)."""
+    name = look_up_option(config.matching.matcher, MatcherName, "dense.matching.matcher")
     if name != MatcherName.AUTO.value:
         return name
-    features = look_up_option(config.features, FeatureBackend, "dense.features")
-    vmgga = features == FeatureBackend.VMGGA.value
-    return MatcherName.VMGGA.value if vmgga else MatcherName.COST_VOLUME.value
+    features = look_up_option(config.features.backend, FeatureBackend, "dense.features.backend")
+    learned = features == FeatureBackend.LEARNED.value
+    return MatcherName.LEARNED.value if learned else MatcherName.COST_VOLUME.value
 
 
 def runs_learned_matcher(config: DenseConfig) -> bool:
-    """Whether the dense stage runs the slice-wise VMGGA matcher (``vmgga`` or ``fused``)."""
-    return resolve_matcher_name(config) in (MatcherName.VMGGA.value, MatcherName.FUSED.value)
+    """Whether the dense stage runs the learned matcher slice-wise (``vmgga`` or ``fused``)."""
+    return resolve_matcher_name(config) in (MatcherName.LEARNED.value, MatcherName.FUSED.value)
 
 
 def needs_matcher_network(config: DenseConfig) -> bool:
-    """Whether ``config`` loads the VMGGA network (learned matcher or learned features)."""
-    learned_features = look_up_option(config.features, FeatureBackend, "dense.features") in (
-        FeatureBackend.VMGGA.value,
+    """Whether ``config`` loads the matcher network (learned matcher or learned features)."""
+    learned_features = look_up_option(config.features.backend, FeatureBackend, "dense.features.backend") in (
+        FeatureBackend.LEARNED.value,
         FeatureBackend.HYBRID.value,
     )
     return learned_features or runs_learned_matcher(config)
 
 
 def get_matcher(config: DenseConfig, device: str | torch.device = "cpu") -> Matcher:
-    """The matcher for ``config``: the cost volume by default, the VMGGA matcher for vmgga features.
+    """The matcher for ``config``: the cost volume by default, the learned matcher for learned features.
 
     Raises:
         ConfigError: for an unknown name or a backend whose module is not available.

@@ -1,7 +1,7 @@
 """Sparse detect-then-match (ablation ``matching="sparse"``).
 
-OpenCV SIFT or ORB keypoints are described by the VMGGA network's own dense descriptors
-(:meth:`VMGGANet.describe`, sampled at the keypoints), matched by mutual nearest neighbour, and, where
+OpenCV SIFT or ORB keypoints are described by the matcher network's own dense descriptors
+(:meth:`MatcherNet.describe`, sampled at the keypoints), matched by mutual nearest neighbour, and, where
 a dense field is needed (benchmarks, 2.5D), spread to every pixel by Gaussian-weighted averaging.
 Points are ``(x, y)`` pixels (column, row).
 """
@@ -18,7 +18,7 @@ from torch import Tensor
 from vmgga.errors import look_up_option
 from vmgga.extras import import_optional
 from vmgga.frames import ALIGN_CORNERS, coarse_from_fine, fine_from_coarse, norm_from_ijk
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 
 cv2 = import_optional("cv2", extra="sparse", feature="sparse matching (OpenCV keypoints)")
 
@@ -78,7 +78,7 @@ def mutual_nearest_neighbours(desc0: Tensor, desc1: Tensor, temperature: float =
 
 
 def match_sparse(
-    model: VMGGANet, image0: Tensor, image1: Tensor, max_displacement_px: float | None = None
+    model: MatcherNet, image0: Tensor, image1: Tensor, max_displacement_px: float | None = None
 ) -> SparseMatches:
     """Sparse matches between ``image0 (1, 1, H, W)`` and ``image1 (1, 1, H1, W1)``."""
     cfg = model.config
@@ -131,7 +131,7 @@ def dense_from_sparse(
 
 
 def sparse_dense_flow(
-    model: VMGGANet, image0: Tensor, image1: Tensor, max_displacement_px: float | None = None
+    model: MatcherNet, image0: Tensor, image1: Tensor, max_displacement_px: float | None = None
 ):
     """Batch version for the slice-wise path: ``(N, 1, H, W)`` pairs -> flow ``(N, 2, H, W)``, conf ``(N, 1, H, W)``."""
     flows, confidences = [], []

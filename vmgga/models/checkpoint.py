@@ -26,7 +26,7 @@ SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "vmgga_ma
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path, record: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` (a :class:`~vmgga.models.network.VMGGANet`) atomically to ``path``.
+    """Write ``model`` (a :class:`~vmgga.models.network.MatcherNet`) atomically to ``path``.
 
     Args:
         model: The network; its ``config`` attribute is stored with the weights.
@@ -87,5 +87,5 @@ def resolve_weights(path: str | Path | None) -> Path:
         return SHIPPED_WEIGHTS
     raise InputError(
         f"no trained VMGGA matcher weights are shipped yet ({SHIPPED_WEIGHTS} is absent): "
-        "train them with `vmgga train` or pass a checkpoint path (--weights / dense.matcher_weights)"
+        "train them with `vmgga train` or pass a checkpoint path (--weights / dense.features.weights)"
     )

@@ -1,4 +1,4 @@
-"""Hyper-parameters of the VMGGA matcher network (:class:`MatcherConfig`).
+"""Hyper-parameters of the matcher network (:class:`MatcherConfig`).
 
 The config is saved inside every checkpoint (``dataclasses.asdict``) so that a checkpoint rebuilds
 its own model; :func:`matcher_config_from_dict` reads it back (JSON lists become tuples).
@@ -19,7 +19,7 @@ from vmgga.errors import ConfigError, look_up_option
 class EncoderBackend(str, Enum):
     """Which visual model produces the feature pyramid."""
 
-    VMGGA = "vmgga"  # the project's own compact CNN (trained by vmgga.training)
+    CNN = "vmgga"  # the project's own compact CNN (trained by vmgga.training)
     DINOV2 = "dinov2"  # transformers Dinov2Model from a local directory (frozen) + trained projections
     MIND = "mind"  # 2D MIND-SSC + raw intensity only (no visual model)
 
@@ -48,7 +48,7 @@ class AttentionKind(str, Enum):
 
 @dataclass(frozen=True)
 class MatcherConfig:
-    """Architecture and matching hyper-parameters of :class:`vmgga.models.network.VMGGANet`."""
+    """Architecture and matching hyper-parameters of :class:`vmgga.models.network.MatcherNet`."""
 
     backend: str = "vmgga"  # vmgga | dinov2 | mind: the visual encoder (see EncoderBackend)
     dinov2_path: str | None = None  # local directory of a Dinov2Model (backend=dinov2)

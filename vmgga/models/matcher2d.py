@@ -2,7 +2,7 @@
 
 :class:`Matcher2D` is what ``vmgga match`` and the 2D benchmarks call. Backends:
 
-* ``vmgga``: :class:`VMGGANet` from a checkpoint (``weights`` or the shipped file).
+* ``vmgga``: :class:`MatcherNet` from a checkpoint (``weights`` or the shipped file).
 * ``mind``: no weights: 2D MIND-SSC descriptors (space-to-depth at the coarse and fine strides)
   through the same dual-softmax + fine-window head (the training-free baseline).
 * ``dinov2``: a checkpoint trained with ``backend="dinov2"`` if ``weights`` is given, otherwise
@@ -26,7 +26,7 @@ from vmgga.models.checkpoint import resolve_weights
 from vmgga.models.config import EncoderBackend, MatcherConfig
 from vmgga.models.dinov2 import dinov2_patch_features, load_dinov2
 from vmgga.models.mind2d import mind_ssc_2d
-from vmgga.models.network import VMGGANet, match_descriptors, pad_to_multiple
+from vmgga.models.network import MatcherNet, match_descriptors, pad_to_multiple
 from vmgga.models.types import MatchResult
 
 #: ``padded image (B, 1, H, W)`` -> (coarse ``(B, C, H/c, W/c)``, fine ``(B, C', H/f, W/f)``).
@@ -222,13 +222,13 @@ class Matcher2D:
         self.refine_px, self.smooth_px = refine_px, smooth_px
         self.backend = look_up_option(backend, EncoderBackend, "backend")
         self.device, self.max_displacement_px = torch.device(device), max_displacement_px
-        self.network: VMGGANet | None = None
+        self.network: MatcherNet | None = None
         self.weights: Path | None = None
         self.config = MatcherConfig(max_displacement_px=max_displacement_px)
         if self.backend == "vmgga" or (self.backend == "dinov2" and weights is not None):
             self.weights = resolve_weights(weights)
             overrides = {"dinov2_path": str(dinov2_path)} if dinov2_path is not None else {}
-            self.network = VMGGANet.from_checkpoint(self.weights, self.device, **overrides)
+            self.network = MatcherNet.from_checkpoint(self.weights, self.device, **overrides)
             self.config = dataclasses.replace(self.network.config, max_displacement_px=max_displacement_px)
         elif self.backend == "dinov2":
             self.dinov2 = load_dinov2(dinov2_path, self.device)

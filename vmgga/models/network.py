@@ -1,6 +1,6 @@
-"""The VMGGA matcher network: visual encoder, MIND gate, gated attention, dense matching head.
+"""The matcher network: visual encoder, MIND gate, gated attention, dense matching head.
 
-``VMGGANet.match`` is the training/inference API (returns a :class:`MatchResult`);
+``MatcherNet.match`` is the training/inference API (returns a :class:`MatchResult`);
 ``forward(pair)`` is the single-tensor interface for MONAI bundles and ``torch.jit.trace``.
 Images are ``(B, 1, H, W)`` with intensities ~[0, 1]; any H, W work (padded inside on the
 bottom/right to a multiple of ``coarse_stride``, so pixel coordinates are unchanged).
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vmgga.errors import InputError
+from vmgga.frames import upsample_cells
 from vmgga.models import head
 from vmgga.models.attention import GatedTransformer
 from vmgga.models.checkpoint import FROZEN_PREFIX, config_from_checkpoint, load_checkpoint_dict
@@ -33,12 +34,6 @@ def pad_to_multiple(image: Tensor, multiple: int) -> Tensor:
     if pad_h == 0 and pad_w == 0:
         return image
     return F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
-
-
-def upsample_to(field: Tensor, size_hw: tuple[int, int], stride: int) -> Tensor:
-    """Bilinear upsampling of a ``(B, C, h, w)`` map at ``stride`` to ``(B, C, *size_hw)``."""
-    full = F.interpolate(field, scale_factor=float(stride), mode="bilinear", align_corners=False)
-    return full[..., : size_hw[0], : size_hw[1]]
 
 
 def match_descriptors(
@@ -66,8 +61,8 @@ def match_descriptors(
     coarse_max = head.repeat_cells(coarse_max, config.coarse_stride // config.fine_stride)
     confidence = confidence_head(coarse_max, peak_prob, local_mass)
     return MatchResult(
-        flow_px=upsample_to(fine_flow_px, size_hw, config.fine_stride),
-        confidence=upsample_to(confidence, size_hw, config.fine_stride),
+        flow_px=upsample_cells(fine_flow_px, config.fine_stride, size_hw),
+        confidence=upsample_cells(confidence, config.fine_stride, size_hw),
         coarse_prob=prob,
         coarse_flow_px=coarse_flow_px,
         fine_offset_px=fine_offset_px,
@@ -78,7 +73,7 @@ def match_descriptors(
     )
 
 
-class VMGGANet(nn.Module):
+class MatcherNet(nn.Module):
     """Visual-model-guided gated-attention dense matcher (2D)."""
 
     def __init__(self, config: MatcherConfig | None = None) -> None:
@@ -196,7 +191,7 @@ class VMGGANet(nn.Module):
     @classmethod
     def from_checkpoint(
         cls, path: str | Path, map_location: str | torch.device = "cpu", **overrides
-    ) -> VMGGANet:
+    ) -> MatcherNet:
         """Rebuild the model saved by :func:`vmgga.models.checkpoint.save_checkpoint`.
 
         ``overrides`` replace config fields that do not change the weights (e.g. ``dinov2_path``,

@@ -1,4 +1,4 @@
-"""Typed results of the VMGGA matcher.
+"""Typed results of the matcher network.
 
 Frames (2D): an image tensor is ``(B, 1, H, W)``; pixel ``(x, y)`` is column ``x`` (along W) and row
 ``y`` (along H). Flows are in pixels with channels ``(x, y)``. For a 2D slice of a ``(D, H, W)``
@@ -28,7 +28,7 @@ class MatchResult:
             coarse flow at ``fine_stride``, in pixels.
         coarse_stride: Stride (pixels) of the coarse tokens.
         fine_stride: Stride (pixels) of the fine descriptors.
-        features0: Visual encoder pyramid of image0 (:meth:`VMGGANet.encode`), one
+        features0: Visual encoder pyramid of image0 (:meth:`MatcherNet.encode`), one
             ``(B, C_l, Hp / s_l, Wp / s_l)`` map per stride of ``pyramid_strides`` (``Hp, Wp``: H, W
             padded to multiples of ``coarse_stride``). Training-free matching
             (:func:`vmgga.models.matcher2d.training_free_match`) gives ``[fine, coarse]`` descriptors.

@@ -27,7 +27,7 @@ NUMBER_SECTIONS = ("jacobian", "confidence", "dice", "timings_s")
 #: Timings shown (seconds); the report has more.
 TIMING_KEYS = ("affine", "dense", "total")
 #: Selected configuration entries (dotted paths into ``report["config"]``).
-CONFIG_KEYS = ("preset", "dense.features", "device", "seed", "preprocess.working_spacing_mm")
+CONFIG_KEYS = ("preset", "dense.features.backend", "device", "seed", "preprocess.working_spacing_mm")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.2em;color:#222}

@@ -1,4 +1,4 @@
-"""Training of the VMGGA matcher: losses, hard example mining, two-stage loop, evaluation.
+"""Training of the matcher network: losses, hard example mining, two-stage loop, evaluation.
 
 ``run_training(config)`` is the entry point of ``vmgga train`` and of the MONAI bundle.
 """

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from vmgga.models.config import MatcherConfig
 from vmgga.models.matcher2d import mind_maps, training_free_match
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 from vmgga.synth.pairs import PairSampler
 from vmgga.training import losses
 from vmgga.training.data import HELDOUT_SEED_OFFSET
@@ -90,7 +90,7 @@ def summarise(method: str, epe: Tensor, confidence: Tensor | None, n_pairs: int,
 
 
 def evaluate_model(
-    model: VMGGANet,
+    model: MatcherNet,
     sampler: PairSampler,
     n_pairs: int,
     tolerance_px: float = 2.0,
@@ -130,7 +130,7 @@ def evaluate_baselines(config: MatcherConfig, sampler: PairSampler, n_pairs: int
 
 
 def evaluate_all(
-    model: VMGGANet, sampler: PairSampler, n_pairs: int, tolerance_px: float
+    model: MatcherNet, sampler: PairSampler, n_pairs: int, tolerance_px: float
 ) -> list[EvalResult]:
     """Trained (global and windowed search), zero flow and MIND-only on the same held-out pairs."""
     return [
@@ -188,7 +188,7 @@ def markdown_table(results: list[EvalResult]) -> str:
     return "\n".join(lines)
 
 
-def plot_examples(model: VMGGANet, sampler: PairSampler, path: str | Path, n_pairs: int = 4) -> Path:
+def plot_examples(model: MatcherNet, sampler: PairSampler, path: str | Path, n_pairs: int = 4) -> Path:
     """Held-out pairs: image 0, image 1, image 1 warped by the predicted flow, confidence, EPE."""
     import matplotlib
 
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, same_contrast_probability=0.0)
     n_pairs, out = args.pairs or config.eval_pairs, Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    model, sampler = VMGGANet.from_checkpoint(args.weights), heldout_sampler(config)
+    model, sampler = MatcherNet.from_checkpoint(args.weights), heldout_sampler(config)
     results = evaluate_all(model, sampler, n_pairs, config.tolerance_px)
     write_results(results, out / "heldout_eval.json")
     (out / "heldout_eval.md").write_text(markdown_table(results) + "\n")

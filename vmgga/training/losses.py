@@ -1,4 +1,4 @@
-"""Training losses of the VMGGA matcher, on plain tensors (no model needed).
+"""Training losses of the matcher network, on plain tensors (no model needed).
 
 Frames: images ``(B, 1, H, W)``; flows ``(B, 2, H, W)`` in pixels with channels (x, y); image-0
 pixel ``x`` corresponds to image-1 position ``x + flow01(x)``. Points are ``(B, N, 2)`` pixel

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 from vmgga.training import losses
 from vmgga.training.config import TrainConfig
 
@@ -53,7 +53,7 @@ def pyramid_contrastive(
 
 
 def pretrain_step(
-    model: VMGGANet, batch: dict, config: TrainConfig, generator: torch.Generator
+    model: MatcherNet, batch: dict, config: TrainConfig, generator: torch.Generator
 ) -> StepOutput:
     """Stage 1: dense InfoNCE between the encoder pyramids of the two images."""
     pyramid0, pyramid1 = model.encode(batch["image0"]), model.encode(batch["image1"])
@@ -69,7 +69,7 @@ def per_pair_nll(prob: Tensor, index1: Tensor, ok: Tensor) -> list[float]:
 
 
 def finetune_step(
-    model: VMGGANet, batch: dict, config: TrainConfig, generator: torch.Generator
+    model: MatcherNet, batch: dict, config: TrainConfig, generator: torch.Generator
 ) -> StepOutput:
     """Stage 2: matching NLL + fine regression + contrastive + cycle + smoothness + confidence BCE."""
     image0, image1, truth, valid = batch["image0"], batch["image1"], batch["flow01_px"], batch["valid"]

@@ -20,7 +20,7 @@ import torch
 from vmgga.device import resolve_device
 from vmgga.errors import ConfigError
 from vmgga.models.config import matcher_config_from_dict
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 from vmgga.synth.pairs import PairSampler, SyntheticPair, collate
 from vmgga.training.config import TrainConfig
 from vmgga.training.curves import write_history
@@ -40,12 +40,12 @@ def pair_seeds(seed: int, step: int, count: int) -> list[int]:
     return [int(s) for s in np.random.SeedSequence([seed, step]).generate_state(count)]
 
 
-def build_model(config: TrainConfig) -> VMGGANet:
+def build_model(config: TrainConfig) -> MatcherNet:
     """The matcher to train: ``config.init_weights`` if given, else fresh weights from ``config.seed``."""
     torch.manual_seed(config.seed)
     if config.init_weights:
-        return VMGGANet.from_checkpoint(config.init_weights).train()
-    return VMGGANet(matcher_config_from_dict(dict(config.matcher)))
+        return MatcherNet.from_checkpoint(config.init_weights).train()
+    return MatcherNet(matcher_config_from_dict(dict(config.matcher)))
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -61,7 +61,7 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     return 0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def check_pretraining_has_parameters(model: VMGGANet, config: TrainConfig) -> None:
+def check_pretraining_has_parameters(model: MatcherNet, config: TrainConfig) -> None:
     """Stage 1 trains the encoder only: refuse it for an encoder without trainable parameters.
 
     Raises:
@@ -121,7 +121,7 @@ class Trainer:
 
     config: TrainConfig
     samplers: dict[str, PairSampler]  # "pretrain" and "finetune"
-    model: VMGGANet | None = None
+    model: MatcherNet | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     step: int = 0
     history: list[dict] = field(default_factory=list)

@@ -1,6 +1,6 @@
-"""The learned VMGGA matcher in the dense stage: the 2D network run slice-wise (2.5D) in 3D.
+"""The learned matcher in the dense stage: the 2D network run slice-wise (2.5D) in 3D.
 
-``VmggaMatcher.match`` implements :class:`vmgga.matching.base.Matcher`: it matches the working
+``LearnedMatcher.match`` implements :class:`vmgga.matching.base.Matcher`: it matches the working
 volumes slice by slice along the three axes (:mod:`vmgga.models.slicewise`) and fuses the in-plane
 flows into ``disp_ijk`` with their confidences. The coarse search is limited to the dense stage's
 capture range (``learned_capture_range_vox`` working voxels), as after the affine stage only
@@ -15,11 +15,11 @@ from torch import Tensor
 from vmgga.config import DenseConfig
 from vmgga.matching.base import DenseMatch
 from vmgga.models.loading import capture_range_vox, load_matcher_model
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 from vmgga.models.slicewise import SlicewiseConfig, match_volume
 
 
-def network_match_fn(model: VMGGANet, max_displacement_px: float | None = None):
+def network_match_fn(model: MatcherNet, max_displacement_px: float | None = None):
     """A :data:`~vmgga.models.slicewise.SliceMatchFn` running ``model`` (dense or sparse mode)."""
 
     @torch.no_grad()
@@ -34,19 +34,19 @@ def network_match_fn(model: VMGGANet, max_displacement_px: float | None = None):
     return match_fn
 
 
-class VmggaMatcher:
-    """Dense matcher of the pipeline backed by the VMGGA network (see module docstring)."""
+class LearnedMatcher:
+    """Dense matcher of the pipeline backed by the matcher network (see module docstring)."""
 
     def __init__(
         self,
         config: DenseConfig,
         device: str | torch.device = "cpu",
-        model: VMGGANet | None = None,
+        model: MatcherNet | None = None,
         slicewise: SlicewiseConfig | None = None,
     ) -> None:
         self.config, self.device = config, torch.device(device)
         self.model = (model or load_matcher_model(config, self.device)).to(self.device).eval()
-        self.slicewise = slicewise or SlicewiseConfig(slice_step=config.slice_step)
+        self.slicewise = slicewise or SlicewiseConfig(slice_step=config.features.slice_step_vox)
 
     def match(
         self, fixed_work: Tensor, moving_work: Tensor, fixed_feat: Tensor, moving_feat: Tensor

@@ -1,18 +1,18 @@
-"""VmggaMatcher: the 2D network slice-wise in 3D, frames of disp_ijk, weight loading."""
+"""LearnedMatcher: the 2D network slice-wise in 3D, frames of disp_ijk, weight loading."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from vmgga.config import DenseConfig
+from vmgga.config import DenseConfig, FeatureConfig, MatchingConfig
 from vmgga.errors import InputError
 from vmgga.matching.base import DenseMatch, Matcher
-from vmgga.matching.vmgga_matcher import VmggaMatcher
+from vmgga.matching.learned import LearnedMatcher
 from vmgga.models import checkpoint
 from vmgga.models.config import MatcherConfig
 from vmgga.models.loading import capture_range_vox
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 from vmgga.models.slicewise import SlicewiseConfig
 
 
@@ -30,8 +30,8 @@ def _shifted_volumes(shift_ijk: tuple[int, int, int], shape_dhw=(6, 64, 64)):
 def test_in_plane_shift_lands_in_the_right_ijk_channels():
     """Axial slices only (axis 0 = fixed k): a shift (i, j) = (8, -8) appears in channels 0 and 1."""
     torch.manual_seed(0)
-    model = VMGGANet(MatcherConfig(fine_temperature=1e-3))
-    matcher = VmggaMatcher(DenseConfig(), model=model, slicewise=SlicewiseConfig(axes=(0,), slice_step=2))
+    model = MatcherNet(MatcherConfig(fine_temperature=1e-3))
+    matcher = LearnedMatcher(DenseConfig(), model=model, slicewise=SlicewiseConfig(axes=(0,), slice_step=2))
     assert isinstance(matcher, Matcher)
     fixed, moving = _shifted_volumes((8, -8, 0))
     result = matcher.match(fixed, moving, fixed, moving)
@@ -45,9 +45,12 @@ def test_in_plane_shift_lands_in_the_right_ijk_channels():
 
 def test_weights_are_loaded_from_the_config_with_the_capture_range(tmp_path):
     torch.manual_seed(0)
-    path = checkpoint.save_checkpoint(VMGGANet(MatcherConfig(fine_dim=16)), tmp_path / "w.pt", {"steps": 1})
-    config = DenseConfig(matcher_weights=str(path), learned_capture_range_vox=7.5, grid_spacing=6)
-    matcher = VmggaMatcher(config)
+    path = checkpoint.save_checkpoint(MatcherNet(MatcherConfig(fine_dim=16)), tmp_path / "w.pt", {"steps": 1})
+    config = DenseConfig(
+        features=FeatureConfig(weights=str(path)),
+        matching=MatchingConfig(learned_capture_range_vox=7.5, grid_spacing_vox=6),
+    )
+    matcher = LearnedMatcher(config)
     assert matcher.model.config.fine_dim == 16
     assert matcher.model.config.max_displacement_px == capture_range_vox(config) == 7.5  # not 6 x 3
 
@@ -55,14 +58,24 @@ def test_weights_are_loaded_from_the_config_with_the_capture_range(tmp_path):
 def test_missing_weights_are_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, "SHIPPED_WEIGHTS", tmp_path / "absent.pt")
     with pytest.raises(InputError, match="no trained VMGGA matcher weights are shipped yet"):
-        VmggaMatcher(DenseConfig())
+        LearnedMatcher(DenseConfig())
     with pytest.raises(InputError, match="do not exist"):
-        VmggaMatcher(DenseConfig(matcher_weights=str(tmp_path / "nope.pt")))
+        LearnedMatcher(DenseConfig(features=FeatureConfig(weights=str(tmp_path / "nope.pt"))))
 
 
 def test_slice_step_comes_from_the_dense_config():
-    from vmgga.features.vmgga_encoder import VmggaFeatureExtractor
+    from vmgga.features.learned import LearnedFeatureExtractor
 
-    model = VMGGANet(MatcherConfig()).eval()
-    assert VmggaMatcher(DenseConfig(slice_step=2), model=model).slicewise.slice_step == 2
-    assert VmggaFeatureExtractor(DenseConfig(slice_step=3), model=model).slicewise.slice_step == 3
+    model = MatcherNet(MatcherConfig()).eval()
+    assert (
+        LearnedMatcher(
+            DenseConfig(features=FeatureConfig(slice_step_vox=2)), model=model
+        ).slicewise.slice_step
+        == 2
+    )
+    assert (
+        LearnedFeatureExtractor(
+            DenseConfig(features=FeatureConfig(slice_step_vox=3)), model=model
+        ).slicewise.slice_step
+        == 3
+    )

@@ -1,4 +1,4 @@
-"""VmggaFeatureExtractor: stacked slice-wise learned features on the working grid."""
+"""LearnedFeatureExtractor: stacked slice-wise learned features on the working grid."""
 
 from __future__ import annotations
 
@@ -6,20 +6,20 @@ import torch
 
 from vmgga.config import DenseConfig
 from vmgga.features.base import FeatureExtractor
-from vmgga.features.vmgga_encoder import VmggaFeatureExtractor, describe_at_full_resolution
+from vmgga.features.learned import LearnedFeatureExtractor, describe_at_full_resolution
 from vmgga.models.config import MatcherConfig
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 from vmgga.models.slicewise import SlicewiseConfig, slices_along
 
 
-def _model() -> VMGGANet:
+def _model() -> MatcherNet:
     torch.manual_seed(0)
-    return VMGGANet(MatcherConfig(fine_dim=8)).eval()
+    return MatcherNet(MatcherConfig(fine_dim=8)).eval()
 
 
 def test_extract_shape_unit_norm_and_slice_interpolation():
     volume = torch.rand(1, 1, 10, 12, 14)
-    extractor = VmggaFeatureExtractor(
+    extractor = LearnedFeatureExtractor(
         DenseConfig(), model=_model(), slicewise=SlicewiseConfig(axes=(0,), slice_step=2)
     )
     assert isinstance(extractor, FeatureExtractor) and extractor.name == "vmgga"
@@ -35,14 +35,14 @@ def test_extract_shape_unit_norm_and_slice_interpolation():
 def test_axial_features_equal_the_2d_descriptors_of_each_slice():
     """With one axis and no subsampling, feature slice k is the 2D descriptor of volume slice k."""
     model, volume = _model(), torch.rand(1, 1, 3, 16, 24)
-    extractor = VmggaFeatureExtractor(
+    extractor = LearnedFeatureExtractor(
         DenseConfig(), model=model, slicewise=SlicewiseConfig(axes=(0,), slice_step=1)
     )
     features = extractor.extract(volume)
     with torch.no_grad():
         slice_1 = describe_at_full_resolution(model, volume[0, :, 1][None])  # (1, C, 16, 24)
     torch.testing.assert_close(features[0, :, 1], slice_1[0], atol=1e-5, rtol=1e-4)
-    coronal = VmggaFeatureExtractor(
+    coronal = LearnedFeatureExtractor(
         DenseConfig(), model=model, slicewise=SlicewiseConfig(axes=(1,), slice_step=1)
     )
     with torch.no_grad():
