@@ -30,12 +30,12 @@ def value_at(config: RegistrationConfig, dotted: str):
     return config
 
 
-def test_fast_is_the_defaults_with_the_fused_matcher():
+def test_fast_is_the_defaults_with_a_coarser_control_grid_and_fewer_samples():
     config = make_config()
     assert config.preset == "fast"
     assert config.preprocess == PreprocessConfig()
     assert config.affine == AffineConfig()
-    assert config.dense == DenseConfig(matching=MatchingConfig(matcher="fused"))
+    assert config.dense == DenseConfig(instance=InstanceConfig(grid_spacing_mm=12.0, sample_fraction=0.05))
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -62,7 +62,7 @@ def test_override_forms_are_equivalent():
     part = make_config(**{"dense.instance": {"iterations": 7}}, affine={"enabled": False})
     # a whole section replaces the preset's section, so it names the preset's matcher itself
     as_dataclass = make_config(
-        dense=DenseConfig(instance=InstanceConfig(iterations=7), matching=MatchingConfig(matcher="fused")),
+        dense=DenseConfig(instance=InstanceConfig(iterations=7, grid_spacing_mm=12.0, sample_fraction=0.05)),
         affine=AffineConfig(enabled=False),
     )
     assert dotted == nested == part == as_dataclass
@@ -170,20 +170,13 @@ def test_unknown_device_is_refused():
         make_config(device="gpu")
 
 
-def test_inter_patient_preset_weakens_the_smoothness_penalty_and_keeps_the_cost_volume():
+def test_inter_patient_preset_has_a_finer_control_grid_and_a_weaker_penalty_than_fast():
     fast, inter = make_config("fast"), make_config("inter_patient")
     assert inter.dense.instance.regularisation_weight < fast.dense.instance.regularisation_weight
-    # auto + mind = cost volume
-    assert (fast.dense.matching.matcher, inter.dense.matching.matcher) == ("fused", "auto")
-    same = DenseConfig(
-        features=inter.dense.features,
-        matching=dataclasses.replace(inter.dense.matching, matcher="fused"),
-        fitting=inter.dense.fitting,
-        instance=dataclasses.replace(
-            inter.dense.instance, regularisation_weight=fast.dense.instance.regularisation_weight
-        ),
-    )
-    assert same == fast.dense
+    assert inter.dense.instance.grid_spacing_mm < fast.dense.instance.grid_spacing_mm
+    # both match with the MIND cost volume (auto + mind)
+    assert (fast.dense.matching.matcher, inter.dense.matching.matcher) == ("auto", "auto")
+    assert inter.dense == DenseConfig(instance=InstanceConfig(regularisation_weight=1.0))
     assert inter.preprocess == fast.preprocess and inter.affine == fast.affine
 
 
@@ -327,4 +320,4 @@ def test_unknown_part_names_the_parts():
 def test_reports_keep_a_nested_config():
     plain = make_config().to_dict()
     assert plain["dense"]["instance"]["iterations"] == InstanceConfig().iterations
-    assert plain["dense"]["matching"]["matcher"] == "fused"
+    assert plain["dense"]["instance"]["grid_spacing_mm"] == 12.0

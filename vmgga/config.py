@@ -31,7 +31,7 @@ class Preset(str, Enum):
 
     FAST = "fast"
     ACCURATE = "accurate"
-    INTER_PATIENT = "inter_patient"  # fast, with a weaker smoothness penalty for larger deformations
+    INTER_PATIENT = "inter_patient"  # different patients: a finer control grid, a weaker smoothness penalty
 
 
 class FeatureBackend(str, Enum):
@@ -228,27 +228,31 @@ class RegistrationConfig:
 #: Overrides that define each preset, applied on top of the defaults. Each one must change what a
 #: stage receives (tests/test_config.py checks it through register()): no restated defaults.
 PRESETS: dict[str, dict[str, Any]] = {
-    # `fast` matches with the learned matcher and the MIND cost volume fused by confidence
-    # (benchmarks/results/stroke_known_deformation_final.md: 0.528 mm vs 0.541 mm for the cost volume
-    # alone, 1.2x its time). `accurate` and `inter_patient` keep the training-free cost volume: there
-    # the fused matcher tied (0.384 vs 0.382 mm at 1.3x the time; abdomen Dice -0.002 / +0.002).
-    # about 0.5 mm TRE on the stroke T1/T2/FLAIR benchmark; dense stage ~5 s of one CPU core
-    # (working spacing: the 1.5 mm default)
+    # Same patient (follow-ups, multi-contrast): the MIND cost volume, then 40 Adam steps on a 12 mm
+    # control grid comparing 5 % of the foreground per step. Chosen on the full-size dev pairs and the
+    # stroke set together (benchmarks/results/tune_fs_*.md, stroke_tune_*.md): against the former 6 mm
+    # grid, 7 % and the fused learned matcher, TRE 0.614 -> ~0.50 mm (full size) and 0.528 -> 0.484 mm
+    # (stroke) at about half the dense time. The fused learned matcher no longer wins here (stroke
+    # 0.509 vs 0.504 mm on a 9 mm grid) and costs 4 s at full size, so `fast` leaves it out.
+    # 30 steps lose on the stroke set (0.570 mm).
     Preset.FAST.value: {
-        "dense.matching.matcher": "fused",
+        "dense.instance.grid_spacing_mm": 12.0,
+        "dense.instance.sample_fraction": 0.05,
     },
-    # about 0.4 mm TRE on the same benchmark; dense stage ~15 s of one CPU core. The control grid
-    # stays 6 mm (dense.instance.grid_spacing_mm), i.e. 6 voxels at 1 mm
+    # The same at a 1.25 mm working grid with 60 steps: 0.385 mm on the full-size dev pairs in about
+    # half the time of the former 1 mm grid with a 6 mm control grid (0.419 mm).
     Preset.ACCURATE.value: {
-        "preprocess.working_spacing_mm": 1.0,
+        "preprocess.working_spacing_mm": 1.25,
         "preprocess.max_working_voxels": 256**3,
         "dense.matching.grid_spacing_vox": 6,
         "dense.matching.learned_capture_range_vox": 18.0,  # = its cost volume's range, 6 x 3 (--matcher vmgga|fused)
+        "dense.instance.grid_spacing_mm": 12.0,
         "dense.instance.iterations": 60,
         "dense.instance.sample_fraction": 0.05,
     },
-    # different patients (e.g. the abdominal CT-MR pair): a third of the smoothness penalty; on that
-    # pair mean organ Dice 0.49 vs 0.46 with `fast`, but stroke TRE 0.56 vs 0.51 mm (tuned on one pair)
+    # Different patients (e.g. the abdominal CT-MR pair): the finer 6 mm control grid with a third of
+    # the smoothness penalty. On the abdomen pair the 12 mm grid of `fast` loses organ Dice (mr2ct
+    # 0.447 -> 0.426, ct2mr 0.470 -> 0.452 with fast's penalty; 0.489 -> 0.454 with this one).
     Preset.INTER_PATIENT.value: {
         "dense.instance.regularisation_weight": 1.0,
     },
