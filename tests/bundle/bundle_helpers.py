@@ -44,15 +44,14 @@ SEED = 1
 
 
 def library_config():
-    """The config ``vmgga register --preset fast --device cpu --weights monai_bundle/models/model.pt``
-    would use with :data:`QUICK_OVERRIDES` (the preset runs the learned matcher, with the bundle's weights).
+    """The config ``vmgga register --preset fast --device cpu`` would use with :data:`QUICK_OVERRIDES`
+    (the preset runs no network, so the bundle's weights are not part of it).
 
     Built with :func:`vmgga.make_config` directly (not through the bundle adapters).
     """
     import vmgga
 
     sections = {k: v for k, v in QUICK_OVERRIDES.items() if "." in k}
-    sections["dense.features.weights"] = str(BUNDLE / "models" / "model.pt")
     top = {k: v for k, v in QUICK_OVERRIDES.items() if "." not in k}
     return dataclasses.replace(vmgga.make_config("fast", **sections), device="cpu", seed=SEED, **top)
 

@@ -162,10 +162,10 @@ def test_unclear_flags_are_refused():
 
 def test_bundle_weights_are_used_only_when_the_network_runs(tmp_path):
     weights = str(tmp_path / "model.pt")
-    learned = bundle_config.registration_config(
-        device="cpu", matcher_weights=weights
-    )  # the preset's fused matcher
+    learned = bundle_config.registration_config(device="cpu", matcher="fused", matcher_weights=weights)
     assert (learned.dense.matching.matcher, learned.dense.features.weights) == ("fused", weights)
+    preset = bundle_config.registration_config(device="cpu", matcher_weights=weights)  # fast: MIND only
+    assert (preset.dense.matching.matcher, preset.dense.features.weights) == ("auto", None)
     free = bundle_config.registration_config(device="cpu", matcher="cost_volume", matcher_weights=weights)
     assert (free.dense.matching.matcher, free.dense.features.weights) == ("cost_volume", None)
     assert free == dataclasses.replace(
