@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-import pickle
+import json
 import sys
 import time
 from pathlib import Path
@@ -28,6 +28,7 @@ import SimpleITK as sitk
 
 from benchmarks import common
 from benchmarks import fullsize_brain as fullsize
+from benchmarks import stroke_known_deformation as stroke
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -44,14 +45,30 @@ def parse_variant(text: str) -> tuple[str, dict]:
 
 
 def cached_pairs(folder: Path, seeds: list[int], workdir: Path) -> list:
-    """The full-size pairs, written into ``workdir`` once and reloaded from its pickle after."""
+    """The full-size pairs, written into ``workdir`` once and reloaded from there after (JSON + npz)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    cache = workdir / f"pairs_{'_'.join(map(str, seeds))}.pkl"
-    if cache.is_file():
-        return pickle.loads(cache.read_bytes())
+    index = workdir / f"pairs_{'_'.join(map(str, seeds))}.json"
+    if index.is_file():
+        return [_load_pair(workdir, fields) for fields in json.loads(index.read_text())]
     pairs = fullsize.make_pairs(folder, seeds, workdir)
-    cache.write_bytes(pickle.dumps(pairs))
+    for pair in pairs:
+        np.savez(workdir / f"{pair.name}_truth.npz", disp=pair.true_disp_lps_mm, brain=pair.brain_mask)
+    fields = [
+        {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in vars(pair).items()
+            if not isinstance(v, np.ndarray)
+        }
+        for pair in pairs
+    ]
+    index.write_text(json.dumps(fields))
     return pairs
+
+
+def _load_pair(workdir: Path, fields: dict):
+    truth = np.load(workdir / f"{fields['name']}_truth.npz", allow_pickle=False)
+    paths = {k: Path(fields[k]) for k in ("fixed_path", "moving_path")}
+    return stroke.Pair(**{**fields, **paths}, true_disp_lps_mm=truth["disp"], brain_mask=truth["brain"])
 
 
 def run_variant(pair, preset: str, overrides: dict, threads: int) -> dict:

@@ -139,7 +139,7 @@ def test_matcher_and_features_options_reach_the_config():
     dense = config_from_args(args).dense
     assert (dense.matching.matcher, dense.features.backend) == ("vmgga", "mind+vmgga")
     default = config_from_args(parser.parse_args(["f.nii", "m.nii", "-o", "out"])).dense
-    assert (default.matching.matcher, default.features.backend) == ("fused", "mind")  # the preset's
+    assert (default.matching.matcher, default.features.backend) == ("auto", "mind")  # the preset's
 
 
 def test_register_report_judges_a_good_pair_ok(registered):

@@ -111,10 +111,10 @@ def test_atomic_write_leaves_no_partial_file_when_the_writer_raises(tmp_path, sn
 
     def failing_writer(temporary: Path) -> None:
         temporary.write_bytes(b"half of an image")
-        raise RuntimeError("disk full")
+        raise RuntimeError("codec failure")  # not a full disk: io.verify reads 'disk full' as DiskFullError
 
     with pytest.raises(
-        OutputWriteError, match=r"warped.nii.gz' could not be written completely \(disk full\)"
+        OutputWriteError, match=r"warped.nii.gz' could not be written completely \(codec failure\)"
     ):
         atomic_write(target, failing_writer)
     assert snapshot(tmp_path) == {}  # neither the target nor a temporary file
