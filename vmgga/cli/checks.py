@@ -32,6 +32,23 @@ USER_ERRNOS = frozenset(
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # single-file formats: renamed atomically
 
 
+#: Looser words for a full disk that the CLI also accepts in a C++ writer's output (lower case).
+_LOOSE_DISK_FULL_SIGNS = ("no space left", "nwad", "disk full", "enospc", "file too large", "quota")
+
+
+def disk_full_signs() -> tuple[str, ...]:
+    """What the CLI reads as a full disk in a failed writer's text, lower case.
+
+    The exact markers of :data:`vmgga.io.verify.DISK_FULL_TEXTS` (which the atomic writer uses on
+    its own, case-sensitively, so that a bare "disk full" from a writer stays an ordinary failure
+    there) plus the looser words above: the CLI reports a failed ``transform.h5``/image write as a
+    full disk on either, and also when the disk is nearly full.
+    """
+    from vmgga.io.verify import DISK_FULL_TEXTS
+
+    return tuple(text.lower() for text in DISK_FULL_TEXTS) + _LOOSE_DISK_FULL_SIGNS
+
+
 def os_error_message(error: OSError) -> str:
     """One line for a system error: what failed, on which path (``strerror`` and file names)."""
     reason = error.strerror or str(error) or type(error).__name__
@@ -112,9 +129,8 @@ def _why_not_writable(folder: Path) -> str:
 
 def library_write_failure(error: Exception, library_text: str, output: Path) -> OutputError:
     """One line for a writer that failed inside a C++ library (ITK, HDF5), e.g. on a full disk."""
-    from vmgga.io.verify import mentions_full_disk
-
-    if mentions_full_disk(f"{error}\n{library_text}") or _almost_full(output):
+    text = f"{error}\n{library_text}".lower()
+    if any(sign in text for sign in disk_full_signs()) or _almost_full(output):
         reason = "the disk is full (no space left on the device)"
     else:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]

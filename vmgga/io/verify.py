@@ -32,15 +32,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk type and its CRC end every complete PNG
 LOW_SPACE_BYTES = 1 << 20  # a write that fails with less free space than this failed for space
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
-#: What a writer (the OS, HDF5, ITK, GDCM) prints when it fails for lack of space, lower case.
-DISK_FULL_TEXTS = ("no space left", "errno = 28", "quota", "disk full", "enospc", "file too large", "nwad")
-
-
-def mentions_full_disk(text: str) -> bool:
-    """Whether an error text says that a write failed for lack of space (:data:`DISK_FULL_TEXTS`,
-    any case)."""
-    lower = text.lower()
-    return any(marker in lower for marker in DISK_FULL_TEXTS)
+DISK_FULL_TEXTS = ("No space left on device", "errno = 28", "Disk quota exceeded")
 
 
 def problem_with(path: str | os.PathLike, expected_bytes: int | None = None) -> str | None:
@@ -117,7 +109,8 @@ def is_disk_full(
     """
     if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
         return True
-    if mentions_full_disk(f"{error or ''}\n{library_text}"):
+    text = f"{error or ''}\n{library_text}"
+    if any(marker in text for marker in DISK_FULL_TEXTS):
         return True
     return free_bytes(folder) < LOW_SPACE_BYTES
 
