@@ -12,7 +12,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 python -c "import torch; assert torch.cuda.is_available(), 'no CUDA in torch'; print('torch', torch.__version__, torch.version.cuda)"
 
 echo "== CUDA tests"
-timeout 150 python -m pytest -q -p no:cacheprovider tests/field/test_device.py 2>&1 | tee "$out/tests.txt"
+timeout 150 python -m pytest -q -p no:cacheprovider tests/field/test_cuda_device.py 2>&1 | tee "$out/tests.txt"
 
 echo "== full-size 1 mm brain pair (240x240x155), fast and accurate, whole command"
 timeout 120 python benchmarks/fullsize_brain.py --seeds 0 --pairs 1 --command-only --presets fast accurate \
