@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 import SimpleITK as sitk
 
 from vmgga.result import RegistrationResult
 
 
-def _result(moving_affine) -> RegistrationResult:
+def _fields(**extra) -> dict:
     image = sitk.Image([4, 4, 4], sitk.sitkFloat32)
-    return RegistrationResult(
-        transform=sitk.CompositeTransform(3),
-        fixed=image,
-        moving=image,
-        warped=image,
-        moving_affine=moving_affine,
-        confidence=image,
-        jacobian_determinant=image,
-        displacement_lps_mm=image,
-    )
+    names = ("fixed", "moving", "warped", "confidence", "jacobian_determinant", "displacement_lps_mm")
+    return {"transform": sitk.CompositeTransform(3), **dict.fromkeys(names, image), **extra}
+
+
+def _result(moving_affine) -> RegistrationResult:
+    return RegistrationResult(**_fields(moving_affine=moving_affine))
 
 
 def test_an_image_given_is_returned_as_is():
@@ -43,15 +40,5 @@ def test_a_function_given_is_called_on_first_read_only():
 
 
 def test_moving_affine_is_required():
-    import pytest
-
     with pytest.raises(TypeError, match="moving_affine"):
-        RegistrationResult(  # type: ignore[call-arg]
-            transform=sitk.CompositeTransform(3),
-            fixed=None,
-            moving=None,
-            warped=None,
-            confidence=None,
-            jacobian_determinant=None,
-            displacement_lps_mm=None,
-        )
+        RegistrationResult(**_fields())
