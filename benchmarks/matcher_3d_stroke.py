@@ -34,7 +34,7 @@ import common  # noqa: E402
 from vmgga.config import make_config  # noqa: E402
 from vmgga.dense.stage import estimate_dense_field  # noqa: E402
 from vmgga.features.base import get_feature_extractor  # noqa: E402
-from vmgga.matching.base import get_matcher  # noqa: E402
+from vmgga.matching.registry import get_matcher  # noqa: E402
 from vmgga.training import evaluate  # noqa: E402
 
 DATASET = "mr-stroke-t1-t2-flair"
