@@ -28,7 +28,9 @@ Methods: ``mind`` (training-free MIND-SSC, global search), ``mind-refine``, ``vm
 global coarse search), ``vmgga-md16`` / ``vmgga-md32`` (``--max-displacement`` 16 / 32 px),
 ``vmgga-refine`` (global search, robust affine of the matches, second pass searching 12 px),
 ``vmgga-refine-s8`` (the same, second flow smoothed by confidence, Gaussian sigma 8 px: the
-``vmgga match`` default), ``mind-refine-s8``.
+``vmgga match`` default, with the confidence calibration fitted for these weights and this setting
+when there is one, see ``matcher_calibration.py``), ``vmgga-refine-s8-raw`` (the same without the
+calibration map), ``mind-refine-s8``.
 """
 
 from __future__ import annotations
@@ -61,15 +63,16 @@ SHIFTS = [(5.0, -7.0), (10.0, 0.0), (0.0, -10.0), (-7.0, 7.0)]
 ROTATIONS_DEG = [8.0, -10.0]
 SMOOTH_SEEDS = [0]
 SMOOTH_MAX_PX = 6.0
-METHODS = {  # name -> (backend, max_displacement_px, refine_px, smooth_px)
-    "mind": ("mind", None, None, None),
-    "mind-refine": ("mind", None, 12.0, None),
-    "vmgga": ("vmgga", None, None, None),
-    "vmgga-md16": ("vmgga", 16.0, None, None),
-    "vmgga-md32": ("vmgga", 32.0, None, None),
-    "vmgga-refine": ("vmgga", None, 12.0, None),
-    "vmgga-refine-s8": ("vmgga", None, 12.0, 8.0),
-    "mind-refine-s8": ("mind", None, 12.0, 8.0),
+METHODS = {  # name -> (backend, max_displacement_px, refine_px, smooth_px, calibrate)
+    "mind": ("mind", None, None, None, True),
+    "mind-refine": ("mind", None, 12.0, None, True),
+    "vmgga": ("vmgga", None, None, None, True),
+    "vmgga-md16": ("vmgga", 16.0, None, None, True),
+    "vmgga-md32": ("vmgga", 32.0, None, None, True),
+    "vmgga-refine": ("vmgga", None, 12.0, None, True),
+    "vmgga-refine-s8": ("vmgga", None, 12.0, 8.0, True),
+    "vmgga-refine-s8-raw": ("vmgga", None, 12.0, 8.0, False),
+    "mind-refine-s8": ("mind", None, 12.0, 8.0, True),
 }
 
 
@@ -107,16 +110,25 @@ def unit(image: np.ndarray) -> np.ndarray:
     return normalise(image.astype(np.float32))
 
 
-def stroke_pairs(folder: Path) -> list[RealPair]:
-    """Axial (3), coronal and sagittal slices; FLAIR->T1, T2->T1, T1->FLAIR, T1->T2."""
+#: Benchmark slices: (name, array axis, fraction along it); calibration uses others.
+STROKE_CUTS = [("ax55", 0, 0.55), ("cor50", 1, 0.5), ("sag40", 2, 0.4)]
+STROKE_COUPLES = [("FLAIR", "T1"), ("T2", "T1"), ("T1", "FLAIR")]
+CTMR_FRACTIONS = (0.55,)
+
+
+def stroke_pairs(
+    folder: Path,
+    cuts: list[tuple[str, int, float]] = STROKE_CUTS,
+    couples: list[tuple[str, str]] = STROKE_COUPLES,
+) -> list[RealPair]:
+    """Slices ``cuts`` (name, array axis, fraction) of the contrast ``couples`` (image0, image1)."""
     volumes = {
         m: sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{m}.nii.gz"))) for m in ("T1", "T2", "FLAIR")
     }
-    depth, height, width = volumes["T1"].shape  # (z, y, x)
-    cuts = [("ax55", 0, int(0.55 * depth)), ("cor50", 1, int(0.5 * height)), ("sag40", 2, int(0.4 * width))]
-    couples = [("FLAIR", "T1"), ("T2", "T1"), ("T1", "FLAIR")]
+    shape = volumes["T1"].shape  # (z, y, x)
     pairs = []
-    for cut, axis, index in cuts:
+    for cut, axis, fraction in cuts:
+        index = int(fraction * shape[axis])
         planes = {m: np.take(v, index, axis=axis).astype(np.float32) for m, v in volumes.items()}
         if axis != 0:
             planes = {m: np.flipud(p) for m, p in planes.items()}  # superior up
@@ -139,7 +151,9 @@ def brainweb_pairs(folder: Path) -> list[RealPair]:
     ]
 
 
-def ctmr_pairs(folder: Path, spacing_mm: float = 1.5) -> list[RealPair]:
+def ctmr_pairs(
+    folder: Path, spacing_mm: float = 1.5, fractions: tuple[float, ...] = CTMR_FRACTIONS
+) -> list[RealPair]:
     """CT template and another subject's T1, roughly aligned (affine), axial slices, both directions."""
     ct = sitk.Cast(sitk.ReadImage(str(folder / "scct.nii.gz")), sitk.sitkFloat32)
     mr = sitk.Cast(sitk.ReadImage(str(folder / "mr_t1_freesurfer.nii.gz")), sitk.sitkFloat32)
@@ -153,7 +167,7 @@ def ctmr_pairs(folder: Path, spacing_mm: float = 1.5) -> list[RealPair]:
     brain_arr = sitk.GetArrayFromImage(brain) > 0.5
     depth = ct_arr.shape[0]
     pairs = []
-    for fraction in (0.55,):
+    for fraction in fractions:
         k = int(fraction * depth)
         ct_slice, mr_slice = pad_to(unit(np.flipud(ct_arr[k]))), pad_to(unit(np.flipud(mr_arr[k])))
         mask = pad_to(np.flipud(brain_arr[k]))
@@ -177,19 +191,24 @@ def lps_grid(image: sitk.Image, spacing_mm: float) -> sitk.Image:
 # --- known motions ------------------------------------------------------------------------------
 
 
-def motions(shape_hw: tuple[int, int]) -> list[Motion]:
+def motions(
+    shape_hw: tuple[int, int],
+    shifts: list[tuple[float, float]] = SHIFTS,
+    rotations_deg: list[float] = ROTATIONS_DEG,
+    smooth_seeds: list[int] = SMOOTH_SEEDS,
+) -> list[Motion]:
     """Shifts, rotations about the centre and smooth random fields on an ``(H, W)`` grid."""
     h, w = shape_hw
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     out = [Motion(f"shift({dx:g},{dy:g})", "shift", np.stack([np.full((h, w), dx), np.full((h, w), dy)]))
-           for dx, dy in SHIFTS]  # fmt: skip
+           for dx, dy in shifts]  # fmt: skip
     cx, cy = w / 2.0, h / 2.0
-    for angle in ROTATIONS_DEG:
+    for angle in rotations_deg:
         t = np.deg2rad(angle)
         mx = np.cos(t) * (xs - cx) - np.sin(t) * (ys - cy) + cx
         my = np.sin(t) * (xs - cx) + np.cos(t) * (ys - cy) + cy
         out.append(Motion(f"rotation({angle:g})", "rotation", np.stack([mx - xs, my - ys])))
-    for seed in SMOOTH_SEEDS:
+    for seed in smooth_seeds:
         coarse = np.random.default_rng(seed).normal(size=(2, 6, 6))
         field = np.stack([ndimage.zoom(c, (h / 6, w / 6), order=3)[:h, :w] for c in coarse])
         field *= SMOOTH_MAX_PX / np.linalg.norm(field, axis=0).max()
@@ -281,9 +300,9 @@ def make_matchers(names: list[str], weights: str | None) -> dict[str, Matcher2D]
     """The requested methods (:data:`METHODS`)."""
     matchers = {}
     for name in names:
-        backend, search, refine, smooth = METHODS[name]
+        backend, search, refine, smooth, calibrate = METHODS[name]
         weights_used = weights if backend == "vmgga" else None
-        matchers[name] = Matcher2D(backend, weights_used, None, "cpu", search, refine, smooth)
+        matchers[name] = Matcher2D(backend, weights_used, None, "cpu", search, refine, smooth, calibrate)
     return matchers
 
 

@@ -34,7 +34,7 @@ import common  # noqa: E402
 from vmgga.config import make_config  # noqa: E402
 from vmgga.dense.stage import estimate_dense_field  # noqa: E402
 from vmgga.features.base import get_feature_extractor  # noqa: E402
-from vmgga.matching.base import get_matcher  # noqa: E402
+from vmgga.matching.registry import get_matcher  # noqa: E402
 from vmgga.training import evaluate  # noqa: E402
 
 DATASET = "mr-stroke-t1-t2-flair"
@@ -92,13 +92,13 @@ def dense_config(matcher: str, iterations: int, weights: str | None, threads: in
     return make_config("fast", num_threads=threads, **overrides).dense
 
 
-def matches_alone(fixed, moving, truth, mask, weights, threads) -> dict[str, dict]:
+def matches_alone(fixed, moving, truth, mask, weights, threads, matchers=MATCHERS) -> dict[str, dict]:
     """Per matcher: errors (mm), confidences and seconds of the raw matches."""
     config = dense_config("cost_volume", 0, weights, threads)
     extractor = get_feature_extractor(config)
     fixed_feat, moving_feat = extractor.extract(fixed), extractor.extract(moving)
     out = {}
-    for name in MATCHERS:
+    for name in matchers:
         start = time.perf_counter()
         match = get_matcher(dense_config(name, 0, weights, threads)).match(
             fixed, moving, fixed_feat, moving_feat
@@ -121,24 +121,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--moving", default="T2,FLAIR")
     parser.add_argument("--weights", default=None, help="VMGGA checkpoint (default: the shipped one)")
-    parser.add_argument("--iterations", default="40,20", help="instance-optimisation lengths to compare")
+    parser.add_argument(
+        "--iterations", default="40,20", help="instance-optimisation lengths to compare (none: matches alone)"
+    )
+    parser.add_argument("--matchers", default=",".join(MATCHERS), help="subset of cost_volume,vmgga,fused")
     parser.add_argument("--name", default="matcher_3d_stroke")
     args = parser.parse_args(argv)
     folder = common.skip_if_missing(DATASET, ["T1.nii.gz", "T2.nii.gz", "FLAIR.nii.gz"])
     common.set_threads(args.threads)
     info = common.machine_info(args.threads)
-    pools = {name: {"errors": [], "confidence": [], "seconds": []} for name in MATCHERS}
+    matchers = args.matchers.split(",")
+    pools = {name: {"errors": [], "confidence": [], "seconds": []} for name in matchers}
     e2e_rows, identity = [], []
-    iterations = [int(n) for n in args.iterations.split(",")]
+    iterations = [] if args.iterations == "none" else [int(n) for n in args.iterations.split(",")]
     for seed in args.seeds:
         for moving_name in args.moving.split(","):
             fixed, moving, truth, mask = make_pair(folder, seed, moving_name)
             pair = f"seed{seed}-{moving_name}"
             identity.append(np.linalg.norm(truth, axis=0)[mask] * SPACING_MM)
-            for name, values in matches_alone(fixed, moving, truth, mask, args.weights, args.threads).items():
+            alone = matches_alone(fixed, moving, truth, mask, args.weights, args.threads, matchers)
+            for name, values in alone.items():
                 for key in pools[name]:
                     pools[name][key].append(values[key])
-            for matcher in MATCHERS:
+            for matcher in matchers:
                 for n in iterations:
                     row = end_to_end(fixed, moving, truth, mask, matcher, n, args.weights, args.threads)
                     e2e_rows.append({"pair": pair, "method": f"{matcher} + {n} it", **row})
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             result, common.RESULTS_DIR / "figures" / f"{args.name}_{name}_reliability.png"
         )
     identity = np.concatenate(identity)
-    methods = list(dict.fromkeys(r["method"] for r in e2e_rows))
+    methods = list(dict.fromkeys(r["method"] for r in e2e_rows))  # none with --iterations none
     e2e_summary = [{"method": m, **{k: float(np.mean([r[k] for r in e2e_rows if r["method"] == m]))
                                     for k in ("tre_mean_mm", "tre_p95_mm", "s_matching", "s_instance", "s_total")}}
                    for m in methods]  # fmt: skip

@@ -89,3 +89,22 @@ def test_smoothing_by_confidence_is_a_normalised_gaussian_convolution():
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-6)
     constant = torch.full((1, 2, h, w), 3.5, dtype=torch.float64)
     assert torch.allclose(smooth_by_confidence(constant, torch.from_numpy(conf)[None, None], sigma), constant)
+
+
+def test_smoothed_refinement_reports_the_local_mean_confidence():
+    h, w, sigma = 48, 56, 3.0
+    first = _result(np.zeros((2, h, w)), np.ones((h, w)))
+    ys, xs = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(2)
+    conf = np.where(xs < w // 2, 0.9, 0.1) * rng.uniform(0.8, 1.0, (h, w))  # sure left, unsure right
+
+    def second_pass(image0, image1, search_px):
+        return _result(np.zeros((2, h, w)), conf)
+
+    image = torch.rand(1, 1, h, w) + 0.1
+    plain = refine_with_affine(second_pass, image, image, first, 6.0)
+    smoothed = refine_with_affine(second_pass, image, image, first, 6.0, smooth_px=sigma)
+    np.testing.assert_allclose(plain.confidence[0, 0].numpy(), conf, atol=1e-6)
+    radius = int(round(3 * sigma))
+    expected = ndimage.gaussian_filter(conf, sigma, mode="mirror", truncate=radius / sigma)
+    np.testing.assert_allclose(smoothed.confidence[0, 0].numpy(), expected, atol=1e-5)

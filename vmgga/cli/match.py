@@ -5,6 +5,10 @@ pixels from each pixel of IMG0 to its match in IMG1) or, for NIfTI/NRRD/MHA inpu
 (a 2-component vector image on IMG0's grid, same units), ``confidence.png`` (colour map, 0 = dark
 purple, 1 = yellow), ``matches.png`` (IMG0 | IMG1 side by side, lines between a grid of matches
 coloured by confidence) and ``matches.json`` (those correspondences with their confidence).
+
+The confidence is the probability that a match is within 2 px; with the default setting (refine +
+smoothing) and the shipped weights it is calibrated on real slices by the map shipped beside the
+weights (:mod:`vmgga.models.calibration`; ``matches.json`` records it under ``matcher.calibration``).
 """
 
 from __future__ import annotations

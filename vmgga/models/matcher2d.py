@@ -22,6 +22,7 @@ from torch import Tensor
 from vmgga.errors import look_up_option
 from vmgga.extras import import_optional
 from vmgga.models import head
+from vmgga.models.calibration import ConfidenceCalibration, load_calibration, setting_key
 from vmgga.models.checkpoint import resolve_weights
 from vmgga.models.config import EncoderBackend, MatcherConfig
 from vmgga.models.dinov2 import dinov2_patch_features, load_dinov2
@@ -129,26 +130,28 @@ def sample_at(image: Tensor, positions_px: Tensor) -> Tensor:
     return F.grid_sample(image[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
 
 
+def gaussian_blur(field: Tensor, sigma_px: float) -> Tensor:
+    """Separable Gaussian blur (sigma ``sigma_px``, radius 3 sigma) of ``field (B, C, H, W)``, each
+    channel alone; borders: reflect padding. Same shape out."""
+    radius = max(1, int(round(3 * sigma_px)))
+    x = torch.arange(-radius, radius + 1, dtype=field.dtype, device=field.device)
+    kernel = torch.exp(-0.5 * (x / sigma_px) ** 2)
+    kernel = kernel / kernel.sum()
+    c = field.shape[1]
+    out = F.pad(field, (radius, radius, 0, 0), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
 def smooth_by_confidence(flow_px: Tensor, confidence: Tensor, sigma_px: float) -> Tensor:
     """Normalised convolution: ``G * (c flow) / G * c`` with a Gaussian ``G`` of ``sigma_px``.
 
     ``flow_px (B, 2, H, W)``, ``confidence (B, 1, H, W)`` -> ``(B, 2, H, W)``. Averages out the
     per-pixel noise of the matches, confident ones counting more (borders: reflect padding).
     """
-    radius = max(1, int(round(3 * sigma_px)))
-    x = torch.arange(-radius, radius + 1, dtype=flow_px.dtype, device=flow_px.device)
-    kernel = torch.exp(-0.5 * (x / sigma_px) ** 2)
-    kernel = kernel / kernel.sum()
-
-    def blur(field: Tensor) -> Tensor:
-        c = field.shape[1]
-        out = F.pad(field, (radius, radius, 0, 0), mode="reflect")
-        out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-        out = F.pad(out, (0, 0, radius, radius), mode="reflect")
-        return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
     weight = confidence.clamp_min(1e-3)
-    return blur(flow_px * weight) / blur(weight)
+    return gaussian_blur(flow_px * weight, sigma_px) / gaussian_blur(weight, sigma_px)
 
 
 def refine_with_affine(
@@ -167,7 +170,11 @@ def refine_with_affine(
     for the second flow ``g``. A pair whose affine cannot be fitted keeps ``first``. Images are
     ``(B, 1, H, W)``; the result is a :class:`MatchResult` of image0 to the *original* image1
     (flow, confidence; the coarse/fine fields are the second pass's, in the resampled frame).
-    ``smooth_px``: the second flow is first smoothed (:func:`smooth_by_confidence`, Gaussian sigma).
+    ``smooth_px``: the second flow is first smoothed (:func:`smooth_by_confidence`, Gaussian sigma),
+    and its confidence becomes the Gaussian local mean (same sigma) of the second pass's confidence:
+    a smoothed match is an average over that neighbourhood, so it is as sure as the neighbourhood
+    (on real pairs this is what separates right from wrong smoothed matches, see
+    ``benchmarks/matcher_calibration.py``).
     """
     h, w = image0.shape[-2:]
     flows, confidences, warped, affines = [], [], [], []
@@ -183,7 +190,8 @@ def refine_with_affine(
     second = match(image0, torch.stack(warped), search_px)
     if smooth_px:
         smoothed = smooth_by_confidence(second.flow_px, second.confidence, smooth_px)
-        second = dataclasses.replace(second, flow_px=smoothed)
+        local = gaussian_blur(second.confidence, smooth_px).clamp(0.0, 1.0)
+        second = dataclasses.replace(second, flow_px=smoothed, confidence=local)
     for b, affine in enumerate(affines):
         if affine is None:
             flows.append(first.flow_px[b])
@@ -207,6 +215,10 @@ class Matcher2D:
     ``refine_px``: when set, a second local pass (:func:`refine_with_affine`) with the coarse search
     limited to this many pixels, after a robust affine of the first pass's matches; ``smooth_px``
     smooths that second flow by confidence (Gaussian sigma, pixels).
+
+    ``calibrate``: map the final confidence through the calibration fitted on real pairs for these
+    weights and this setting (:mod:`vmgga.models.calibration`, a file beside the weights), when
+    there is one; ``self.calibration`` is the map used (None: the raw confidence is returned).
     """
 
     def __init__(
@@ -218,6 +230,7 @@ class Matcher2D:
         max_displacement_px: float | None = None,
         refine_px: float | None = None,
         smooth_px: float | None = None,
+        calibrate: bool = True,
     ) -> None:
         self.refine_px, self.smooth_px = refine_px, smooth_px
         self.backend = look_up_option(backend, EncoderBackend, "backend")
@@ -230,7 +243,11 @@ class Matcher2D:
             overrides = {"dinov2_path": str(dinov2_path)} if dinov2_path is not None else {}
             self.network = MatcherNet.from_checkpoint(self.weights, self.device, **overrides)
             self.config = dataclasses.replace(self.network.config, max_displacement_px=max_displacement_px)
-        elif self.backend == "dinov2":
+        self.calibration: ConfidenceCalibration | None = None
+        if calibrate and self.weights is not None:
+            setting = setting_key(max_displacement_px, refine_px, smooth_px)
+            self.calibration = load_calibration(self.weights, setting)
+        if self.network is None and self.backend == "dinov2":
             self.dinov2 = load_dinov2(dinov2_path, self.device)
             self.config = dataclasses.replace(self.config, backend="dinov2", dinov2_path=str(dinov2_path))
 
@@ -243,18 +260,21 @@ class Matcher2D:
             "max_displacement_px": self.max_displacement_px,
             "refine_px": self.refine_px,
             "smooth_px": self.smooth_px,
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "record": record,
         }
 
     @torch.no_grad()
     def __call__(self, image0: Tensor, image1: Tensor) -> MatchResult:
         image0, image1 = image0.to(self.device, torch.float32), image1.to(self.device, torch.float32)
-        first = self._match(image0, image1, self.max_displacement_px)
-        if self.refine_px is None:
-            return first
-        return refine_with_affine(
-            self._match, image0, image1, first, self.refine_px, smooth_px=self.smooth_px
-        )
+        result = self._match(image0, image1, self.max_displacement_px)
+        if self.refine_px is not None:
+            result = refine_with_affine(
+                self._match, image0, image1, result, self.refine_px, smooth_px=self.smooth_px
+            )
+        if self.calibration is None:
+            return result
+        return dataclasses.replace(result, confidence=self.calibration.apply(result.confidence))
 
     def _match(self, image0: Tensor, image1: Tensor, search_px: float | None) -> MatchResult:
         """One matching pass with the coarse search limited to ``search_px`` (None: global)."""
