@@ -37,12 +37,14 @@ import matcher_2d_real as real  # noqa: E402
 from vmgga.cli.match import REFINE_PX, SMOOTH_PX  # noqa: E402
 from vmgga.matching.sparse import dense_from_sparse, match_sparse  # noqa: E402
 from vmgga.models.matcher2d import Matcher2D  # noqa: E402
-from vmgga.models.network import VMGGANet  # noqa: E402
+from vmgga.models.network import MatcherNet  # noqa: E402
 
 GROUPS = ("all", "stroke", "brainweb", "ctmr")
 
 
-def sparse_case(model: VMGGANet, image0: np.ndarray, image1: np.ndarray, truth: np.ndarray, mask: np.ndarray):
+def sparse_case(
+    model: MatcherNet, image0: np.ndarray, image1: np.ndarray, truth: np.ndarray, mask: np.ndarray
+):
     """Sparse matches of one case: counts, recall, and the densified flow's errors over ``mask``."""
     tensors = [torch.from_numpy(np.ascontiguousarray(im))[None, None] for im in (image0, image1)]
     matches = match_sparse(model, *tensors)
@@ -88,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, weights in variants.items():
         matchers[f"{name}, one pass"] = Matcher2D("vmgga", weights, calibrate=False)
         matchers[f"{name}, refine+smooth"] = Matcher2D("vmgga", weights, None, "cpu", None, REFINE_PX, SMOOTH_PX, False)  # fmt: skip
-    sparse_model = VMGGANet.from_checkpoint(variants[args.sparse], matching="sparse") if args.sparse else None
+    sparse_model = (
+        MatcherNet.from_checkpoint(variants[args.sparse], matching="sparse") if args.sparse else None
+    )
     pools: dict[tuple[str, str], list[np.ndarray]] = {}
     sparse_rows = []
     for pair in pairs:

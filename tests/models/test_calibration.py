@@ -14,7 +14,7 @@ from vmgga.models import calibration as cal
 from vmgga.models import checkpoint
 from vmgga.models.config import MatcherConfig
 from vmgga.models.matcher2d import Matcher2D
-from vmgga.models.network import VMGGANet
+from vmgga.models.network import MatcherNet
 from vmgga.training.losses import expected_calibration_error
 
 
@@ -86,7 +86,7 @@ def test_file_is_bound_to_the_weights_and_the_setting(tmp_path):
 
 def test_matcher2d_applies_the_map_of_its_weights_and_setting(tmp_path):
     torch.manual_seed(0)
-    weights = checkpoint.save_checkpoint(VMGGANet(MatcherConfig()), tmp_path / "w.pt")
+    weights = checkpoint.save_checkpoint(MatcherNet(MatcherConfig()), tmp_path / "w.pt")
     setting = cal.setting_key(None, None, None)
     calibration = cal.ConfidenceCalibration((0.0, 1.0), (0.2, 0.6), 2.0, setting)
     cal.save_calibration(weights, calibration)
