@@ -109,3 +109,13 @@ def test_box_smoothing_equals_a_replicate_padded_average_pool(radius):
         padded = torch.nn.functional.pad(expected, (radius,) * 6, mode="replicate")
         expected = torch.nn.functional.avg_pool3d(padded, 2 * radius + 1, stride=1)
     torch.testing.assert_close(box_smooth(volume, passes=2, radius=radius), expected, atol=1e-12, rtol=0)
+
+
+def test_box_smoothing_of_large_volumes_equals_the_separable_form():
+    from vmgga.field.resize import _SEPARABLE_BOX_MAX_VALUES, _box_smooth_separable
+
+    volume = torch.randn(1, 2, 64, 64, 130, generator=torch.Generator().manual_seed(1))
+    assert volume.numel() > _SEPARABLE_BOX_MAX_VALUES  # the avg_pool3d branch
+    torch.testing.assert_close(
+        box_smooth(volume, passes=2), _box_smooth_separable(volume, 2, 1), atol=1e-5, rtol=0
+    )

@@ -65,10 +65,25 @@ def upsample_scalar(volume_coarse: torch.Tensor, factor: int) -> torch.Tensor:
 def box_smooth(volume: torch.Tensor, passes: int, radius: int = 1) -> torch.Tensor:
     """``passes`` replicate-padded box filters of side ``2 radius + 1`` on ``(B, C, D, H, W)``.
 
-    Separably, one axis at a time (a box is the product of three 1D boxes): the same values as
-    ``avg_pool3d`` on a replicate-padded volume (tested), 1.4x faster forward plus backward on the
-    instance optimisation's control grid.
+    Small volumes (the instance optimisation's control grid, smoothed at every Adam step) are
+    filtered separably, one axis at a time, which is 4x faster forward plus backward there; large
+    ones (MIND maps, cost volumes) by ``avg_pool3d``, which is 1.7x faster than the separable form at
+    their size. Both give the same values (tested).
     """
+    if volume.numel() > _SEPARABLE_BOX_MAX_VALUES:
+        size = 2 * radius + 1
+        for _ in range(passes):
+            volume = F.avg_pool3d(F.pad(volume, (radius,) * 6, mode="replicate"), size, stride=1)
+        return volume
+    return _box_smooth_separable(volume, passes, radius)
+
+
+#: Above this many values :func:`box_smooth` uses ``avg_pool3d`` (measured crossover on 2 cores).
+_SEPARABLE_BOX_MAX_VALUES = 2**20
+
+
+def _box_smooth_separable(volume: torch.Tensor, passes: int, radius: int) -> torch.Tensor:
+    """:func:`box_smooth` one axis at a time (a box is the product of three 1D boxes)."""
     size = 2 * radius + 1
     for _ in range(passes):
         for dim in (2, 3, 4):
