@@ -152,24 +152,8 @@ def optimise_instance(
     Returns:
         ``(1, 3, d, h, w)`` displacement of the integrated field, control-grid voxels, no gradient.
     """
-    velocity = optimise_velocity(grid, init_disp_ijk, config, config.instance.iterations, progress)
-    with torch.no_grad():
-        return field_from_velocity(velocity, config)[1]
-
-
-def optimise_velocity(
-    grid: SimilarityGrid,
-    init_velocity_ijk: torch.Tensor,
-    config: DenseConfig,
-    iterations: int,
-    progress: Callable[[float], None] | None = None,
-) -> torch.Tensor:
-    """``iterations`` Adam steps on the ``(1, 3, d, h, w)`` control-grid velocity (control voxels).
-
-    The step size decays geometrically from ``instance.learning_rate`` to ``instance.final_learning_rate``
-    over these steps. Returns the velocity (no gradient); :func:`field_from_velocity` integrates it.
-    """
-    velocity = init_velocity_ijk.detach().clone().requires_grad_(True)
+    iterations = config.instance.iterations
+    velocity = init_disp_ijk.detach().clone().requires_grad_(True)
     state = _AdamState.zeros_like(velocity)
     generator = torch.Generator().manual_seed(_SEED)
     decay = _decay_per_step(config.instance.learning_rate, config.instance.final_learning_rate, iterations)
@@ -183,4 +167,5 @@ def optimise_velocity(
         state.step(velocity, config.instance.learning_rate * decay**iteration)
         if progress is not None:
             progress((iteration + 1) / iterations)
-    return velocity.detach()
+    with torch.no_grad():
+        return field_from_velocity(velocity, config)[1]
