@@ -14,7 +14,6 @@ The pairs are written once into ``--workdir`` (kept between runs). Writes
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 import time
@@ -26,7 +25,7 @@ if __package__ in (None, ""):
 import numpy as np
 import SimpleITK as sitk
 
-from benchmarks import common
+from benchmarks import common, peers
 from benchmarks import fullsize_brain as fullsize
 from benchmarks import stroke_known_deformation as stroke
 
@@ -34,14 +33,7 @@ from benchmarks import stroke_known_deformation as stroke
 def parse_variant(text: str) -> tuple[str, dict]:
     """``name=key=value,key=value`` -> ``(name, {key: value})``; values are Python literals or text."""
     name, _, rest = text.partition("=")
-    overrides = {}
-    for item in filter(None, rest.split(",")):
-        key, _, value = item.partition("=")
-        try:
-            overrides[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[key] = value
-    return name, overrides
+    return name, dict(peers.parse_overrides([item for item in rest.split(",") if item]))
 
 
 def cached_pairs(folder: Path, seeds: list[int], workdir: Path) -> list:
