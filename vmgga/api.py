@@ -147,7 +147,8 @@ def register(
         outputs = _resampled_outputs(
             fixed_in.image, moving_in.image, affine.transform, coefficients, coefficient_grid
         )
-        confidence = _on_fixed_grid(dense.confidence.detach().cpu()[0, 0].numpy(), grid, fixed_in.image)
+        confidence_work = dense.confidence.detach().cpu()[0, 0].numpy()  # (D, H, W) working grid
+        confidence = _on_fixed_grid(confidence_work, grid, fixed_in.image)
         det = jacobian_determinant(disp_ijk)
         timings["export"] = _lap(clock, timings)
         timings["total"] = time.perf_counter() - clock
@@ -162,7 +163,7 @@ def register(
         grid_notes,
         affine,
         det,
-        confidence,
+        confidence_work,
         timings,
         config,
         dense.timings_s,
@@ -343,10 +344,21 @@ def _on_fixed_grid(values_dhw: np.ndarray, grid: Geometry, fixed: sitk.Image) ->
 
 
 def _report(
-    fixed_in, moving_in, modalities, grid, grid_notes, affine, det, confidence, timings, config, dense_timings
+    fixed_in,
+    moving_in,
+    modalities,
+    grid,
+    grid_notes,
+    affine,
+    det,
+    confidence_work,
+    timings,
+    config,
+    dense_timings,
 ):
-    """The JSON-serialisable report of one registration."""
-    values = array_view_from_image(confidence)
+    """The JSON-serialisable report of one registration (confidence summarised on the working grid,
+    which spans the fixed image's field of view)."""
+    values = confidence_work
     return {
         "vmgga_version": vmgga.__version__,
         "inputs": {

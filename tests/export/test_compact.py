@@ -59,3 +59,27 @@ def test_eight_bit_source_stays_eight_bit(tmp_path):
     path = write_scaled_nifti(quantised, _like(), tmp_path / "warped.nii.gz")
     assert nib.load(str(path)).get_data_dtype() == np.uint8
     np.testing.assert_array_equal(_read_sitk(path), np.rint(values))
+
+
+def test_image_gzipped_in_several_members_reads_back_everywhere(tmp_path, monkeypatch):
+    """Members of 1 kB compressed side by side: SimpleITK (zlib), nibabel and gzip read it whole."""
+    import torch
+
+    import vmgga.export.compact as compact
+
+    monkeypatch.setattr(compact, "_GZIP_PART_BYTES", 1000)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        values = np.random.default_rng(1).normal(100.0, 30.0, (12, 15, 18)).astype(np.float32)
+        path = write_scaled_nifti(
+            quantise_intensities(values, integer_source=False), _like(), tmp_path / "w.nii.gz"
+        )
+    finally:
+        torch.set_num_threads(before)
+    raw = path.read_bytes()
+    assert raw.count(b"\x1f\x8b\x08") == 7  # 6832 bytes in 1 kB members
+    assert len(gzip.decompress(raw)) == 352 + values.size * 2  # header + int16 voxels
+    step = float(values.max() - values.min()) / 65534
+    np.testing.assert_allclose(_read_sitk(path), values, atol=step)
+    np.testing.assert_allclose(np.asarray(nib.load(str(path)).dataobj).transpose(2, 1, 0), values, atol=step)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from scipy import ndimage
 
 from vmgga.export.itk_transform import bspline_transform, composite_transform
@@ -64,9 +65,14 @@ def test_affine_matrix_reproduces_every_linear_transform():
         affine_matrix_lps(sitk.DisplacementFieldTransform(image))
 
 
-@pytest.mark.parametrize("deformable", [False, True])
-def test_matches_sitk_resample(deformable):
+@pytest.mark.parametrize(
+    ("deformable", "slab_voxels", "threads"),
+    [(False, 2**21, 1), (True, 2**21, 1), (True, 26 * 22 * 3, 2)],  # last: 7 slabs on 2 threads
+)
+def test_matches_sitk_resample(deformable, slab_voxels, threads):
     moving, fixed = _moving(), _fixed()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     background = -123.0
     if deformable:
         working = Geometry((26, 22, 20), (1.5, 1.5, 1.5), fixed.origin_lps_mm, fixed.direction)
@@ -74,10 +80,14 @@ def test_matches_sitk_resample(deformable):
         control = np.stack([ndimage.gaussian_filter(rng.normal(0, 2.0, (5, 6, 7)), 1.0) for _ in range(3)])
         coefficients, grid = spline_from_control(control, working, 4)
         transform = composite_transform(_affine(), bspline_transform(coefficients, grid))
-        ours = resample_moving(moving, fixed, _affine(), coefficients, grid, background=background)
+        ours = resample_moving(
+            moving, fixed, _affine(), coefficients, grid, background=background, slab_voxels=slab_voxels
+        )
     else:
         transform = _affine()
-        ours = resample_moving(moving, fixed, _affine(), background=background)
+        ours = resample_moving(moving, fixed, _affine(), background=background, slab_voxels=slab_voxels)
+    assert torch.get_num_threads() == threads  # restored after the threaded slabs
+    torch.set_num_threads(before)
     expected = sitk.Resample(
         moving, _reference(fixed), transform, sitk.sitkLinear, background, sitk.sitkFloat32
     )

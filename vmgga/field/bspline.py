@@ -66,15 +66,25 @@ def evaluate_separable(coefficients_dhwc: np.ndarray, positions_kji: tuple[np.nd
     Returns:
         ``(len(k), len(j), len(i), C)`` float32 values.
     """
-    coefficients = torch.from_numpy(np.ascontiguousarray(coefficients_dhwc, dtype=np.float32))
+    weights = [weight_matrix(p, n) for p, n in zip(positions_kji, coefficients_dhwc.shape[:3], strict=True)]
+    # only the coefficients under the positions' supports (4 per position) enter: crop to them
+    spans = [_support_span(w) for w in weights]
+    cropped = coefficients_dhwc[tuple(slice(*span) for span in spans)]
+    coefficients = torch.from_numpy(np.ascontiguousarray(cropped, dtype=np.float32))
     wk, wj, wi = (
-        torch.from_numpy(weight_matrix(p, n).astype(np.float32))
-        for p, n in zip(positions_kji, coefficients.shape[:3], strict=True)
+        torch.from_numpy(np.ascontiguousarray(w[:, slice(*span)], dtype=np.float32))
+        for w, span in zip(weights, spans, strict=True)
     )
     out = torch.einsum("dhwc,xw->dhxc", coefficients, wi)  # (D, H, I, C)
     out = torch.einsum("dhxc,yh->dyxc", out, wj)  # (D, J, I, C)
     out = torch.einsum("dyxc,zd->zyxc", out, wk)  # (K, J, I, C)
     return out.numpy()
+
+
+def _support_span(weights: np.ndarray) -> tuple[int, int]:
+    """``(first, stop)`` of the columns of ``weights`` ``(N, count)`` that hold a non-zero weight."""
+    used = np.flatnonzero(np.any(weights != 0.0, axis=0))
+    return (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
 
 
 # --- geometry of the coefficient grid -------------------------------------------------------------

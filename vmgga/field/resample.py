@@ -9,6 +9,8 @@ background value; inside it the interpolation is trilinear with clamped neighbou
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import SimpleITK as sitk
 import torch
@@ -17,8 +19,8 @@ import torch.nn.functional as F
 from vmgga.field.bspline import evaluate_separable, positions_on
 from vmgga.frames import Geometry, geometry_of, image_from_array, norm_from_ijk
 
-#: Fixed-grid voxels handled per slab (bounds the temporary memory to about 100 MB).
-_SLAB_VOXELS = 2**22
+#: Fixed-grid voxels handled per slab (two slabs at a time hold about 100 MB of temporaries).
+_SLAB_VOXELS = 2**21
 
 
 def affine_matrix_lps(transform: sitk.Transform) -> np.ndarray:
@@ -48,6 +50,7 @@ def resample_moving(
     coefficient_grid: Geometry | None = None,
     *,
     background: float = 0.0,
+    slab_voxels: int = _SLAB_VOXELS,
 ) -> sitk.Image:
     """``moving`` (float32) on the ``fixed`` grid through ``affine(p + u(p))`` (``u = 0`` without coefficients).
 
@@ -58,6 +61,7 @@ def resample_moving(
         coefficients_dhwc: ``(D, H, W, 3)`` B-spline coefficients of ``u`` in LPS mm, or ``None``.
         coefficient_grid: their grid (same direction as ``fixed``).
         background: value of points mapped outside ``moving``.
+        slab_voxels: fixed-grid voxels per slab (slabs run side by side on torch's threads).
 
     Returns:
         A float32 image on ``fixed``.
@@ -70,16 +74,42 @@ def resample_moving(
     disp_to_moving = torch.from_numpy(to_moving_ijk[:3, :3])  # LPS mm displacement -> moving voxels
     positions = positions_on(fixed, coefficient_grid) if coefficients_dhwc is not None else None
     depth, height, width = fixed.shape_dhw
-    slab = max(1, _SLAB_VOXELS // (height * width))
+    slab = max(1, slab_voxels // (height * width))
     out = np.empty(fixed.shape_dhw, dtype=np.float32)
-    for k0 in range(0, depth, slab):
+
+    def fill(k0: int) -> None:
         planes = np.arange(k0, min(depth, k0 + slab))
         points = _mapped_ijk(from_fixed, planes, (height, width))  # (d, H, W, 3) moving voxels
         if positions is not None:
             disp = evaluate_separable(coefficients_dhwc, (positions[0][planes], *positions[1:]))
             points += torch.from_numpy(disp).double() @ disp_to_moving.T
         out[planes] = _sample(volume, points, background)
+
+    _in_threads(fill, list(range(0, depth, slab)))
     return image_from_array(out, fixed)
+
+
+def _in_threads(fill, starts: list[int]) -> None:
+    """``fill(start)`` for every slab, the slabs spread over torch's threads.
+
+    PyTorch's CPU 3D ``grid_sample`` (and the element-wise work around it) runs one batch entry on
+    one core, so the slabs run side by side, each single-threaded; they write disjoint planes.
+    """
+    threads = torch.get_num_threads()
+    if threads < 2 or len(starts) < 2:
+        for start in starts:
+            fill(start)
+        return
+
+    def single_threaded(start: int) -> None:
+        torch.set_num_threads(1)
+        fill(start)
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(single_threaded, starts))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _mapped_ijk(matrix: torch.Tensor, planes_k: np.ndarray, shape_hw: tuple[int, int]) -> torch.Tensor:

@@ -46,13 +46,20 @@ def read_nifti_header(path: str | Path):
 def check_nifti_data(path: str | Path, name: str) -> None:
     """Read the stored voxels with nibabel: refuse truncated files and NaN/Inf voxels.
 
+    Integer voxels are not read again: they hold no NaN/Inf, and :func:`vmgga.io.header_checks.check_stored_data`,
+    which runs first, has already refused a stream shorter than the header's voxels.
+
     Raises:
         InputError: truncated or corrupt data.
         IntensityError: NaN or Inf voxels (which ITK would silently turn into 0).
     """
     try:
         with library_output(f"checking the NIfTI data of {name}"):  # nibabel logs its header fixes
-            stored = np.asanyarray(nib.load(str(path)).dataobj.get_unscaled())
+            image = nib.load(str(path))
+            if not np.issubdtype(image.get_data_dtype(), np.floating):
+                # integers hold no NaN/Inf, and check_stored_data has counted the stream's bytes
+                return
+            stored = np.asanyarray(image.dataobj.get_unscaled())
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as error:
         raise InputError(f"{name}: cannot be read (truncated or corrupt file: {error})") from None
     if np.issubdtype(stored.dtype, np.floating) and not np.isfinite(stored).all():
