@@ -33,6 +33,7 @@ from vmgga.frames import (
     lps_from_ijk,
     lps_from_ras,
     norm_from_ijk,
+    norm_from_ijk_matrix,
     ras_from_lps,
     ras_matrix_from_lps,
     sampling_grid_norm,
@@ -366,3 +367,12 @@ def test_slice_axes_follow_the_array_axes_a_slice_keeps():
 
 def test_array_view_reads_the_same_voxels_as_the_copy(small_image):
     assert np.array_equal(array_view_from_image(small_image), array_from_image(small_image))
+
+
+def test_norm_matrix_is_norm_from_ijk():
+    """The homogeneous matrix maps points as ``norm_from_ijk`` does, singleton axes included."""
+    points = torch.tensor([[0.0, 0.0, 0.0], [4.0, 2.5, 0.0], [-0.5, 7.5, 0.3]], dtype=torch.float64)
+    for size_ijk in ((5, 8, 1), (17, 3, 9)):
+        matrix = norm_from_ijk_matrix(size_ijk)
+        mapped = points.numpy() @ matrix[:3, :3].T + matrix[:3, 3]
+        np.testing.assert_allclose(mapped, norm_from_ijk(points, size_ijk).numpy(), atol=1e-12)

@@ -173,6 +173,14 @@ def ijk_from_norm(points_norm: torch.Tensor, size_ijk: tuple[int, int, int]) -> 
     return (points_norm + 1.0) / scale
 
 
+def norm_from_ijk_matrix(size_ijk: tuple[int, int, int]) -> np.ndarray:
+    """``(4, 4)`` homogeneous matrix of :func:`norm_from_ijk` (to compose it with other linear maps)."""
+    scale = np.array([2.0 / (n - 1) if n > 1 else 1.0 for n in size_ijk])
+    matrix = np.diag([*scale, 1.0])
+    matrix[:3, 3] = -1.0
+    return matrix
+
+
 def _norm_scale(size_ijk: tuple[int, int, int], like: torch.Tensor) -> torch.Tensor:
     """Per-axis factor 2 / (N - 1) (1 for singleton axes, which have one centre only)."""
     values = [2.0 / (n - 1) if n > 1 else 1.0 for n in size_ijk]

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from vmgga.field.bspline import evaluate_separable, positions_on
-from vmgga.frames import Geometry, geometry_of, image_from_array, norm_from_ijk
+from vmgga.frames import Geometry, geometry_of, image_from_array, norm_from_ijk_matrix
 
 #: Fixed-grid voxels handled per slab (two slabs at a time hold about 100 MB of temporaries).
 _SLAB_VOXELS = 2**21
@@ -68,10 +68,20 @@ def resample_moving(
     """
     volume = torch.from_numpy(sitk.GetArrayFromImage(sitk.Cast(moving, sitk.sitkFloat64)))[None, None]
     moving_geometry = geometry_of(moving)
-    # fixed voxel -> moving voxel, without the displacement: (moving ijk <- LPS) (affine) (LPS <- fixed ijk)
-    to_moving_ijk = np.linalg.inv(moving_geometry.lps_from_ijk_matrix()) @ affine_matrix_lps(affine)
-    from_fixed = torch.from_numpy(to_moving_ijk @ fixed.lps_from_ijk_matrix())  # (4, 4)
-    disp_to_moving = torch.from_numpy(to_moving_ijk[:3, :3])  # LPS mm displacement -> moving voxels
+    # fixed voxel -> grid_sample coordinate of the moving image, without the displacement:
+    # (norm <- moving ijk) (moving ijk <- LPS) (affine) (LPS <- fixed ijk)
+    to_norm = (
+        norm_from_ijk_matrix(moving_geometry.size_ijk)
+        @ np.linalg.inv(moving_geometry.lps_from_ijk_matrix())
+        @ affine_matrix_lps(affine)
+    )
+    from_fixed = torch.from_numpy(to_norm @ fixed.lps_from_ijk_matrix())  # (4, 4)
+    disp_to_norm_t = torch.from_numpy(np.ascontiguousarray(to_norm[:3, :3].T))  # LPS mm rows -> norm
+    # ITK's buffer, [-0.5, n - 0.5] voxels per axis, in grid_sample coordinates
+    edges_ijk = np.array([[-0.5, -0.5, -0.5, 1.0], [*(np.asarray(moving_geometry.size_ijk) - 0.5), 1.0]])
+    low, high = (
+        torch.from_numpy(v) for v in (norm_from_ijk_matrix(moving_geometry.size_ijk) @ edges_ijk.T)[:3].T
+    )
     positions = positions_on(fixed, coefficient_grid) if coefficients_dhwc is not None else None
     depth, height, width = fixed.shape_dhw
     slab = max(1, slab_voxels // (height * width))
@@ -79,11 +89,12 @@ def resample_moving(
 
     def fill(k0: int) -> None:
         planes = np.arange(k0, min(depth, k0 + slab))
-        points = _mapped_ijk(from_fixed, planes, (height, width))  # (d, H, W, 3) moving voxels
+        grid = _mapped(from_fixed, planes, (height, width))  # (d, H, W, 3) moving grid_sample coordinates
         if positions is not None:
             disp = evaluate_separable(coefficients_dhwc, (positions[0][planes], *positions[1:]))
-            points += torch.from_numpy(disp).double() @ disp_to_moving.T
-        out[planes] = _sample(volume, points, background)
+            flat = grid.view(-1, 3)
+            flat.addmm_(torch.from_numpy(disp).view(-1, 3).double(), disp_to_norm_t)
+        out[planes] = _sample(volume, grid, (low, high), background)
 
     _in_threads(fill, list(range(0, depth, slab)))
     return image_from_array(out, fixed)
@@ -112,35 +123,27 @@ def _in_threads(fill, starts: list[int]) -> None:
         torch.set_num_threads(threads)
 
 
-def _mapped_ijk(matrix: torch.Tensor, planes_k: np.ndarray, shape_hw: tuple[int, int]) -> torch.Tensor:
+def _mapped(matrix: torch.Tensor, planes_k: np.ndarray, shape_hw: tuple[int, int]) -> torch.Tensor:
     """``matrix`` ``(4, 4)`` applied to the fixed voxels (i, j, k) of planes ``planes_k``: ``(d, H, W, 3)`` float64."""
     k = torch.from_numpy(planes_k.astype(np.float64))
     j = torch.arange(shape_hw[0], dtype=torch.float64)
     i = torch.arange(shape_hw[1], dtype=torch.float64)
     columns = matrix[:3, :3].T  # row r: the mapped step of index axis r
-    return (
-        matrix[:3, 3]
-        + k[:, None, None, None] * columns[2]
-        + j[None, :, None, None] * columns[1]
-        + i[None, None, :, None] * columns[0]
-    )
+    plane = matrix[:3, 3] + j[:, None, None] * columns[1] + i[None, :, None] * columns[0]  # (H, W, 3)
+    return plane[None] + k[:, None, None, None] * columns[2]
 
 
-def _sample(volume: torch.Tensor, points: torch.Tensor, background: float) -> np.ndarray:
-    """Trilinear values of ``(1, 1, D, H, W)`` ``volume`` at ``(d, h, w, 3)`` voxel positions (i, j, k).
+def _sample(
+    volume: torch.Tensor, grid: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor], background: float
+) -> np.ndarray:
+    """Trilinear values of ``(1, 1, D, H, W)`` ``volume`` at ``(d, h, w, 3)`` ``grid_sample`` coordinates;
+    points outside ``bounds`` (low, high per axis: ITK's buffer) get ``background``.
 
     In float64: float32 grid coordinates move points by ~1e-5 voxels, a visible 1e-3 at sharp edges.
     """
-    size_ijk = tuple(volume.shape[2:][::-1])
-    values = F.grid_sample(
-        volume,
-        norm_from_ijk(points, size_ijk)[None],
-        mode="bilinear",
-        padding_mode="border",
-        align_corners=True,
-    )[0, 0]
-    limit = torch.tensor(size_ijk, dtype=points.dtype) - 0.5
-    inside = ((points >= -0.5) & (points <= limit)).all(-1)
-    return (
-        torch.where(inside, values, torch.tensor(background, dtype=values.dtype)).numpy().astype(np.float32)
-    )
+    values = F.grid_sample(volume, grid[None], mode="bilinear", padding_mode="border", align_corners=True)[
+        0, 0
+    ]
+    inside = ((grid >= bounds[0]) & (grid <= bounds[1])).all(-1)
+    values.masked_fill_(~inside, background)
+    return values.numpy().astype(np.float32)
