@@ -17,6 +17,7 @@ from vmgga.config import (
     InstanceConfig,
     MatchingConfig,
     PreprocessConfig,
+    RegionConfig,
     RegistrationConfig,
     make_config,
 )
@@ -253,9 +254,10 @@ def test_a_voxel_control_grid_is_refused_while_the_mm_one_is_in_force():
     assert config.dense.instance.grid_spacing_vox == 6
 
 
-def test_the_dense_parts_are_the_four_sub_stages_in_order():
+def test_the_dense_parts_are_the_sub_stages_in_order():
     parts = [(f.name, type(getattr(DenseConfig(), f.name))) for f in dataclasses.fields(DenseConfig)]
     assert parts == [
+        ("region", RegionConfig),
         ("features", FeatureConfig),
         ("matching", MatchingConfig),
         ("fitting", FittingConfig),
@@ -285,8 +287,8 @@ def test_every_old_flat_name_is_refused_naming_its_new_spelling():
         make_config(dense={"adam_iterations": 3})
 
 
-def test_the_renaming_table_covers_every_new_field_but_the_one_added():
-    """Old names map one to one onto distinct new fields that exist."""
+def test_the_renaming_table_covers_every_old_field():
+    """Old names map one to one onto distinct new fields that exist; the new ones are named."""
     new = list(RENAMED.values())
     assert len(new) == len(set(new))
     fields = {
@@ -295,7 +297,8 @@ def test_the_renaming_table_covers_every_new_field_but_the_one_added():
         for f in dataclasses.fields(getattr(DenseConfig(), part.name))
     }
     assert set(new) <= fields
-    assert fields - set(new) == {"dense.features.backend"}  # old `dense.features`: now a shorthand
+    # old `dense.features`: now a shorthand; the region part came after the renaming
+    assert fields - set(new) == {"dense.features.backend", "dense.region.foreground_margin_vox"}
 
 
 def test_a_text_for_the_features_part_is_its_backend():
@@ -312,7 +315,7 @@ def test_a_part_cannot_be_set_to_a_number():
 
 def test_unknown_part_names_the_parts():
     with pytest.raises(
-        ConfigError, match=r"unknown config section 'dense.adam'; expected one of \['dense.features'"
+        ConfigError, match=r"unknown config section 'dense.adam'; expected one of \['dense.region', 'dense.features'"
     ):
         make_config(**{"dense.adam.iterations": 3})
 

@@ -147,8 +147,9 @@ def register(
         outputs = _resampled_outputs(
             fixed_in.image, moving_in.image, affine.transform, coefficients, coefficient_grid
         )
-        confidence_work = dense.confidence.detach().cpu()[0, 0].numpy()  # (D, H, W) working grid
-        confidence = _on_fixed_grid(confidence_work, grid, fixed_in.image)
+        confidence_work = dense.confidence.detach().cpu()  # (1, 1, D, H, W) working grid
+        confidence = _on_fixed_grid(confidence_work[0, 0].numpy(), grid, fixed_in.image)
+        compared = (dense.box.crop(confidence_work) if dense.box else confidence_work)[0, 0].numpy()
         det = jacobian_determinant(disp_ijk)
         timings["export"] = _lap(clock, timings)
         timings["total"] = time.perf_counter() - clock
@@ -163,11 +164,16 @@ def register(
         grid_notes,
         affine,
         det,
-        confidence_work,
+        compared,
         timings,
         config,
         dense.timings_s,
     )
+    if dense.box is not None:  # the box of working voxels the dense stage ran on
+        result_report["working_grid"]["dense_region"] = {
+            "start_dhw": list(dense.box.start_dhw),
+            "stop_dhw": list(dense.box.stop_dhw),
+        }
     result_report = _with_verdict(result_report, measures)
     return RegistrationResult(
         transform=transform,

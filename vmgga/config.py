@@ -84,6 +84,15 @@ class AffineConfig:
 
 
 @dataclass(frozen=True)
+class RegionConfig:
+    """``dense.region``: where on the working grid the dense stage runs (:mod:`vmgga.dense.region`)."""
+
+    # the fixed foreground's box grown by this many working voxels (the air around a head is not
+    # compared); None: the whole working grid
+    foreground_margin_vox: int | None = 8
+
+
+@dataclass(frozen=True)
 class FeatureConfig:
     """``dense.features``: what the dense stage compares (:mod:`vmgga.features`).
 
@@ -164,6 +173,7 @@ class DenseConfig:
     text for the whole part) is short for ``dense.features.backend="vmgga"``.
     """
 
+    region: RegionConfig = field(default_factory=RegionConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     fitting: FittingConfig = field(default_factory=FittingConfig)
@@ -264,6 +274,7 @@ NODES: dict[str, type] = {
     "preprocess": PreprocessConfig,
     "affine": AffineConfig,
     "dense": DenseConfig,
+    "dense.region": RegionConfig,
     "dense.features": FeatureConfig,
     "dense.matching": MatchingConfig,
     "dense.fitting": FittingConfig,

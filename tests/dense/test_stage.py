@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from vmgga.config import DenseConfig, InstanceConfig, MatchingConfig
+from vmgga.config import DenseConfig, InstanceConfig, MatchingConfig, RegionConfig
 from vmgga.dense.memory import estimate_dense_memory_bytes
 from vmgga.dense.stage import DenseFieldResult, estimate_dense_field, with_physical_control_grid
 from vmgga.errors import ConfigError
@@ -152,3 +154,27 @@ def test_memory_estimate_counts_the_learned_matcher_and_its_attention():
         for s in (thin, wide)
     ]
     assert extra[1] > extra[0]
+
+
+def test_a_wide_empty_border_is_left_out_and_the_field_carried_across_it():
+    """The textured volume inside 20 voxels of air per side: the stage runs on the foreground's
+    box (the same result as the stage run on that box by hand), still recovers the deformation;
+    outside the box the field continues its edge values and the confidence is 0."""
+    source, truth = _texture(), _smooth_disp_ijk()
+    border = 20
+    pad = lambda v: F.pad(v, (border,) * 6, value=0.0)  # noqa: E731
+    fixed, moving = pad(warp(source, truth)), pad(1.0 - source)
+    result = estimate_dense_field(fixed, moving, CONFIG)
+    box = result.box
+    assert box is not None and box.start_dhw == (border - 8,) * 3 and box.stop_dhw == (border + 32 + 8,) * 3
+    by_hand = estimate_dense_field(
+        box.crop(fixed), box.crop(moving), dataclasses.replace(CONFIG, region=RegionConfig(None))
+    )
+    assert by_hand.box is None
+    torch.testing.assert_close(box.crop(result.disp_ijk), by_hand.disp_ijk)
+    torch.testing.assert_close(box.crop(result.confidence), by_hand.confidence)
+    inner = (..., *(slice(border, border + 32),) * 3)
+    assert _error(result.disp_ijk[inner], truth) < 0.5 * _error(torch.zeros_like(truth), truth)
+    assert float(result.confidence[..., : box.start_dhw[0], :, :].abs().max()) == 0.0
+    edge = result.disp_ijk[..., box.start_dhw[0], :, :]
+    torch.testing.assert_close(result.disp_ijk[..., 0, :, :], edge)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from vmgga.config import DenseConfig
+from vmgga.dense import region
 from vmgga.errors import ConfigError
 from vmgga.features.base import get_feature_extractor
 from vmgga.field import resize
@@ -42,6 +43,8 @@ class DenseFieldResult:
         disp_control_ijk: ``(1, 3, d, h, w)`` the same field on the control grid, in control voxels;
             ``disp_ijk`` is its trilinear block-centred upsampling (:mod:`vmgga.field.resize`).
         control_spacing: working voxels per control voxel.
+        box: the region the stage ran on (:mod:`vmgga.dense.region`); ``disp_control_ijk`` covers
+            it, ``disp_ijk`` and ``confidence`` the whole working grid.
     """
 
     disp_ijk: torch.Tensor
@@ -49,6 +52,7 @@ class DenseFieldResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     disp_control_ijk: torch.Tensor | None = None
     control_spacing: int = 1
+    box: region.Box | None = None
 
 
 def _check_inputs(fixed_work: torch.Tensor, moving_work: torch.Tensor) -> None:
@@ -167,10 +171,35 @@ def estimate_dense_field(
         device: torch device of the computation; results come back on it.
         progress: optional ``(stage, fraction, message)`` callback.
 
+    The stage runs on the fixed foreground's box grown by ``config.region.foreground_margin_vox`` voxels
+    (:mod:`vmgga.dense.region`); outside it the field continues its edge values and the confidence is 0.
+
     Returns:
         :class:`DenseFieldResult` with the displacement in working voxels and the confidence.
     """
     _check_inputs(fixed_work, moving_work)
+    shape = tuple(fixed_work.shape[2:])
+    margin = config.region.foreground_margin_vox
+    box = region.whole_grid(shape) if margin is None else region.foreground_box(fixed_work, margin)
+    inner = _dense_in_box(box.crop(fixed_work), box.crop(moving_work), config, device, progress)
+    if box.is_whole:
+        return inner
+    return dataclasses.replace(
+        inner,
+        disp_ijk=box.paste(inner.disp_ijk, "replicate").contiguous(),
+        confidence=box.paste(inner.confidence, "zeros").contiguous(),
+        box=box,
+    )
+
+
+def _dense_in_box(
+    fixed_work: torch.Tensor,
+    moving_work: torch.Tensor,
+    config: DenseConfig,
+    device: str | torch.device,
+    progress: ProgressCallback | None,
+) -> DenseFieldResult:
+    """:func:`estimate_dense_field` on the volumes as given (no region)."""
     report = progress or (lambda stage, fraction, message: None)
     timings: dict[str, float] = {}
     start = time.perf_counter()
