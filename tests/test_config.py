@@ -297,8 +297,12 @@ def test_the_renaming_table_covers_every_old_field():
         for f in dataclasses.fields(getattr(DenseConfig(), part.name))
     }
     assert set(new) <= fields
-    # old `dense.features`: now a shorthand; the region part came after the renaming
-    assert fields - set(new) == {"dense.features.backend", "dense.region.foreground_margin_vox"}
+    # old `dense.features`: now a shorthand; the region part and the cap came after the renaming
+    assert fields - set(new) == {
+        "dense.features.backend",
+        "dense.region.foreground_margin_vox",
+        "dense.instance.max_sample_points",
+    }
 
 
 def test_a_text_for_the_features_part_is_its_backend():
@@ -315,7 +319,8 @@ def test_a_part_cannot_be_set_to_a_number():
 
 def test_unknown_part_names_the_parts():
     with pytest.raises(
-        ConfigError, match=r"unknown config section 'dense.adam'; expected one of \['dense.region', 'dense.features'"
+        ConfigError,
+        match=r"unknown config section 'dense.adam'; expected one of \['dense.region', 'dense.features'",
     ):
         make_config(**{"dense.adam.iterations": 3})
 

@@ -158,6 +158,8 @@ class InstanceConfig:
     grid_spacing_vox: int = 4  # control grid in working voxels, as the stage receives it (see above)
     feature_spacing_vox: int = 1  # features block-pooled to this for the similarity
     sample_fraction: float = 0.07  # share of the foreground similarity voxels compared per step
+    # at most this many voxels per step: the gradient's noise depends on the count, not the share
+    max_sample_points: int = 40_000
     feature_channels: int = 0  # PCA-compress the features to this many channels (0: all)
     smoothing_passes: int = 3  # box filters (3^3) applied to the control-grid velocity
     regularisation: str = "diffusion"  # diffusion | bending

@@ -83,3 +83,18 @@ def test_step_sizes_must_be_positive():
         optimise_instance(
             grid, torch.zeros(1, 3, 4, 4, 4), DenseConfig(instance=InstanceConfig(final_learning_rate=0.0))
         )
+
+
+def test_samples_per_step_follow_the_share_up_to_the_cap():
+    """5 % of 100 k voxels is 5 k; of 2 M voxels it would be 100 k, capped to 40 k by a wider
+    stride; every offset stays inside one stride."""
+    from vmgga.field.instance import _subset
+
+    generator = torch.Generator().manual_seed(0)
+    small = _subset(100_000, 0.05, generator, 40_000)
+    assert small.step == 20 and len(range(*small.indices(100_000))) == 5_000
+    for _ in range(5):
+        large = _subset(2_000_000, 0.05, generator, 40_000)
+        assert large.step == 50 and 0 <= large.start < 50
+        assert len(range(*large.indices(2_000_000))) == 40_000
+    assert _subset(2_000_000, 0.05, generator, None).step == 20

@@ -77,9 +77,12 @@ def similarity_loss(disp_control: torch.Tensor, grid: SimilarityGrid, subset: sl
     return (moving - grid.fixed_values[subset]).pow(2).sum(1).mean()
 
 
-def _subset(count: int, fraction: float, generator: torch.Generator) -> slice:
-    """Every ``1 / fraction``-th of ``count`` foreground voxels from a random offset (all if >= 1)."""
+def _subset(count: int, fraction: float, generator: torch.Generator, max_points: int | None = None) -> slice:
+    """Every ``1 / fraction``-th of ``count`` foreground voxels from a random offset (all if >= 1),
+    thinned further to at most ``max_points`` (about: a whole stride of them)."""
     stride = max(1, round(1.0 / fraction)) if fraction < 1.0 else 1
+    if max_points:
+        stride = max(stride, -(-count // max_points))
     offset = int(torch.randint(stride, (1,), generator=generator))
     return slice(offset, count, stride)
 
@@ -158,7 +161,12 @@ def optimise_instance(
     generator = torch.Generator().manual_seed(_SEED)
     decay = _decay_per_step(config.instance.learning_rate, config.instance.final_learning_rate, iterations)
     for iteration in range(iterations):
-        subset = _subset(grid.points_ijk.shape[0], config.instance.sample_fraction, generator)
+        subset = _subset(
+            grid.points_ijk.shape[0],
+            config.instance.sample_fraction,
+            generator,
+            config.instance.max_sample_points,
+        )
         velocity.grad = None
         smooth, disp_control = field_from_velocity(velocity, config)
         similarity = similarity_loss(disp_control, grid, subset)
