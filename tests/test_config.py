@@ -302,6 +302,8 @@ def test_the_renaming_table_covers_every_old_field():
         "dense.features.backend",
         "dense.region.foreground_margin_vox",
         "dense.instance.max_sample_points",
+        "dense.instance.ct_mr_grid_spacing_mm",
+        "dense.instance.ct_mr_regularisation_weight",
     }
 
 
@@ -329,3 +331,52 @@ def test_reports_keep_a_nested_config():
     plain = make_config().to_dict()
     assert plain["dense"]["instance"]["iterations"] == InstanceConfig().iterations
     assert plain["dense"]["instance"]["grid_spacing_mm"] == 12.0
+
+
+def _dense_config_seen(fixed, moving, config: RegistrationConfig, monkeypatch) -> DenseConfig:
+    """The dense settings register() hands the dense stage (affine and dense stage stubbed)."""
+    import types
+
+    import SimpleITK as sitk
+
+    import vmgga.api as api
+
+    seen: dict[str, DenseConfig] = {}
+
+    def estimate_dense_field(fixed_work, moving_work, dense_config, **_):
+        seen["dense"] = dense_config
+        raise _Reached
+
+    monkeypatch.setattr(
+        api, "estimate_affine", lambda *a, **k: types.SimpleNamespace(transform=sitk.AffineTransform(3))
+    )
+    monkeypatch.setattr(api, "estimate_dense_field", estimate_dense_field)
+    with pytest.raises(_Reached):
+        api.register(fixed, moving, config, progress=False)
+    return seen["dense"]
+
+
+def test_a_ct_against_an_mr_gets_the_ct_mr_control_grid_and_penalty(monkeypatch):
+    import numpy as np
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(0)
+    ct_values = np.full((24, 24, 24), -1000.0)  # air around a head of soft tissue and bone (HU)
+    ct_values[4:20, 4:20, 4:20] = rng.normal(40.0, 20.0, (16, 16, 16))
+    ct_values[4:6, 4:20, 4:20] = 1000.0
+    ct, mr = (
+        sitk.GetImageFromArray(v.astype(np.float32)) for v in (ct_values, rng.random((24, 24, 24)) * 100)
+    )
+    fast = make_config("fast")
+    for fixed, moving in ((ct, mr), (mr, ct)):
+        dense = _dense_config_seen(fixed, moving, fast, monkeypatch)
+        assert dense.instance.grid_spacing_mm == fast.dense.instance.ct_mr_grid_spacing_mm == 6.0
+        assert dense.instance.regularisation_weight == fast.dense.instance.ct_mr_regularisation_weight == 1.0
+        assert dense.instance.grid_spacing_vox == 4  # 6 mm on the 1.5 mm working grid
+    same = _dense_config_seen(mr, mr, fast, monkeypatch)  # MR against MR: the preset's own
+    assert same.instance.grid_spacing_mm == 12.0 and same.instance.regularisation_weight == 3.0
+    kept = make_config(
+        "fast", **{"dense.instance.ct_mr_grid_spacing_mm": 0, "dense.instance.ct_mr_regularisation_weight": 0}
+    )
+    dense = _dense_config_seen(ct, mr, kept, monkeypatch)  # 0: the rule is off
+    assert dense.instance.grid_spacing_mm == 12.0 and dense.instance.regularisation_weight == 3.0

@@ -22,7 +22,7 @@ import vmgga
 from vmgga.affine.mattes import estimate_affine
 from vmgga.config import Modality, RegistrationConfig, make_config
 from vmgga.dense.memory import estimate_dense_memory_bytes
-from vmgga.dense.stage import estimate_dense_field, with_physical_control_grid
+from vmgga.dense.stage import estimate_dense_field, for_ct_and_mr, with_physical_control_grid
 from vmgga.errors import ConfigError
 from vmgga.export.itk_transform import bspline_transform, composite_transform
 from vmgga.field.bspline import displacement_on, spline_fitted_to_field
@@ -127,7 +127,15 @@ def register(
         fixed_work = _tensor(resample_to_grid(fixed_norm, grid))
         moving_work = _tensor(resample_to_grid(moving_norm, grid, affine.transform))
         timings["resample"] = _lap(clock, timings)
-        dense_config = with_physical_control_grid(config.dense, min(grid.spacing_mm))
+        dense_config = config.dense
+        if set(modalities) == {Modality.CT, Modality.MR}:
+            dense_config = for_ct_and_mr(dense_config)
+            grid_notes.append(
+                "CT against MR: control grid "
+                f"{dense_config.instance.grid_spacing_mm:g} mm, penalty weight "
+                f"{dense_config.instance.regularisation_weight:g} (dense.instance.ct_mr_*)"
+            )
+        dense_config = with_physical_control_grid(dense_config, min(grid.spacing_mm))
         if dense_config.instance.grid_spacing_vox != config.dense.instance.grid_spacing_vox:
             grid_notes.append(
                 f"dense.instance.grid_spacing_vox: {dense_config.instance.grid_spacing_vox} working voxels"

@@ -82,6 +82,21 @@ def with_physical_control_grid(config: DenseConfig, spacing_mm: float) -> DenseC
     return dataclasses.replace(config, instance=dataclasses.replace(config.instance, grid_spacing_vox=voxels))
 
 
+def for_ct_and_mr(config: DenseConfig) -> DenseConfig:
+    """``config`` for a CT against an MR: ``instance.ct_mr_grid_spacing_mm`` and
+    ``instance.ct_mr_regularisation_weight`` replace the control grid and the penalty (each unless 0)."""
+    instance = config.instance
+    changes = {
+        name: value
+        for name, value in (
+            ("grid_spacing_mm", instance.ct_mr_grid_spacing_mm),
+            ("regularisation_weight", instance.ct_mr_regularisation_weight),
+        )
+        if value > 0
+    }
+    return dataclasses.replace(config, instance=dataclasses.replace(instance, **changes))
+
+
 def similarity_grid(
     fixed_work: torch.Tensor, fixed_feat: torch.Tensor, moving_feat: torch.Tensor, config: DenseConfig
 ) -> SimilarityGrid:
