@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 
 #: Byte offset of ``scl_slope`` (then ``scl_inter``), float32 each, in a NIfTI-1 header.
 _SCL_OFFSET = 112
@@ -88,6 +87,8 @@ def gzip_in_parts(data: bytes, part_bytes: int | None = None) -> bytes:
     gzip (nibabel) and ``gunzip`` return the concatenated data. zlib releases the GIL, so the
     members of a large image compress on all of torch's threads.
     """
+    import torch  # loaded by the registration already; the CLI refuses bad arguments before it
+
     part_bytes = part_bytes or _GZIP_PART_BYTES
     parts = [data[start : start + part_bytes] for start in range(0, max(len(data), 1), part_bytes)]
     threads = min(len(parts), max(1, torch.get_num_threads()))
