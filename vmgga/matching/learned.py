@@ -4,7 +4,9 @@
 volumes slice by slice along the three axes (:mod:`vmgga.models.slicewise`) and fuses the in-plane
 flows into ``disp_ijk`` with their confidences. The coarse search is limited to the dense stage's
 capture range (``learned_capture_range_vox`` working voxels), as after the affine stage only
-residual motion is left.
+residual motion is left. ``learned_refine_passes`` more passes, each on the moving volume warped by
+the field so far with a ``learned_refine_capture_range_vox`` search, and a confidence-weighted
+smoothing of each pass (``learned_smooth_sigma_vox``) refine it (:mod:`vmgga.matching.refine`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import torch
 from torch import Tensor
 
 from vmgga.config import DenseConfig
+from vmgga.errors import ConfigError
 from vmgga.matching.base import DenseMatch
+from vmgga.matching.refine import multi_pass_match
 from vmgga.models.loading import capture_range_vox, load_matcher_model
 from vmgga.models.network import MatcherNet
 from vmgga.models.slicewise import SlicewiseConfig, match_volume
@@ -34,6 +38,24 @@ def network_match_fn(model: MatcherNet, max_displacement_px: float | None = None
     return match_fn
 
 
+def check_refinement(config: DenseConfig) -> None:
+    """Refuse refinement settings out of range (``dense.matching.learned_refine_*``, ``..._smooth_*``)."""
+    matching = config.matching
+    if matching.learned_refine_passes < 0:
+        raise ConfigError(
+            f"dense.matching.learned_refine_passes must be >= 0; got {matching.learned_refine_passes}"
+        )
+    if matching.learned_refine_capture_range_vox <= 0:
+        raise ConfigError(
+            "dense.matching.learned_refine_capture_range_vox must be positive; "
+            f"got {matching.learned_refine_capture_range_vox}"
+        )
+    if matching.learned_smooth_sigma_vox < 0:
+        raise ConfigError(
+            f"dense.matching.learned_smooth_sigma_vox must be >= 0; got {matching.learned_smooth_sigma_vox}"
+        )
+
+
 class LearnedMatcher:
     """Dense matcher of the pipeline backed by the matcher network (see module docstring)."""
 
@@ -44,9 +66,20 @@ class LearnedMatcher:
         model: MatcherNet | None = None,
         slicewise: SlicewiseConfig | None = None,
     ) -> None:
+        check_refinement(config)
         self.config, self.device = config, torch.device(device)
         self.model = (model or load_matcher_model(config, self.device)).to(self.device).eval()
         self.slicewise = slicewise or SlicewiseConfig(slice_step=config.features.slice_step_vox)
+
+    def _pass(self, capture_range_vox: float):
+        """One slice-wise pass with this coarse search: ``(fixed, moving) -> DenseMatch``."""
+        match_fn = network_match_fn(self.model, capture_range_vox)
+
+        def run(fixed: Tensor, moving: Tensor) -> DenseMatch:
+            disp_ijk, confidence = match_volume(fixed, moving, match_fn, self.slicewise)
+            return DenseMatch(disp_ijk=disp_ijk, confidence=confidence.clamp(0.0, 1.0))
+
+        return run
 
     def match(
         self, fixed_work: Tensor, moving_work: Tensor, fixed_feat: Tensor, moving_feat: Tensor
@@ -55,6 +88,12 @@ class LearnedMatcher:
         the network computes its own from the volumes)."""
         fixed = fixed_work.to(self.device, torch.float32)
         moving = moving_work.to(self.device, torch.float32)
-        match_fn = network_match_fn(self.model, capture_range_vox(self.config))
-        disp_ijk, confidence = match_volume(fixed, moving, match_fn, self.slicewise)
-        return DenseMatch(disp_ijk=disp_ijk, confidence=confidence.clamp(0.0, 1.0))
+        matching = self.config.matching
+        return multi_pass_match(
+            fixed,
+            moving,
+            self._pass(capture_range_vox(self.config)),
+            self._pass(matching.learned_refine_capture_range_vox),
+            matching.learned_refine_passes,
+            matching.learned_smooth_sigma_vox,
+        )
