@@ -51,12 +51,39 @@ def gaussian_blur_3d(volume: Tensor, sigma_vox: float) -> Tensor:
     return out
 
 
+def pooled_gaussian_blur_3d(volume: Tensor, sigma_vox: float, factor: int) -> Tensor:
+    """:func:`gaussian_blur_3d` computed ``factor`` times coarser: block means of ``factor^3`` voxels
+    (borders replicated up to a multiple of ``factor``), blurred with ``sigma_vox / factor``, and
+    brought back by block-centred trilinear upsampling. ``(1, C, D, H, W)`` -> the same shape; for a
+    sigma of several ``factor`` the difference from the exact blur is small (about ``factor / 2``
+    voxels of extra blur) at ``factor^3`` times less work."""
+    if factor <= 1:
+        return gaussian_blur_3d(volume, sigma_vox)
+    shape = volume.shape[2:]
+    pad = [0] * 6
+    for dim, size in enumerate(shape):
+        pad[2 * (2 - dim) + 1] = (-size) % factor  # F.pad lists the last dim first
+    coarse = F.avg_pool3d(F.pad(volume, pad, mode="replicate"), factor)
+    blurred = gaussian_blur_3d(coarse, sigma_vox / factor)
+    fine = F.interpolate(blurred, scale_factor=factor, mode="trilinear", align_corners=False)
+    return fine[:, :, : shape[0], : shape[1], : shape[2]].contiguous()
+
+
+def smoothing_factor(sigma_vox: float) -> int:
+    """Coarsening of :func:`smooth_match`'s blur: one level per 3 voxels of sigma (sigma 6 -> 2)."""
+    return max(1, int(sigma_vox // 3))
+
+
 def smooth_match(match: DenseMatch, sigma_vox: float) -> DenseMatch:
     """Normalised convolution of the field, ``G * (c u) / G * c``, and the local mean ``G * c`` of
-    the confidence (a smoothed match is as sure as its neighbourhood); ``G``: Gaussian of ``sigma_vox``."""
+    the confidence (a smoothed match is as sure as its neighbourhood); ``G``: Gaussian of
+    ``sigma_vox``, computed coarser for large sigmas (:func:`pooled_gaussian_blur_3d`)."""
+    factor = smoothing_factor(sigma_vox)
     weight = match.confidence.clamp_min(_MIN_WEIGHT)
-    disp_ijk = gaussian_blur_3d(match.disp_ijk * weight, sigma_vox) / gaussian_blur_3d(weight, sigma_vox)
-    confidence = gaussian_blur_3d(match.confidence, sigma_vox).clamp(0.0, 1.0)
+    stacked = torch.cat([match.disp_ijk * weight, weight, match.confidence], dim=1)
+    blurred = pooled_gaussian_blur_3d(stacked, sigma_vox, factor)
+    disp_ijk = blurred[:, :3] / blurred[:, 3:4].clamp_min(_MIN_WEIGHT * 0.5)
+    confidence = blurred[:, 4:5].clamp(0.0, 1.0)
     return DenseMatch(disp_ijk=disp_ijk.contiguous(), confidence=confidence.contiguous())
 
 

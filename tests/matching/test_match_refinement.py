@@ -13,7 +13,13 @@ from vmgga.config import DenseConfig, MatchingConfig
 from vmgga.errors import ConfigError
 from vmgga.matching.base import DenseMatch
 from vmgga.matching.learned import LearnedMatcher
-from vmgga.matching.refine import gaussian_blur_3d, multi_pass_match, refine_match, smooth_match
+from vmgga.matching.refine import (
+    gaussian_blur_3d,
+    multi_pass_match,
+    pooled_gaussian_blur_3d,
+    refine_match,
+    smooth_match,
+)
 from vmgga.models.config import MatcherConfig
 from vmgga.models.network import MatcherNet
 
@@ -57,6 +63,21 @@ def test_gaussian_blur_3d_agrees_with_scipy():
     for c in range(2):
         expected = ndimage.gaussian_filter(volume[0, c].numpy(), 1.3, mode="nearest", truncate=3.0)
         np.testing.assert_allclose(ours[c], expected, atol=1e-5)
+
+
+def test_the_pooled_blur_is_close_to_the_exact_one_for_a_large_sigma():
+    """Sigma 6 computed at half resolution: a smooth volume (wavelength 20-40 voxels, odd sizes) blurs
+    to what scipy gives, within 1 % of its range inside, 4 % at the border (replicated there at the
+    coarse level); a constant stays constant."""
+    k, j, i = np.meshgrid(np.arange(31), np.arange(26), np.arange(37), indexing="ij")
+    volume = np.sin(2 * np.pi * i / 40) * np.cos(2 * np.pi * j / 30) + 0.5 * np.sin(2 * np.pi * k / 20)
+    ours = pooled_gaussian_blur_3d(torch.from_numpy(volume).float()[None, None], 6.0, 2)[0, 0].numpy()
+    expected = ndimage.gaussian_filter(volume, 6.0, mode="nearest", truncate=3.0)
+    assert ours.shape == volume.shape
+    error = np.abs(ours - expected) / np.ptp(volume)
+    assert error[5:-5, 5:-5, 5:-5].max() < 0.01 and error.max() < 0.04
+    constant = torch.full((1, 2, 9, 10, 11), 3.5)
+    torch.testing.assert_close(pooled_gaussian_blur_3d(constant, 6.0, 2), constant)
 
 
 def test_smoothing_keeps_a_constant_field_and_discounts_an_unsure_outlier():
