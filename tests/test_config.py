@@ -299,6 +299,7 @@ def test_the_renaming_table_covers_every_new_field_but_the_one_added():
         "dense.matching.learned_refine_passes",
         "dense.matching.learned_refine_capture_range_vox",
         "dense.matching.learned_smooth_sigma_vox",
+        "dense.matching.learned_pool_factor",
     }
     assert fields - set(new) - added_since == {"dense.features.backend"}  # old `dense.features`: a shorthand
 

@@ -130,6 +130,7 @@ class MatchingConfig:
     learned_refine_capture_range_vox: float = 4.0  # coarse search of those extra passes (working voxels)
     # confidence-weighted Gaussian smoothing (sigma, working voxels) of each pass's field; 0 = none
     learned_smooth_sigma_vox: float = 0.0
+    learned_pool_factor: int = 1  # learned matcher runs on volumes block-averaged by this (2: half size)
 
 
 @dataclass(frozen=True)

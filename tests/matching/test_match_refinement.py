@@ -15,6 +15,7 @@ from vmgga.matching.base import DenseMatch
 from vmgga.matching.learned import LearnedMatcher
 from vmgga.matching.refine import (
     gaussian_blur_3d,
+    match_coarser,
     multi_pass_match,
     pooled_gaussian_blur_3d,
     refine_match,
@@ -39,12 +40,13 @@ def shifted(volume: torch.Tensor, shift_ijk: tuple[int, int, int]) -> torch.Tens
     return torch.roll(volume, shifts=(sk, sj, si), dims=(2, 3, 4))
 
 
-def translation_search(capture_vox: int):
+def translation_search(capture_vox: int, margin: int = MARGIN):
     """A matching pass: the integer translation within ``capture_vox`` per axis that minimises the
-    SSD of the two volumes' interiors, as a constant field with confidence 1."""
+    SSD of the two volumes' interiors (``margin`` voxels left out), as a constant field with
+    confidence 1."""
 
     def match(fixed: torch.Tensor, moving: torch.Tensor) -> DenseMatch:
-        inner = (..., slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
+        inner = (..., slice(margin, -margin), slice(margin, -margin), slice(margin, -margin))
         best, best_ssd = (0, 0, 0), float("inf")
         for t in itertools.product(range(-capture_vox, capture_vox + 1), repeat=3):
             # moving sampled at x + t, i.e. rolled by -t
@@ -109,6 +111,24 @@ def test_a_second_pass_on_the_warped_volume_composes_to_the_true_shift():
     torch.testing.assert_close(again.disp_ijk[0, :, MARGIN:-MARGIN, MARGIN:-MARGIN, MARGIN:-MARGIN], expected)
 
 
+def test_matching_on_a_coarser_grid_comes_back_in_input_voxels():
+    """Sides are even and the shift (4, -2, 2) is even, so the block-averaged moving volume is the
+    block-averaged fixed one shifted by (2, -1, 1) coarse voxels: that, times 2, everywhere."""
+    fixed = smooth_volume()
+    moving = shifted(fixed, (4, -2, 2))
+    seen = []
+
+    def search(fixed_coarse: torch.Tensor, moving_coarse: torch.Tensor) -> DenseMatch:
+        seen.append(tuple(fixed_coarse.shape[2:]))
+        return translation_search(2, margin=3)(fixed_coarse, moving_coarse)
+
+    result = match_coarser(fixed, moving, search, 2)
+    assert seen == [(10, 12, 14)]
+    assert result.disp_ijk.shape == (1, 3, *SHAPE_DHW) and result.confidence.shape == (1, 1, *SHAPE_DHW)
+    expected = torch.tensor([4.0, -2.0, 2.0]).view(1, 3, 1, 1, 1).expand(1, 3, *SHAPE_DHW)
+    torch.testing.assert_close(result.disp_ijk, expected)
+
+
 def test_no_refinement_returns_the_first_pass_unchanged():
     fixed = smooth_volume()
     moving = shifted(fixed, (1, 0, -1))
@@ -122,6 +142,7 @@ def test_no_refinement_returns_the_first_pass_unchanged():
         ("learned_refine_passes", -1, "learned_refine_passes must be >= 0"),
         ("learned_refine_capture_range_vox", 0.0, "learned_refine_capture_range_vox must be positive"),
         ("learned_smooth_sigma_vox", -2.0, "learned_smooth_sigma_vox must be >= 0"),
+        ("learned_pool_factor", 0, "learned_pool_factor must be >= 1"),
     ],
 )
 def test_out_of_range_refinement_settings_are_refused(field, value, message):

@@ -6,7 +6,8 @@ flows into ``disp_ijk`` with their confidences. The coarse search is limited to 
 capture range (``learned_capture_range_vox`` working voxels), as after the affine stage only
 residual motion is left. ``learned_refine_passes`` more passes, each on the moving volume warped by
 the field so far with a ``learned_refine_capture_range_vox`` search, and a confidence-weighted
-smoothing of each pass (``learned_smooth_sigma_vox``) refine it (:mod:`vmgga.matching.refine`).
+smoothing of each pass (``learned_smooth_sigma_vox``) refine it (:mod:`vmgga.matching.refine`);
+with ``learned_pool_factor`` > 1 all of it runs on volumes that many times coarser.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import Tensor
 from vmgga.config import DenseConfig
 from vmgga.errors import ConfigError
 from vmgga.matching.base import DenseMatch
-from vmgga.matching.refine import multi_pass_match
+from vmgga.matching.refine import match_coarser, multi_pass_match
 from vmgga.models.loading import capture_range_vox, load_matcher_model
 from vmgga.models.network import MatcherNet
 from vmgga.models.slicewise import SlicewiseConfig, match_volume
@@ -49,6 +50,10 @@ def check_refinement(config: DenseConfig) -> None:
         raise ConfigError(
             "dense.matching.learned_refine_capture_range_vox must be positive; "
             f"got {matching.learned_refine_capture_range_vox}"
+        )
+    if matching.learned_pool_factor < 1:
+        raise ConfigError(
+            f"dense.matching.learned_pool_factor must be >= 1; got {matching.learned_pool_factor}"
         )
     if matching.learned_smooth_sigma_vox < 0:
         raise ConfigError(
@@ -89,11 +94,16 @@ class LearnedMatcher:
         fixed = fixed_work.to(self.device, torch.float32)
         moving = moving_work.to(self.device, torch.float32)
         matching = self.config.matching
-        return multi_pass_match(
-            fixed,
-            moving,
-            self._pass(capture_range_vox(self.config)),
-            self._pass(matching.learned_refine_capture_range_vox),
-            matching.learned_refine_passes,
-            matching.learned_smooth_sigma_vox,
-        )
+        factor = matching.learned_pool_factor
+
+        def passes(fixed_grid: Tensor, moving_grid: Tensor) -> DenseMatch:  # lengths in its voxels
+            return multi_pass_match(
+                fixed_grid,
+                moving_grid,
+                self._pass(capture_range_vox(self.config) / factor),
+                self._pass(matching.learned_refine_capture_range_vox / factor),
+                matching.learned_refine_passes,
+                matching.learned_smooth_sigma_vox / factor,
+            )
+
+        return match_coarser(fixed, moving, passes, factor)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vmgga.errors import ConfigError
+from vmgga.field import resize
 from vmgga.field.warp import compose, warp
 from vmgga.matching.base import DenseMatch
 
@@ -59,14 +60,24 @@ def pooled_gaussian_blur_3d(volume: Tensor, sigma_vox: float, factor: int) -> Te
     voxels of extra blur) at ``factor^3`` times less work."""
     if factor <= 1:
         return gaussian_blur_3d(volume, sigma_vox)
-    shape = volume.shape[2:]
-    pad = [0] * 6
-    for dim, size in enumerate(shape):
-        pad[2 * (2 - dim) + 1] = (-size) % factor  # F.pad lists the last dim first
-    coarse = F.avg_pool3d(F.pad(volume, pad, mode="replicate"), factor)
-    blurred = gaussian_blur_3d(coarse, sigma_vox / factor)
-    fine = F.interpolate(blurred, scale_factor=factor, mode="trilinear", align_corners=False)
-    return fine[:, :, : shape[0], : shape[1], : shape[2]].contiguous()
+    shape = tuple(volume.shape[2:])
+    coarse = resize.pool(resize.pad_to(volume, resize.padded_shape(shape, factor)), factor)
+    fine = resize.upsample_scalar(gaussian_blur_3d(coarse, sigma_vox / factor), factor)
+    return resize.crop_to(fine, shape).contiguous()
+
+
+def match_coarser(fixed: Tensor, moving: Tensor, match_pass: VolumeMatchFn, factor: int) -> DenseMatch:
+    """``match_pass`` run on the two volumes block-averaged by ``factor`` (borders replicated up to a
+    multiple of it); its field (coarse voxels) comes back to the input grid in input voxels
+    (block-centred trilinear, times ``factor``), its confidence likewise. ``factor`` 1: unchanged."""
+    if factor <= 1:
+        return match_pass(fixed, moving)
+    shape = tuple(fixed.shape[2:])
+    padded = resize.padded_shape(shape, factor)
+    coarse = match_pass(*(resize.pool(resize.pad_to(v, padded), factor) for v in (fixed, moving)))
+    disp_ijk = resize.crop_to(resize.upsample_disp(coarse.disp_ijk, factor), shape)
+    confidence = resize.crop_to(resize.upsample_scalar(coarse.confidence, factor), shape)
+    return DenseMatch(disp_ijk=disp_ijk.contiguous(), confidence=confidence.clamp(0.0, 1.0).contiguous())
 
 
 def smoothing_factor(sigma_vox: float) -> int:
