@@ -11,6 +11,9 @@ True flow of fixed pixel ``p``: ``M(p) - p``. EPE over the brain (``T1 > 0.05``)
 inside the image.
 
     python benchmarks/matcher_2d_brainweb.py --threads 2 [--weights W] [--backends mind,vmgga]
+
+``--max-displacement 0 --refine 12 --smooth 8`` measures the ``vmgga match`` default (global search,
+second pass, smoothing, and the shipped confidence calibration).
 """
 
 from __future__ import annotations
@@ -90,7 +93,12 @@ def make_matchers(args) -> tuple[dict[str, Matcher2D], dict[str, str]]:
         try:
             weights = args.weights if backend != "mind" else None
             matchers[backend] = Matcher2D(
-                backend, weights, args.dinov2_path, max_displacement_px=args.max_displacement
+                backend,
+                weights,
+                args.dinov2_path,
+                max_displacement_px=args.max_displacement or None,
+                refine_px=args.refine or None,
+                smooth_px=args.smooth or None,
             )
         except VmggaError as error:
             unavailable[backend] = str(error)
@@ -135,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="mind,vmgga", help="comma list of mind, vmgga, dinov2")
     parser.add_argument("--weights", default=None, help="VMGGA checkpoint (default: the shipped one)")
     parser.add_argument("--dinov2-path", default=None, help="local DINOv2 directory (backend dinov2)")
-    parser.add_argument("--max-displacement", type=float, default=48.0, help="coarse search limit (px)")
+    parser.add_argument(
+        "--max-displacement", type=float, default=48.0, help="coarse search limit (px; 0: global)"
+    )
+    parser.add_argument("--refine", type=float, default=0.0, help="second local pass (px; 0: none)")
+    parser.add_argument("--smooth", type=float, default=0.0, help="smoothing of the second pass (px)")
     parser.add_argument("--name", default="matcher_2d_brainweb", help="results file name")
     args = parser.parse_args(argv)
     data = common.skip_if_missing(FOLDER, [FIXED, REFERENCE_PD, *CASES])

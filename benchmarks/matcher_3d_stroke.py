@@ -15,6 +15,10 @@ pure deformation), so the matches can be scored voxel by voxel against ``phi``:
   better start let it stop earlier?).
 
     python benchmarks/matcher_3d_stroke.py --threads 1 --seeds 0 1 [--weights W] [--iterations 40,20]
+
+``--variant NAME=MATCHER,key=value,...`` adds a matcher with dense overrides, e.g.
+``--variant vmgga-r1=vmgga,dense.matching.learned_refine_passes=1`` (repeatable; ``--matchers`` then
+lists the plain matchers to keep, ``none`` for none).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import peers  # noqa: E402
 
 from vmgga.config import make_config  # noqa: E402
 from vmgga.dense.stage import estimate_dense_field  # noqa: E402
@@ -84,10 +89,23 @@ def error_mm(disp_ijk: torch.Tensor, truth: np.ndarray, mask: np.ndarray) -> np.
     return np.linalg.norm(disp_ijk[0].double().numpy() - truth, axis=0)[mask] * SPACING_MM
 
 
+#: Matcher name -> (``dense.matching.matcher``, further dense overrides); filled by ``--variant``.
+VARIANTS: dict[str, tuple[str, dict]] = {name: (name, {}) for name in MATCHERS}
+
+
+def parse_variant(text: str) -> tuple[str, tuple[str, dict]]:
+    """``name=matcher,key=value,...`` -> ``(name, (matcher, {key: value}))`` (values: literals or text)."""
+    name, _, rest = text.partition("=")
+    matcher, *items = rest.split(",")
+    return name, (matcher, dict(peers.parse_overrides(items)))
+
+
 def dense_config(matcher: str, iterations: int, weights: str | None, threads: int):
-    """The ``fast`` preset's dense stage with this matcher and instance-optimisation length."""
-    overrides = {"dense.matching.matcher": matcher, "dense.instance.iterations": iterations}
-    if weights and matcher != "cost_volume":
+    """The ``fast`` preset's dense stage with this matcher (a :data:`VARIANTS` name) and
+    instance-optimisation length."""
+    base, extra = VARIANTS[matcher]
+    overrides = {"dense.matching.matcher": base, "dense.instance.iterations": iterations, **extra}
+    if weights and base != "cost_volume":
         overrides["dense.features.weights"] = weights
     return make_config("fast", num_threads=threads, **overrides).dense
 
@@ -125,12 +143,15 @@ def main(argv: list[str] | None = None) -> int:
         "--iterations", default="40,20", help="instance-optimisation lengths to compare (none: matches alone)"
     )
     parser.add_argument("--matchers", default=",".join(MATCHERS), help="subset of cost_volume,vmgga,fused")
+    parser.add_argument("--variant", action="append", default=[], help="NAME=MATCHER,key=value,...")
     parser.add_argument("--name", default="matcher_3d_stroke")
     args = parser.parse_args(argv)
+    VARIANTS.update(parse_variant(text) for text in args.variant)
     folder = common.skip_if_missing(DATASET, ["T1.nii.gz", "T2.nii.gz", "FLAIR.nii.gz"])
     common.set_threads(args.threads)
     info = common.machine_info(args.threads)
-    matchers = args.matchers.split(",")
+    plain = [] if args.matchers == "none" else args.matchers.split(",")
+    matchers = plain + [parse_variant(text)[0] for text in args.variant]
     pools = {name: {"errors": [], "confidence": [], "seconds": []} for name in matchers}
     e2e_rows, identity = [], []
     iterations = [] if args.iterations == "none" else [int(n) for n in args.iterations.split(",")]

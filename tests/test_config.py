@@ -297,14 +297,17 @@ def test_the_renaming_table_covers_every_old_field():
         for f in dataclasses.fields(getattr(DenseConfig(), part.name))
     }
     assert set(new) <= fields
-    # old `dense.features`: now a shorthand; the region part and the cap came after the renaming
-    assert fields - set(new) == {
-        "dense.features.backend",
+    added_since = {  # fields new since the renaming
         "dense.region.foreground_margin_vox",
         "dense.instance.max_sample_points",
         "dense.instance.ct_mr_grid_spacing_mm",
         "dense.instance.ct_mr_regularisation_weight",
+        "dense.matching.learned_refine_passes",  # the learned matcher's refinement (issue 14)
+        "dense.matching.learned_refine_capture_range_vox",
+        "dense.matching.learned_smooth_sigma_vox",
+        "dense.matching.learned_pool_factor",
     }
+    assert fields - set(new) - added_since == {"dense.features.backend"}  # old `dense.features`: a shorthand
 
 
 def test_a_text_for_the_features_part_is_its_backend():

@@ -133,6 +133,13 @@ class MatchingConfig:
     # learned matcher (vmgga, fused): largest displacement its coarse search considers (working
     # voxels); 12 = the cost volume's default range (4 x 3), set on its own
     learned_capture_range_vox: float = 12.0
+    # learned matcher: extra slice-wise passes, each on the moving volume warped by the field so far,
+    # composed with it (vmgga.matching.refine); 0 = one pass
+    learned_refine_passes: int = 0
+    learned_refine_capture_range_vox: float = 4.0  # coarse search of those extra passes (working voxels)
+    # confidence-weighted Gaussian smoothing (sigma, working voxels) of each pass's field; 0 = none
+    learned_smooth_sigma_vox: float = 0.0
+    learned_pool_factor: int = 1  # learned matcher runs on volumes block-averaged by this (2: half size)
 
 
 @dataclass(frozen=True)
