@@ -31,12 +31,18 @@ def value_at(config: RegistrationConfig, dotted: str):
     return config
 
 
-def test_fast_is_the_defaults_with_a_coarser_control_grid_and_fewer_samples():
+#: The instance part of ``fast``, written out.
+FAST_INSTANCE = InstanceConfig(
+    grid_spacing_mm=12.0, sample_fraction=0.05, learning_rate=0.1, final_learning_rate=0.03
+)
+
+
+def test_fast_is_the_defaults_with_a_coarser_control_grid_fewer_samples_and_smaller_steps():
     config = make_config()
     assert config.preset == "fast"
     assert config.preprocess == PreprocessConfig()
     assert config.affine == AffineConfig()
-    assert config.dense == DenseConfig(instance=InstanceConfig(grid_spacing_mm=12.0, sample_fraction=0.05))
+    assert config.dense == DenseConfig(instance=FAST_INSTANCE)
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -63,7 +69,7 @@ def test_override_forms_are_equivalent():
     part = make_config(**{"dense.instance": {"iterations": 7}}, affine={"enabled": False})
     # a whole section replaces the preset's section, so it names the preset's matcher itself
     as_dataclass = make_config(
-        dense=DenseConfig(instance=InstanceConfig(iterations=7, grid_spacing_mm=12.0, sample_fraction=0.05)),
+        dense=DenseConfig(instance=dataclasses.replace(FAST_INSTANCE, iterations=7)),
         affine=AffineConfig(enabled=False),
     )
     assert dotted == nested == part == as_dataclass
@@ -302,6 +308,8 @@ def test_the_renaming_table_covers_every_old_field():
         "dense.instance.max_sample_points",
         "dense.instance.ct_mr_grid_spacing_mm",
         "dense.instance.ct_mr_regularisation_weight",
+        "dense.instance.ct_mr_learning_rate",
+        "dense.instance.ct_mr_final_learning_rate",
         "dense.matching.learned_refine_passes",  # the learned matcher's refinement (issue 14)
         "dense.matching.learned_refine_capture_range_vox",
         "dense.matching.learned_smooth_sigma_vox",
@@ -376,10 +384,16 @@ def test_a_ct_against_an_mr_gets_the_ct_mr_control_grid_and_penalty(monkeypatch)
         assert dense.instance.grid_spacing_mm == fast.dense.instance.ct_mr_grid_spacing_mm == 6.0
         assert dense.instance.regularisation_weight == fast.dense.instance.ct_mr_regularisation_weight == 1.0
         assert dense.instance.grid_spacing_vox == 4  # 6 mm on the 1.5 mm working grid
+        assert (dense.instance.learning_rate, dense.instance.final_learning_rate) == (0.5, 0.1)
     same = _dense_config_seen(mr, mr, fast, monkeypatch)  # MR against MR: the preset's own
     assert same.instance.grid_spacing_mm == 12.0 and same.instance.regularisation_weight == 3.0
+    assert (same.instance.learning_rate, same.instance.final_learning_rate) == (0.1, 0.03)
     kept = make_config(
-        "fast", **{"dense.instance.ct_mr_grid_spacing_mm": 0, "dense.instance.ct_mr_regularisation_weight": 0}
+        "fast",
+        **{
+            f"dense.instance.ct_mr_{name}": 0
+            for name in ("grid_spacing_mm", "regularisation_weight", "learning_rate", "final_learning_rate")
+        },
     )
     dense = _dense_config_seen(ct, mr, kept, monkeypatch)  # 0: the rule is off
     assert dense.instance.grid_spacing_mm == 12.0 and dense.instance.regularisation_weight == 3.0

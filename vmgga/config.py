@@ -172,11 +172,14 @@ class InstanceConfig:
     regularisation: str = "diffusion"  # diffusion | bending
     regularisation_weight: float = 3.0  # weight of the smoothness penalty
     integration_steps: int = 3  # scaling-and-squaring steps (0: no integration)
-    # a CT against an MR: this control grid and penalty instead (0: keep the two above). MIND matches
-    # across CT and MR less sharply than across MR contrasts, and both CT-MR dev pairs (abdomen, head
-    # across subjects) gain organ and brain Dice from the finer, softer field (benchmarks/README.md)
+    # a CT against an MR: this control grid and penalty instead (0: keep the preset's). Both CT-MR dev
+    # pairs (abdomen, head; both across subjects) gain organ and brain Dice from the finer, softer
+    # field of the inter-patient preset (benchmarks/README.md, session 5)
     ct_mr_grid_spacing_mm: float = 6.0
     ct_mr_regularisation_weight: float = 1.0
+    # and these Adam step sizes (0: keep the two above): the larger steps of the inter-patient preset
+    ct_mr_learning_rate: float = 0.5
+    ct_mr_final_learning_rate: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -259,9 +262,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (stroke) at about half the dense time. The fused learned matcher no longer wins here (stroke
     # 0.509 vs 0.504 mm on a 9 mm grid) and costs 4 s at full size, so `fast` leaves it out.
     # 30 steps lose on the stroke set (0.570 mm).
+    # Adam steps of 0.1 -> 0.03 control voxels (was 0.5 -> 0.1): the cost volume's start is already
+    # within about 1 mm, and the large first steps (6 mm on this grid) threw it away. Full-size dev
+    # pairs 0.496 -> 0.441 mm, stroke 0.477 -> 0.458 mm (s5_tune_fs_step.md, s5_stroke_step01.md).
     Preset.FAST.value: {
         "dense.instance.grid_spacing_mm": 12.0,
         "dense.instance.sample_fraction": 0.05,
+        "dense.instance.learning_rate": 0.1,
+        "dense.instance.final_learning_rate": 0.03,
     },
     # The same at a 1.25 mm working grid with 60 steps: 0.385 mm on the full-size dev pairs in about
     # half the time of the former 1 mm grid with a 6 mm control grid (0.419 mm).

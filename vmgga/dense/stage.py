@@ -83,14 +83,16 @@ def with_physical_control_grid(config: DenseConfig, spacing_mm: float) -> DenseC
 
 
 def for_ct_and_mr(config: DenseConfig) -> DenseConfig:
-    """``config`` for a CT against an MR: ``instance.ct_mr_grid_spacing_mm`` and
-    ``instance.ct_mr_regularisation_weight`` replace the control grid and the penalty (each unless 0)."""
+    """``config`` for a CT against an MR: ``instance.ct_mr_*`` replace the control grid, the penalty
+    and the Adam step sizes (each unless 0)."""
     instance = config.instance
     changes = {
         name: value
         for name, value in (
             ("grid_spacing_mm", instance.ct_mr_grid_spacing_mm),
             ("regularisation_weight", instance.ct_mr_regularisation_weight),
+            ("learning_rate", instance.ct_mr_learning_rate),
+            ("final_learning_rate", instance.ct_mr_final_learning_rate),
         )
         if value > 0
     }
