@@ -272,7 +272,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dense.instance.final_learning_rate": 0.03,
     },
     # The same at a 1.25 mm working grid with 60 steps: 0.385 mm on the full-size dev pairs in about
-    # half the time of the former 1 mm grid with a 6 mm control grid (0.419 mm).
+    # half the time of the former 1 mm grid with a 6 mm control grid (0.419 mm). Adam steps as in fast:
+    # stroke 0.383 -> 0.362 mm, full size 0.378 -> 0.376 mm (s5_stroke_acc_learned_s6*.md, s5_tune_fs_accurate_step.md).
     Preset.ACCURATE.value: {
         "preprocess.working_spacing_mm": 1.25,
         "preprocess.max_working_voxels": 256**3,
@@ -281,6 +282,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dense.instance.grid_spacing_mm": 12.0,
         "dense.instance.iterations": 60,
         "dense.instance.sample_fraction": 0.05,
+        "dense.instance.learning_rate": 0.1,
+        "dense.instance.final_learning_rate": 0.03,
     },
     # Different patients (e.g. the abdominal CT-MR pair): the finer 6 mm control grid with a third of
     # the smoothness penalty. On the abdomen pair the 12 mm grid of `fast` loses organ Dice (mr2ct
