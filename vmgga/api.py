@@ -130,10 +130,11 @@ def register(
         dense_config = config.dense
         if set(modalities) == {Modality.CT, Modality.MR}:
             dense_config = for_ct_and_mr(dense_config)
+            instance = dense_config.instance
             grid_notes.append(
-                "CT against MR: control grid "
-                f"{dense_config.instance.grid_spacing_mm:g} mm, penalty weight "
-                f"{dense_config.instance.regularisation_weight:g} (dense.instance.ct_mr_*)"
+                f"CT against MR: control grid {instance.grid_spacing_mm:g} mm, penalty weight "
+                f"{instance.regularisation_weight:g}, Adam steps {instance.learning_rate:g} -> "
+                f"{instance.final_learning_rate:g} (dense.instance.ct_mr_*)"
             )
         dense_config = with_physical_control_grid(dense_config, min(grid.spacing_mm))
         if dense_config.instance.grid_spacing_vox != config.dense.instance.grid_spacing_vox:
@@ -365,14 +366,14 @@ def _report(
     grid_notes,
     affine,
     det,
-    confidence_work,
+    confidence_compared,
     timings,
     config,
     dense_timings,
 ):
-    """The JSON-serialisable report of one registration (confidence summarised on the working grid,
-    which spans the fixed image's field of view)."""
-    values = confidence_work
+    """The JSON-serialisable report of one registration; ``confidence_compared`` holds the working-grid
+    confidence over the voxels the dense stage compared (its region), which the summary describes."""
+    values = confidence_compared
     return {
         "vmgga_version": vmgga.__version__,
         "inputs": {
