@@ -175,16 +175,19 @@ def ijk_from_norm(points_norm: torch.Tensor, size_ijk: tuple[int, int, int]) -> 
 
 def norm_from_ijk_matrix(size_ijk: tuple[int, int, int]) -> np.ndarray:
     """``(4, 4)`` homogeneous matrix of :func:`norm_from_ijk` (to compose it with other linear maps)."""
-    scale = np.array([2.0 / (n - 1) if n > 1 else 1.0 for n in size_ijk])
-    matrix = np.diag([*scale, 1.0])
+    matrix = np.diag([*_norm_scale_values(size_ijk), 1.0])
     matrix[:3, 3] = -1.0
     return matrix
 
 
 def _norm_scale(size_ijk: tuple[int, int, int], like: torch.Tensor) -> torch.Tensor:
+    """:func:`_norm_scale_values` as a tensor like ``like``."""
+    return torch.tensor(_norm_scale_values(size_ijk), dtype=like.dtype, device=like.device)
+
+
+def _norm_scale_values(size_ijk: tuple[int, int, int]) -> list[float]:
     """Per-axis factor 2 / (N - 1) (1 for singleton axes, which have one centre only)."""
-    values = [2.0 / (n - 1) if n > 1 else 1.0 for n in size_ijk]
-    return torch.tensor(values, dtype=like.dtype, device=like.device)
+    return [2.0 / (n - 1) if n > 1 else 1.0 for n in size_ijk]
 
 
 def identity_grid_ijk(shape_dhw: tuple[int, int, int], device=None, dtype=torch.float32) -> torch.Tensor:

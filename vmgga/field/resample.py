@@ -70,8 +70,9 @@ def resample_moving(
     moving_geometry = geometry_of(moving)
     # fixed voxel -> grid_sample coordinate of the moving image, without the displacement:
     # (norm <- moving ijk) (moving ijk <- LPS) (affine) (LPS <- fixed ijk)
+    norm_from_moving_ijk = norm_from_ijk_matrix(moving_geometry.size_ijk)
     to_norm = (
-        norm_from_ijk_matrix(moving_geometry.size_ijk)
+        norm_from_moving_ijk
         @ np.linalg.inv(moving_geometry.lps_from_ijk_matrix())
         @ affine_matrix_lps(affine)
     )
@@ -79,9 +80,7 @@ def resample_moving(
     disp_to_norm_t = torch.from_numpy(np.ascontiguousarray(to_norm[:3, :3].T))  # LPS mm rows -> norm
     # ITK's buffer, [-0.5, n - 0.5] voxels per axis, in grid_sample coordinates
     edges_ijk = np.array([[-0.5, -0.5, -0.5, 1.0], [*(np.asarray(moving_geometry.size_ijk) - 0.5), 1.0]])
-    low, high = (
-        torch.from_numpy(v) for v in (norm_from_ijk_matrix(moving_geometry.size_ijk) @ edges_ijk.T)[:3].T
-    )
+    low, high = (torch.from_numpy(v) for v in (norm_from_moving_ijk @ edges_ijk.T)[:3].T)
     positions = positions_on(fixed, coefficient_grid) if coefficients_dhwc is not None else None
     depth, height, width = fixed.shape_dhw
     slab = max(1, slab_voxels // (height * width))
