@@ -156,9 +156,7 @@ def register(
         outputs = _resampled_outputs(
             fixed_in.image, moving_in.image, affine.transform, coefficients, coefficient_grid
         )
-        confidence_work = dense.confidence.detach().cpu()  # (1, 1, D, H, W) working grid
-        confidence = _on_fixed_grid(confidence_work[0, 0].numpy(), grid, fixed_in.image)
-        compared = (dense.box.crop(confidence_work) if dense.box else confidence_work)[0, 0].numpy()
+        confidence = _on_fixed_grid(dense.confidence.detach().cpu()[0, 0].numpy(), grid, fixed_in.image)
         det = jacobian_determinant(disp_ijk)
         timings["export"] = _lap(clock, timings)
         timings["total"] = time.perf_counter() - clock
@@ -166,23 +164,8 @@ def register(
         measures = _plausibility_measures(fixed_work, moving_work, disp_ijk)
 
     result_report = _report(
-        fixed_in,
-        moving_in,
-        modalities,
-        grid,
-        grid_notes,
-        affine,
-        det,
-        compared,
-        timings,
-        config,
-        dense.timings_s,
+        fixed_in, moving_in, modalities, grid, grid_notes, affine, det, dense, timings, config
     )
-    if dense.box is not None:  # the box of working voxels the dense stage ran on
-        result_report["working_grid"]["dense_region"] = {
-            "start_dhw": list(dense.box.start_dhw),
-            "stop_dhw": list(dense.box.stop_dhw),
-        }
     result_report = _with_verdict(result_report, measures)
     return RegistrationResult(
         transform=transform,
@@ -358,22 +341,16 @@ def _on_fixed_grid(values_dhw: np.ndarray, grid: Geometry, fixed: sitk.Image) ->
     )
 
 
-def _report(
-    fixed_in,
-    moving_in,
-    modalities,
-    grid,
-    grid_notes,
-    affine,
-    det,
-    confidence_compared,
-    timings,
-    config,
-    dense_timings,
-):
-    """The JSON-serialisable report of one registration; ``confidence_compared`` holds the working-grid
-    confidence over the voxels the dense stage compared (its region), which the summary describes."""
-    values = confidence_compared
+def _report(fixed_in, moving_in, modalities, grid, grid_notes, affine, det, dense, timings, config):
+    """The JSON-serialisable report of one registration; the confidence is summarised over the
+    working-grid voxels the dense stage compared (its region, ``dense.box``)."""
+    confidence = dense.confidence.detach().cpu()
+    values = (dense.box.crop(confidence) if dense.box else confidence)[0, 0].numpy()
+    region = {}
+    if dense.box is not None:  # the box of working voxels the dense stage ran on
+        region = {
+            "dense_region": {"start_dhw": list(dense.box.start_dhw), "stop_dhw": list(dense.box.stop_dhw)}
+        }
     return {
         "vmgga_version": vmgga.__version__,
         "inputs": {
@@ -384,7 +361,7 @@ def _report(
                 "messages": moving_in.messages,
             },
         },
-        "working_grid": {**grid.to_dict(), "notes": grid_notes},
+        "working_grid": {**grid.to_dict(), "notes": grid_notes, **region},
         "affine": {
             "matrix": list(affine.transform.GetMatrix()),
             "translation_mm": list(affine.transform.GetTranslation()),
@@ -403,7 +380,7 @@ def _report(
         },
         "timings_s": {
             **{k: round(v, 4) for k, v in timings.items()},
-            "dense_detail": {k: round(v, 4) for k, v in dense_timings.items()},
+            "dense_detail": {k: round(v, 4) for k, v in dense.timings_s.items()},
         },
         "transform_direction": "fixed -> moving (ITK resampling direction), LPS mm",
         "config": config.to_dict(),
