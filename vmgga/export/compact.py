@@ -20,6 +20,8 @@ import SimpleITK as sitk
 
 #: Byte offset of ``scl_slope`` (then ``scl_inter``), float32 each, in a NIfTI-1 header.
 _SCL_OFFSET = 112
+#: Byte offset of ``vox_offset`` (float32: where the voxels start) in a NIfTI-1 header.
+_VOX_OFFSET = 108
 #: gzip level: 1 is about 3x faster than 6 and within a few % of its size on these images.
 _GZIP_LEVEL = 1
 #: Uncompressed bytes per gzip member (members compress in parallel).
@@ -62,22 +64,38 @@ def quantise_intensities(values: np.ndarray, integer_source: bool) -> Quantised:
 
 
 def write_scaled_nifti(quantised: Quantised, like: sitk.Image, path: str | os.PathLike) -> Path:
-    """Write ``quantised`` (``(D, H, W)``, the grid of ``like``) as gzipped NIfTI with slope and intercept.
+    """Write :func:`encode_scaled_nifti` of ``quantised`` to ``path`` (should end in ``.nii.gz``).
 
-    ``path`` should end in ``.nii.gz``; the caller makes the write atomic (staging folder).
+    The caller makes the write atomic (staging folder).
+    """
+    path = Path(path)
+    path.write_bytes(encode_scaled_nifti(quantised, like, scratch=path.parent))
+    return path
+
+
+def encode_scaled_nifti(
+    quantised: Quantised, like: sitk.Image, *, scratch: str | os.PathLike | None = None
+) -> bytes:
+    """The gzipped NIfTI bytes of ``quantised`` (``(D, H, W)``, the grid of ``like``) with slope and intercept.
+
+    ``scratch``: folder for SimpleITK's uncompressed file (the system's temporary folder if ``None``).
     """
     image = sitk.GetImageFromArray(quantised.stored)
     image.CopyInformation(like)
-    path = Path(path)
-    with tempfile.TemporaryDirectory(dir=path.parent) as folder:
+    with tempfile.TemporaryDirectory(dir=scratch) as folder:
         plain = Path(folder) / "image.nii"
         sitk.WriteImage(image, str(plain), False)
         data = bytearray(plain.read_bytes())
     (size,) = struct.unpack_from("<i", data, 0)
     endian = "<" if size == 348 else ">"
+    (vox_offset,) = struct.unpack_from(f"{endian}f", data, _VOX_OFFSET)
+    if len(data) != int(vox_offset) + quantised.stored.nbytes:  # SimpleITK does not raise on a full disk
+        raise RuntimeError(
+            f"the uncompressed image was written short: {len(data)} of "
+            f"{int(vox_offset) + quantised.stored.nbytes} bytes"
+        )
     struct.pack_into(f"{endian}ff", data, _SCL_OFFSET, quantised.slope, quantised.inter)
-    path.write_bytes(gzip_in_parts(bytes(data)))
-    return path
+    return gzip_in_parts(bytes(data))
 
 
 def gzip_in_parts(data: bytes, part_bytes: int | None = None) -> bytes:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import SimpleITK as sitk
 
-from vmgga.export.compact import quantise_intensities, quantise_unit_interval, write_scaled_nifti
+from vmgga.export.compact import encode_scaled_nifti, quantise_intensities, quantise_unit_interval
 from vmgga.io.atomic import OutputTransaction
 
 if TYPE_CHECKING:
@@ -48,8 +49,8 @@ def write_registration_outputs(
         transaction.write(
             OUTPUT_FILES["transform"], lambda path: sitk.WriteTransform(result.transform, str(path))
         )
-        transaction.write(OUTPUT_FILES["warped"], lambda path: _write_warped(result, path))
-        transaction.write(OUTPUT_FILES["confidence"], lambda path: _write_confidence(result, path))
+        for name, encode in _ENCODERS.items():  # compared byte for byte with what was encoded
+            transaction.write(OUTPUT_FILES[name], functools.partial(_write_encoded, encode, result))
         if qc:
             from vmgga.qc.report import write_qc_page
 
@@ -62,15 +63,28 @@ def write_registration_outputs(
     return {name: output_dir / file for name, file in names.items()}
 
 
-def _write_warped(result: RegistrationResult, path: Path) -> None:
+def _warped_bytes(result: RegistrationResult, scratch: Path) -> bytes:
     """``warped`` as int16 (+ slope/intercept): an integer moving image in its own units (rounded),
     a floating-point one over the int16 range (step 1.5e-5 of its range). Readers see floats."""
     moving_type = str(result.report.get("inputs", {}).get("moving", {}).get("pixel_type", ""))
     warped = sitk.GetArrayViewFromImage(result.warped)
-    write_scaled_nifti(quantise_intensities(warped, "integer" in moving_type), result.warped, path)
+    return encode_scaled_nifti(
+        quantise_intensities(warped, "integer" in moving_type), result.warped, scratch=scratch
+    )
 
 
-def _write_confidence(result: RegistrationResult, path: Path) -> None:
+def _confidence_bytes(result: RegistrationResult, scratch: Path) -> bytes:
     """``confidence`` in [0, 1] as uint8 with slope 1/255 (readers see floats)."""
     confidence = sitk.GetArrayViewFromImage(result.confidence)
-    write_scaled_nifti(quantise_unit_interval(confidence), result.confidence, path)
+    return encode_scaled_nifti(quantise_unit_interval(confidence), result.confidence, scratch=scratch)
+
+
+#: The image outputs, each encoded in memory (then written and compared byte for byte).
+_ENCODERS = {"warped": _warped_bytes, "confidence": _confidence_bytes}
+
+
+def _write_encoded(encode, result: RegistrationResult, path: Path) -> bytes:
+    """``encode(result, scratch)`` written to ``path``; returns the bytes (see :func:`vmgga.io.atomic.write_verified`)."""
+    data = encode(result, path.parent)
+    path.write_bytes(data)
+    return data

@@ -38,7 +38,11 @@ def partial_path(path: Path) -> Path:
 
 
 def atomic_write(
-    path: str | os.PathLike, writer_fn: Callable[[Path], object], *, expected_bytes: int | None = None
+    path: str | os.PathLike,
+    writer_fn: Callable[[Path], object],
+    *,
+    expected_bytes: int | None = None,
+    expected_content: bytes | None = None,
 ) -> Path:
     """Write ``path`` atomically: ``writer_fn(temporary_path)`` writes, the file is verified, renamed.
 
@@ -46,6 +50,8 @@ def atomic_write(
         path: Final file path (its folder must exist).
         writer_fn: Called with the temporary path (same folder, same extensions) to write to.
         expected_bytes: The file's size when the caller knows it (text, bytes).
+        expected_content: The file's exact bytes when the caller made them: the file is read back
+            raw and compared with them (see :func:`vmgga.io.verify.problem_with`).
 
     Returns:
         ``path`` as a :class:`Path`.
@@ -57,7 +63,9 @@ def atomic_write(
     path = Path(path)
     temporary = partial_path(path)
     try:
-        write_verified(temporary, writer_fn, final=path, expected_bytes=expected_bytes)
+        write_verified(
+            temporary, writer_fn, final=path, expected_bytes=expected_bytes, expected_content=expected_content
+        )
         os.replace(temporary, path)
     finally:
         if temporary.exists():
@@ -72,26 +80,31 @@ def write_verified(
     *,
     final: Path | None = None,
     expected_bytes: int | None = None,
+    expected_content: bytes | None = None,
 ) -> Path:
     """``writer_fn(target)``, flush ``target`` to disk and read it back (:mod:`vmgga.io.verify`).
 
     What the writing library prints is captured (see :mod:`vmgga.io.capture`). Errors name
-    ``final`` (the path the user knows), not the temporary ``target``.
+    ``final`` (the path the user knows), not the temporary ``target``. A ``writer_fn`` that returns
+    ``bytes`` says that they are the file's exact content: the file is compared with them
+    (as with ``expected_content``) instead of being decoded.
 
     Raises:
         DiskFullError: the writer or the flush failed, or the file is short, on a full disk.
         OutputWriteError: the writer failed or the file is incomplete for another reason.
     """
     final = Path(final or target)
-    error, problem = None, None
+    error, problem, written = None, None, None
     with library_output(f"writing '{final.name}'") as captured:
         try:
-            writer_fn(target)
+            written = writer_fn(target)
             _fsync_file(target)
         except (OSError, RuntimeError) as raised:
             error = raised
+    if isinstance(written, bytes) and expected_content is None:
+        expected_content = written
     if error is None:
-        problem = problem_with(target, expected_bytes)
+        problem = problem_with(target, expected_bytes, expected_content)
         if problem is None:
             return target
     raise write_error(final, target.parent, error, problem, captured.text)
@@ -178,8 +191,8 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
 
 
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
-    """Write bytes atomically (verified by their size)."""
-    return atomic_write(path, lambda temporary: temporary.write_bytes(data), expected_bytes=len(data))
+    """Write bytes atomically (verified by reading them back)."""
+    return atomic_write(path, lambda temporary: temporary.write_bytes(data), expected_content=data)
 
 
 def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
@@ -238,7 +251,12 @@ class OutputTransaction:
         return safe_output_path(self.staging, name)
 
     def write(
-        self, name: str, writer_fn: Callable[[Path], object], *, expected_bytes: int | None = None
+        self,
+        name: str,
+        writer_fn: Callable[[Path], object],
+        *,
+        expected_bytes: int | None = None,
+        expected_content: bytes | None = None,
     ) -> Path:
         """Stage output ``name``: ``writer_fn(staged_path)``, flushed and verified now.
 
@@ -246,7 +264,13 @@ class OutputTransaction:
             DiskFullError, OutputWriteError: see :func:`write_verified`.
         """
         staged = self.staged(name)
-        write_verified(staged, writer_fn, final=self.output_dir / name, expected_bytes=expected_bytes)
+        write_verified(
+            staged,
+            writer_fn,
+            final=self.output_dir / name,
+            expected_bytes=expected_bytes,
+            expected_content=expected_content,
+        )
         self._verified.add(name)
         return staged
 

@@ -8,7 +8,9 @@ as mostly zeros. So every output is read back here, by format:
   decompressed in chunks to its end, which also checks its CRC and length);
 * HDF5 transforms (``.h5``): read back with SimpleITK;
 * JSON: parsed; PNG: signature and final ``IEND`` chunk;
-* any file: its size equals ``expected_bytes`` when the writer knows it.
+* any file: its size equals ``expected_bytes`` when the writer knows it;
+* a file whose exact bytes the writer made in memory (``expected_content``): read back raw and
+  compared byte for byte, which is stricter than decoding it and much cheaper than decompressing.
 
 :func:`problem_with` returns what is wrong (or ``None``); :func:`is_disk_full` tells a full disk
 from other failures.
@@ -32,15 +34,23 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk type and its CRC end every complete PNG
 LOW_SPACE_BYTES = 1 << 20  # a write that fails with less free space than this failed for space
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_CHUNK_BYTES = 16 << 20  # read-back chunk of :func:`_content_problem`
 DISK_FULL_TEXTS = ("No space left on device", "errno = 28", "Disk quota exceeded")
 
 
-def problem_with(path: str | os.PathLike, expected_bytes: int | None = None) -> str | None:
-    """What is wrong with the written file ``path`` (``None`` if it reads back complete)."""
+def problem_with(
+    path: str | os.PathLike, expected_bytes: int | None = None, expected_content: bytes | None = None
+) -> str | None:
+    """What is wrong with the written file ``path`` (``None`` if it reads back complete).
+
+    ``expected_content``: the bytes the file must hold; given, nothing else is checked.
+    """
     path = Path(path)
     if not path.is_file():
         return "the file was not written"
     size = path.stat().st_size
+    if expected_content is not None:
+        return _content_problem(path, size, expected_content)
     if expected_bytes is not None and size != expected_bytes:
         return f"{size} of {expected_bytes} bytes were written"
     lower = path.name.lower()
@@ -51,6 +61,19 @@ def problem_with(path: str | os.PathLike, expected_bytes: int | None = None) -> 
     if lower.endswith((".h5", ".hdf5")):
         return _transform_problem(path)
     return _image_problem(path)
+
+
+def _content_problem(path: Path, size: int, expected: bytes) -> str | None:
+    """The file, read back in chunks, against the bytes it should hold."""
+    if size != len(expected):
+        return f"{size} of {len(expected)} bytes were written"
+    view, start = memoryview(expected), 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK_BYTES):
+            if chunk != view[start : start + len(chunk)]:
+                return f"the bytes read back differ from those written (from byte {start} on)"
+            start += len(chunk)
+    return None if start == len(expected) else f"{start} of {len(expected)} bytes read back"
 
 
 def _json_problem(path: Path) -> str | None:
