@@ -83,3 +83,17 @@ def test_image_gzipped_in_several_members_reads_back_everywhere(tmp_path, monkey
     step = float(values.max() - values.min()) / 65534
     np.testing.assert_allclose(_read_sitk(path), values, atol=step)
     np.testing.assert_allclose(np.asarray(nib.load(str(path)).dataobj).transpose(2, 1, 0), values, atol=step)
+
+
+def test_quantisation_matches_numpy_rounding_half_to_even():
+    """The torch quantisers give what ``np.rint`` gives, ties included (2.5 -> 2, 3.5 -> 4)."""
+    rng = np.random.default_rng(3)
+    unit = np.concatenate([rng.uniform(-0.2, 1.2, 10_000), np.array([2.5, 3.5, 100.5]) / 255.0])
+    unit = unit.astype(np.float32)
+    expected = np.rint(np.clip(unit, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+    np.testing.assert_array_equal(quantise_unit_interval(unit).stored, expected)
+    integers = np.array([-3.5, -2.5, 0.5, 1.5, 2.5, 1000.4, -1000.6], np.float32)
+    np.testing.assert_array_equal(
+        quantise_intensities(integers, integer_source=True).stored, [-4, -2, 0, 2, 2, 1000, -1001]
+    )
+    np.testing.assert_array_equal(quantise_intensities(np.array([0.5, 1.5, 254.5]), True).stored, [0, 2, 254])

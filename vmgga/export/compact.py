@@ -11,6 +11,7 @@ import gzip
 import os
 import struct
 import tempfile
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +41,12 @@ class Quantised:
 
 
 def quantise_unit_interval(values: np.ndarray) -> Quantised:
-    """Values in [0, 1] (e.g. confidence) as uint8 ``0..255`` with slope ``1/255`` (step 0.004)."""
-    stored = np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return Quantised(stored, 1.0 / 255.0, 0.0)
+    """Values in [0, 1] (e.g. confidence) as uint8 ``0..255`` with slope ``1/255`` (step 0.004).
+
+    Rounded half to even, as ``np.rint``; element-wise in torch, on all its threads.
+    """
+    scaled = _tensor(values).clamp(0.0, 1.0).mul_(255.0).round_()
+    return Quantised(scaled.to(_torch().uint8).numpy(), 1.0 / 255.0, 0.0)
 
 
 def quantise_intensities(values: np.ndarray, integer_source: bool) -> Quantised:
@@ -52,15 +56,31 @@ def quantise_intensities(values: np.ndarray, integer_source: bool) -> Quantised:
     (the input's own resolution), as uint8 when the range fits 0..255. Otherwise the range is spread over the int16 range (a step of
     ``range / 65534``, 1.5e-5 of the range).
     """
-    low, high = (float(np.min(values)), float(np.max(values))) if values.size else (0.0, 0.0)
+    torch = _torch()
+    tensor = _tensor(values)
+    low, high = (float(v) for v in torch.aminmax(tensor)) if values.size else (0.0, 0.0)
     if integer_source and low >= 0.0 and high <= 255.0:  # 8-bit MR: uint8, half the bytes
-        return Quantised(np.rint(values).astype(np.uint8), 1.0, 0.0)
+        return Quantised(tensor.round().to(torch.uint8).numpy(), 1.0, 0.0)
     if integer_source and low >= _INT16.min and high <= _INT16.max:
-        return Quantised(np.rint(values).astype(np.int16), 1.0, 0.0)
+        return Quantised(tensor.round().to(torch.int16).numpy(), 1.0, 0.0)
     slope = (high - low) / (_INT16.max - _INT16.min - 1) or 1.0
     inter = (high + low) / 2.0
-    stored = np.clip(np.rint((values - inter) / slope), _INT16.min, _INT16.max).astype(np.int16)
-    return Quantised(stored, slope, inter)
+    scaled = tensor.double().sub_(inter).div_(slope).round_().clamp_(_INT16.min, _INT16.max)
+    return Quantised(scaled.to(torch.int16).numpy(), slope, inter)
+
+
+def _torch():
+    """torch, imported when first needed (the CLI refuses bad arguments before loading it)."""
+    import torch
+
+    return torch
+
+
+def _tensor(values: np.ndarray):
+    """A tensor sharing ``values``' memory, never written to (read-only views are fine)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return _torch().from_numpy(np.ascontiguousarray(values))
 
 
 def write_scaled_nifti(quantised: Quantised, like: sitk.Image, path: str | os.PathLike) -> Path:
@@ -105,8 +125,7 @@ def gzip_in_parts(data: bytes, part_bytes: int | None = None) -> bytes:
     gzip (nibabel) and ``gunzip`` return the concatenated data. zlib releases the GIL, so the
     members of a large image compress on all of torch's threads.
     """
-    import torch  # loaded by the registration already; the CLI refuses bad arguments before it
-
+    torch = _torch()
     part_bytes = part_bytes or _GZIP_PART_BYTES
     parts = [data[start : start + part_bytes] for start in range(0, max(len(data), 1), part_bytes)]
     threads = min(len(parts), max(1, torch.get_num_threads()))
