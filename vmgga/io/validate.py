@@ -105,7 +105,9 @@ def check_direction(
 
 
 def check_finite(array: np.ndarray, name: str) -> None:
-    """Refuse NaN and Inf voxels."""
+    """Refuse NaN and Inf voxels (integer voxels are always finite)."""
+    if not np.issubdtype(array.dtype, np.inexact):
+        return
     bad = ~np.isfinite(array)
     if bad.any():
         nans, infs = int(np.isnan(array).sum()), int(np.isinf(array).sum())
@@ -127,6 +129,8 @@ def check_ct_values(array_hu: np.ndarray, name: str) -> list[str]:
     Returns:
         Warnings (a single padding value below the range).
     """
+    if array_hu.size and array_hu.min() >= CT_MIN_HU and array_hu.max() <= CT_MAX_HU:
+        return []  # the usual case, in two quick passes
     too_high = array_hu > CT_MAX_HU
     too_low = array_hu < CT_MIN_HU
     low_values = np.unique(array_hu[too_low]) if too_low.any() else np.array([])
