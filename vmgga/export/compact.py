@@ -115,10 +115,10 @@ def encode_scaled_nifti(
             f"{int(vox_offset) + quantised.stored.nbytes} bytes"
         )
     struct.pack_into(f"{endian}ff", data, _SCL_OFFSET, quantised.slope, quantised.inter)
-    return gzip_in_parts(bytes(data))
+    return gzip_in_parts(data)
 
 
-def gzip_in_parts(data: bytes, part_bytes: int | None = None) -> bytes:
+def gzip_in_parts(data: bytes | bytearray, part_bytes: int | None = None) -> bytes:
     """``data`` gzipped as consecutive gzip members of ``part_bytes`` each (default 16 MB), compressed side by side.
 
     A file of several members is one valid gzip file (RFC 1952): zlib (ITK, Slicer), Python's
@@ -127,7 +127,8 @@ def gzip_in_parts(data: bytes, part_bytes: int | None = None) -> bytes:
     """
     torch = _torch()
     part_bytes = part_bytes or _GZIP_PART_BYTES
-    parts = [data[start : start + part_bytes] for start in range(0, max(len(data), 1), part_bytes)]
+    view = memoryview(data)  # parts without copies
+    parts = [view[start : start + part_bytes] for start in range(0, max(len(data), 1), part_bytes)]
     threads = min(len(parts), max(1, torch.get_num_threads()))
 
     def compress(part: bytes) -> bytes:
