@@ -37,7 +37,7 @@ import common  # noqa: E402
 import peers  # noqa: E402
 
 from vmgga.config import make_config  # noqa: E402
-from vmgga.dense.stage import estimate_dense_field  # noqa: E402
+from vmgga.dense.stage import estimate_dense_field, with_physical_control_grid  # noqa: E402
 from vmgga.features.base import get_feature_extractor  # noqa: E402
 from vmgga.matching.registry import get_matcher  # noqa: E402
 from vmgga.training import evaluate  # noqa: E402
@@ -102,12 +102,13 @@ def parse_variant(text: str) -> tuple[str, tuple[str, dict]]:
 
 def dense_config(matcher: str, iterations: int, weights: str | None, threads: int):
     """The ``fast`` preset's dense stage with this matcher (a :data:`VARIANTS` name) and
-    instance-optimisation length."""
+    instance-optimisation length, its control grid converted from mm at :data:`SPACING_MM` as
+    :func:`vmgga.register` does (before this, the stage ran the 4-voxel default, 6 mm)."""
     base, extra = VARIANTS[matcher]
     overrides = {"dense.matching.matcher": base, "dense.instance.iterations": iterations, **extra}
     if weights and base != "cost_volume":
         overrides["dense.features.weights"] = weights
-    return make_config("fast", num_threads=threads, **overrides).dense
+    return with_physical_control_grid(make_config("fast", num_threads=threads, **overrides).dense, SPACING_MM)
 
 
 def matches_alone(fixed, moving, truth, mask, weights, threads, matchers=MATCHERS) -> dict[str, dict]:
