@@ -13,6 +13,7 @@ from vmgga.config import DenseConfig
 from vmgga.dense import region
 from vmgga.errors import ConfigError
 from vmgga.features.base import get_feature_extractor
+from vmgga.features.hybrid import feature_families
 from vmgga.field import resize
 from vmgga.field.compress import compress_pair
 from vmgga.field.fitting import fit_control_field
@@ -103,14 +104,16 @@ def for_ct_and_mr(config: DenseConfig) -> DenseConfig:
 def similarity_grid(
     fixed_work: torch.Tensor, fixed_feat: torch.Tensor, moving_feat: torch.Tensor, config: DenseConfig
 ) -> SimilarityGrid:
-    """Features pooled (and optionally PCA-compressed) for the Adam stage, with their foreground.
+    """Features pooled (and optionally PCA-compressed, each family of ``mind+vmgga`` apart) for the
+    Adam stage, with their foreground.
 
     All volumes are first padded to a multiple of ``instance.grid_spacing_vox``.
     """
     spacing = config.instance.feature_spacing_vox
     padded = resize.padded_shape(tuple(fixed_feat.shape[2:]), config.instance.grid_spacing_vox)
     fixed, moving = (resize.pool(resize.pad_to(f, padded), spacing) for f in (fixed_feat, moving_feat))
-    fixed, moving = compress_pair(fixed, moving, config.instance.feature_channels)
+    families = feature_families(config, fixed.shape[1])  # mind+vmgga: each family compressed apart
+    fixed, moving = compress_pair(fixed, moving, config.instance.feature_channels, families)
     foreground = foreground_indices(resize.pool(resize.pad_to(fixed_work, padded), spacing))
     return make_similarity_grid(fixed, moving, foreground, config.instance.grid_spacing_vox // spacing)
 
