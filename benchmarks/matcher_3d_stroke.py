@@ -16,6 +16,13 @@ pure deformation), so the matches can be scored voxel by voxel against ``phi``:
 
     python benchmarks/matcher_3d_stroke.py --threads 1 --seeds 0 1 [--weights W] [--iterations 40,20]
 
+``--diagnose`` instead measures, per pair, what the learned descriptors (``mind+vmgga``) bring to the
+Adam loss: each family's feature SSD along ``t * truth`` (t = 0 ... 1.25), its gradient against the
+control-grid velocity at the cost volume's start and at its optimised field, the share of each
+family kept by one joint PCA basis, and the TRE of blends ``(1 - a) u_adam + a u_learned`` of the
+cost volume's optimised field with the smoothed learned matches (an upper bound on what the learned
+matches add to it as a global blend).
+
 ``--variant NAME=MATCHER,key=value,...`` adds a matcher with dense overrides, e.g.
 ``--variant vmgga-r1=vmgga,dense.matching.learned_refine_passes=1`` (repeatable; ``--matchers`` then
 lists the plain matchers to keep, ``none`` for none).
@@ -24,6 +31,7 @@ lists the plain matchers to keep, ``none`` for none).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -37,8 +45,21 @@ import common  # noqa: E402
 import peers  # noqa: E402
 
 from vmgga.config import make_config  # noqa: E402
-from vmgga.dense.stage import estimate_dense_field  # noqa: E402
+from vmgga.dense.stage import (  # noqa: E402
+    estimate_dense_field,
+    refine_control_field,
+    similarity_grid,
+    with_physical_control_grid,
+    working_from_control,
+)
 from vmgga.features.base import get_feature_extractor  # noqa: E402
+from vmgga.features.learned import LearnedFeatureExtractor  # noqa: E402
+from vmgga.features.mind import MindSscExtractor  # noqa: E402
+from vmgga.field import resize  # noqa: E402
+from vmgga.field.compress import pca_basis  # noqa: E402
+from vmgga.field.fitting import fit_control_field  # noqa: E402
+from vmgga.field.instance import field_from_velocity, similarity_loss  # noqa: E402
+from vmgga.field.warp import warp  # noqa: E402
 from vmgga.matching.registry import get_matcher  # noqa: E402
 from vmgga.training import evaluate  # noqa: E402
 
@@ -102,12 +123,13 @@ def parse_variant(text: str) -> tuple[str, tuple[str, dict]]:
 
 def dense_config(matcher: str, iterations: int, weights: str | None, threads: int):
     """The ``fast`` preset's dense stage with this matcher (a :data:`VARIANTS` name) and
-    instance-optimisation length."""
+    instance-optimisation length, its control grid converted from mm at :data:`SPACING_MM` as
+    :func:`vmgga.register` does (before this, the stage ran the 4-voxel default, 6 mm)."""
     base, extra = VARIANTS[matcher]
     overrides = {"dense.matching.matcher": base, "dense.instance.iterations": iterations, **extra}
     if weights and base != "cost_volume":
         overrides["dense.features.weights"] = weights
-    return make_config("fast", num_threads=threads, **overrides).dense
+    return with_physical_control_grid(make_config("fast", num_threads=threads, **overrides).dense, SPACING_MM)
 
 
 def matches_alone(fixed, moving, truth, mask, weights, threads, matchers=MATCHERS) -> dict[str, dict]:
@@ -133,6 +155,74 @@ def end_to_end(fixed, moving, truth, mask, matcher, iterations, weights, threads
     return {"tre_mean_mm": float(errors.mean()), "tre_p95_mm": float(np.percentile(errors, 95)), **{f"s_{k}": v for k, v in result.timings_s.items()}}  # fmt: skip
 
 
+#: Scales ``t`` of the true displacement at which :func:`ssd_along_truth` compares the features.
+CURVE_SCALES = (0.0, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25)
+#: Blend weights ``a`` of the learned matches in :func:`loss_diagnostics`.
+BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3)
+
+
+def ssd_along_truth(fixed_feat, moving_feat, truth: np.ndarray, mask: np.ndarray) -> list[float]:
+    """Mean feature SSD over ``mask`` with the moving features sampled at ``x + t * truth(x)``."""
+    truth_ijk = torch.from_numpy(truth).float()[None]  # (1, 3, D, H, W)
+    fixed_values = fixed_feat[0][:, torch.from_numpy(mask)]  # (C, N)
+    out = []
+    for t in CURVE_SCALES:
+        warped = warp(moving_feat, t * truth_ijk)
+        out.append(float((warped[0][:, torch.from_numpy(mask)] - fixed_values).pow(2).sum(0).mean()))
+    return out
+
+
+def velocity_gradient_norm(grid, velocity: torch.Tensor, config, integrate: bool) -> float:
+    """Norm of the gradient of the whole-foreground similarity of ``grid`` against ``velocity``."""
+    velocity = velocity.detach().clone().requires_grad_(True)
+    disp = field_from_velocity(velocity, config)[1] if integrate else velocity
+    similarity_loss(disp, grid, slice(0, None)).backward()
+    return float(velocity.grad.norm())
+
+
+def loss_diagnostics(fixed, moving, truth, mask, weights, threads) -> dict:
+    """The ``--diagnose`` numbers of one pair (module docstring); learned features at ``fast``'s slice step."""
+    config = dense_config("cost_volume", 40, weights, threads)
+    mind = [MindSscExtractor().extract(v) for v in (fixed, moving)]
+    learned_extractor = LearnedFeatureExtractor(dense_config("vmgga", 40, weights, threads))
+    learned = [learned_extractor.extract(v) for v in (fixed, moving)]
+    row = {
+        f"mind_ssd_t{t}": v for t, v in zip(CURVE_SCALES, ssd_along_truth(*mind, truth, mask), strict=True)
+    }
+    row |= {
+        f"learned_ssd_t{t}": v
+        for t, v in zip(CURVE_SCALES, ssd_along_truth(*learned, truth, mask), strict=True)
+    }
+    match = get_matcher(config).match(fixed, moving, *mind)
+    spacing = config.instance.grid_spacing_vox
+    padded = resize.padded_shape(tuple(fixed.shape[2:]), spacing)
+    disp, confidence = (resize.pad_to(v, padded) for v in (match.disp_ijk, match.confidence))
+    start = fit_control_field(disp, confidence, spacing, config.fitting.smoothing_passes)
+    final = refine_control_field(fixed, *mind, match, config).detach()
+    for family, features in (("mind", mind), ("learned", learned)):
+        grid = similarity_grid(fixed, *features, config)
+        row[f"{family}_grad_start"] = velocity_gradient_norm(grid, start, config, integrate=True)
+        row[f"{family}_grad_final"] = velocity_gradient_norm(grid, final, config, integrate=False)
+    for weight in (0.3, 1.0):
+        basis = pca_basis(
+            torch.cat((mind[0], learned[0] * weight**0.5), 1),
+            torch.cat((mind[1], learned[1] * weight**0.5), 1),
+            12,
+        )
+        row[f"joint_pca12_w{weight}_learned_loading"] = (
+            float(basis[:, 12:].pow(2).sum()) / learned[0].shape[1]
+        )
+    adam = working_from_control(final, spacing, tuple(fixed.shape[2:]))
+    smoothed = dense_config("vmgga", 0, weights, threads)
+    smoothed = dataclasses.replace(
+        smoothed, matching=dataclasses.replace(smoothed.matching, learned_smooth_sigma_vox=6.0)
+    )
+    learned_disp = get_matcher(smoothed).match(fixed, moving, *mind).disp_ijk
+    for a in BLEND_WEIGHTS:
+        row[f"blend_a{a}_tre_mm"] = float(error_mm((1 - a) * adam + a * learned_disp, truth, mask).mean())
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -145,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--matchers", default=",".join(MATCHERS), help="subset of cost_volume,vmgga,fused")
     parser.add_argument("--variant", action="append", default=[], help="NAME=MATCHER,key=value,...")
     parser.add_argument("--name", default="matcher_3d_stroke")
+    parser.add_argument("--diagnose", action="store_true", help="the learned descriptors' share of the loss")
     args = parser.parse_args(argv)
     VARIANTS.update(parse_variant(text) for text in args.variant)
     folder = common.skip_if_missing(DATASET, ["T1.nii.gz", "T2.nii.gz", "FLAIR.nii.gz"])
@@ -152,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     info = common.machine_info(args.threads)
     plain = [] if args.matchers == "none" else args.matchers.split(",")
     matchers = plain + [parse_variant(text)[0] for text in args.variant]
+    if args.diagnose:
+        return diagnose(folder, args, info)
     pools = {name: {"errors": [], "confidence": [], "seconds": []} for name in matchers}
     e2e_rows, identity = [], []
     iterations = [] if args.iterations == "none" else [int(n) for n in args.iterations.split(",")]
@@ -197,6 +290,35 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     common.write_results(args.name, {"matches": match_rows, "end_to_end": e2e_summary, "rows": e2e_rows, "machine": info}, markdown)  # fmt: skip
     return 0
+
+
+def diagnose(folder: Path, args, info: dict) -> int:
+    """``--diagnose``: :func:`loss_diagnostics` per pair and their mean, written as results."""
+    rows = []
+    for seed in args.seeds:
+        for moving_name in args.moving.split(","):
+            fixed, moving, truth, mask = make_pair(folder, seed, moving_name)
+            rows.append(
+                {
+                    "pair": f"seed{seed}-{moving_name}",
+                    **loss_diagnostics(fixed, moving, truth, mask, args.weights, args.threads),
+                }
+            )
+            print(rows[-1], flush=True)
+    mean = {"pair": "mean", **{k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "pair"}}
+    table = [
+        {"quantity": k, **{r["pair"]: f"{r[k]:.4f}" for r in [*rows, mean]}} for k in rows[0] if k != "pair"
+    ]
+    markdown = "\n\n".join(
+        [
+            f"# {args.name}",
+            f"load {info['load_average_1_5_15']}",
+            common.markdown_table(table, ["quantity", *[r["pair"] for r in rows], "mean"]),
+        ]
+    )
+    print(markdown)
+    common.write_results(args.name, {"rows": rows, "mean": mean, "machine": info}, markdown)
+    return 0  # fmt: skip
 
 
 if __name__ == "__main__":

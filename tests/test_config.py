@@ -314,6 +314,7 @@ def test_the_renaming_table_covers_every_old_field():
         "dense.matching.learned_refine_capture_range_vox",
         "dense.matching.learned_smooth_sigma_vox",
         "dense.matching.learned_pool_factor",
+        "dense.instance.match_weight",  # the pull towards the fitted matches (issue 14, m4)
     }
     assert fields - set(new) - added_since == {"dense.features.backend"}  # old `dense.features`: a shorthand
 

@@ -168,6 +168,9 @@ class InstanceConfig:
     # at most this many voxels per step: the gradient's noise depends on the count, not the share
     max_sample_points: int = 80_000
     feature_channels: int = 0  # PCA-compress the features to this many channels (0: all)
+    # pull of the field towards the fitted matches in the Adam loss: this x the block-confidence-weighted
+    # mean of |u - u_matches|^2 (working voxels^2) on the control grid; 0 = none
+    match_weight: float = 0.0
     smoothing_passes: int = 3  # box filters (3^3) applied to the control-grid velocity
     regularisation: str = "diffusion"  # diffusion | bending
     regularisation_weight: float = 3.0  # weight of the smoothness penalty

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from vmgga.config import DenseConfig, InstanceConfig, MatchingConfig, RegionConfig
+from vmgga.config import DenseConfig, FittingConfig, InstanceConfig, MatchingConfig, RegionConfig
 from vmgga.dense.memory import estimate_dense_memory_bytes
-from vmgga.dense.stage import DenseFieldResult, estimate_dense_field, with_physical_control_grid
+from vmgga.dense.stage import (
+    DenseFieldResult,
+    estimate_dense_field,
+    match_anchor,
+    with_physical_control_grid,
+)
 from vmgga.errors import ConfigError
 from vmgga.field.jacobian import jacobian_determinant, jacobian_summary
 from vmgga.field.warp import warp
@@ -178,3 +184,22 @@ def test_a_wide_empty_border_is_left_out_and_the_field_carried_across_it():
     assert float(result.confidence[..., : box.start_dhw[0], :, :].abs().max()) == 0.0
     edge = result.disp_ijk[..., box.start_dhw[0], :, :]
     torch.testing.assert_close(result.disp_ijk[..., 0, :, :], edge)
+
+
+def test_match_anchor_weights_each_control_voxel_by_its_block_confidence():
+    """``fitting.smoothing_passes=0``: the weight is the plain block mean of the confidence."""
+    generator = torch.Generator().manual_seed(2)
+    confidence = torch.rand(1, 1, 8, 4, 12, generator=generator)
+    init = torch.randn(1, 3, 2, 1, 3, generator=generator)
+    config = DenseConfig(
+        fitting=FittingConfig(smoothing_passes=0),
+        instance=InstanceConfig(grid_spacing_vox=4, match_weight=0.2),
+    )
+    anchor = match_anchor(init, confidence, config)
+    blocks = confidence[0, 0].numpy().reshape(2, 4, 1, 4, 3, 4).mean(axis=(1, 3, 5))  # (2, 1, 3)
+    np.testing.assert_allclose(anchor.weight[0, 0].numpy(), blocks, rtol=1e-6)
+    assert anchor.disp_control is init and anchor.spacing == 4
+    off = DenseConfig(instance=InstanceConfig(match_weight=0.0))
+    assert match_anchor(init, confidence, off) is None
+    with pytest.raises(ConfigError, match="dense.instance.match_weight"):
+        match_anchor(init, confidence, DenseConfig(instance=InstanceConfig(match_weight=-1.0)))

@@ -8,7 +8,7 @@ import torch
 from vmgga.config import DenseConfig, FeatureConfig, make_config
 from vmgga.errors import ConfigError
 from vmgga.features.base import get_feature_extractor
-from vmgga.features.hybrid import HybridFeatureExtractor, weighted_concat
+from vmgga.features.hybrid import HybridFeatureExtractor, feature_families, weighted_concat
 from vmgga.features.learned import LearnedFeatureExtractor
 from vmgga.features.mind import MindSscExtractor
 from vmgga.models.config import MatcherConfig
@@ -59,3 +59,10 @@ def test_backend_is_registered_and_validates_its_weight():
     assert isinstance(get_feature_extractor(config.dense), HybridFeatureExtractor)  # shipped weights
     with pytest.raises(ConfigError, match="dense.features.learned_weight"):
         weighted_concat(torch.zeros(1, 12, 2, 2, 2), torch.zeros(1, 8, 2, 2, 2), -1.0)
+
+
+def test_families_are_mind_then_learned_for_the_hybrid_backend_only():
+    hybrid = DenseConfig(features=FeatureConfig(backend="mind+vmgga"))
+    assert feature_families(hybrid, 12 + 32) == (12, 32)
+    assert feature_families(DenseConfig(), 12) == (12,)
+    assert feature_families(DenseConfig(features=FeatureConfig(backend="vmgga")), 32) == (32,)

@@ -13,10 +13,12 @@ from vmgga.config import DenseConfig
 from vmgga.dense import region
 from vmgga.errors import ConfigError
 from vmgga.features.base import get_feature_extractor
+from vmgga.features.hybrid import feature_families
 from vmgga.field import resize
 from vmgga.field.compress import compress_pair
 from vmgga.field.fitting import fit_control_field
 from vmgga.field.instance import (
+    MatchAnchor,
     SimilarityGrid,
     field_from_velocity,
     foreground_indices,
@@ -102,14 +104,16 @@ def for_ct_and_mr(config: DenseConfig) -> DenseConfig:
 def similarity_grid(
     fixed_work: torch.Tensor, fixed_feat: torch.Tensor, moving_feat: torch.Tensor, config: DenseConfig
 ) -> SimilarityGrid:
-    """Features pooled (and optionally PCA-compressed) for the Adam stage, with their foreground.
+    """Features pooled (and optionally PCA-compressed, each family of ``mind+vmgga`` apart) for the
+    Adam stage, with their foreground.
 
     All volumes are first padded to a multiple of ``instance.grid_spacing_vox``.
     """
     spacing = config.instance.feature_spacing_vox
     padded = resize.padded_shape(tuple(fixed_feat.shape[2:]), config.instance.grid_spacing_vox)
     fixed, moving = (resize.pool(resize.pad_to(f, padded), spacing) for f in (fixed_feat, moving_feat))
-    fixed, moving = compress_pair(fixed, moving, config.instance.feature_channels)
+    families = feature_families(config, fixed.shape[1])  # mind+vmgga: each family compressed apart
+    fixed, moving = compress_pair(fixed, moving, config.instance.feature_channels, families)
     foreground = foreground_indices(resize.pool(resize.pad_to(fixed_work, padded), spacing))
     return make_similarity_grid(fixed, moving, foreground, config.instance.grid_spacing_vox // spacing)
 
@@ -158,17 +162,37 @@ def refine_control_field(
     spacing = config.instance.grid_spacing_vox
     shape = tuple(fixed_feat.shape[2:])
     padded = resize.padded_shape(shape, spacing)
+    disp, confidence = (resize.pad_to(v, padded) for v in (match.disp_ijk, match.confidence))
     if config.fitting.smoothing_passes < 0:
-        init = resize.downsample_disp(resize.pad_to(match.disp_ijk, padded), spacing)
+        init = resize.downsample_disp(disp, spacing)
     else:
-        disp, confidence = (resize.pad_to(v, padded) for v in (match.disp_ijk, match.confidence))
         init = fit_control_field(disp, confidence, spacing, config.fitting.smoothing_passes)
     if config.instance.iterations == 0:  # the fitted field itself: smoothed and integrated, not optimised
         disp_control = field_from_velocity(init, config)[1]
     else:
         grid = similarity_grid(fixed_work, fixed_feat, moving_feat, config)
-        disp_control = optimise_instance(grid, init, config, progress)
+        anchor = match_anchor(init, confidence, config)
+        disp_control = optimise_instance(grid, init, config, progress, anchor)
     return disp_control
+
+
+def match_anchor(
+    init_control: torch.Tensor, confidence: torch.Tensor, config: DenseConfig
+) -> MatchAnchor | None:
+    """The fitted matches ``(1, 3, d, h, w)`` (control voxels) with their block confidence, smoothed
+    like the fit (``fitting.smoothing_passes``), for ``instance.match_weight``; None when that is 0.
+
+    ``confidence`` is ``(1, 1, D, H, W)`` on the padded working grid.
+    """
+    if config.instance.match_weight < 0:
+        raise ConfigError(f"dense.instance.match_weight must be >= 0; got {config.instance.match_weight}")
+    if config.instance.match_weight == 0:
+        return None
+    spacing = config.instance.grid_spacing_vox
+    weight = resize.box_smooth(
+        resize.pool(confidence.clamp(0.0, 1.0), spacing), max(0, config.fitting.smoothing_passes)
+    )
+    return MatchAnchor(init_control, weight, spacing)
 
 
 def estimate_dense_field(

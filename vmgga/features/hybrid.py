@@ -16,9 +16,20 @@ import math
 import torch
 from torch import Tensor
 
-from vmgga.config import DenseConfig
+from vmgga.config import DenseConfig, FeatureBackend
 from vmgga.errors import ConfigError
 from vmgga.features.mind import MindSscExtractor
+
+#: MIND-SSC's channel count: the first family of ``mind+vmgga`` features.
+MIND_CHANNELS = 12
+
+
+def feature_families(config: DenseConfig, channels: int) -> tuple[int, ...]:
+    """Channel counts of the families a ``(1, channels, ...)`` feature volume of ``config`` stacks:
+    ``(12, channels - 12)`` for ``mind+vmgga`` (MIND, then learned), else ``(channels,)``."""
+    if config.features.backend == FeatureBackend.HYBRID.value and channels > MIND_CHANNELS:
+        return (MIND_CHANNELS, channels - MIND_CHANNELS)
+    return (channels,)
 
 
 def weighted_concat(mind: Tensor, learned: Tensor, weight: float) -> Tensor:

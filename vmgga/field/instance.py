@@ -6,7 +6,8 @@ approximate B-spline), integrates it by scaling and squaring, and compares the f
 the moving features sampled through the field at a subset (``dense.instance.sample_fraction``: every
 n-th from a random offset) of the foreground voxels of the similarity grid (features block-pooled by
 ``dense.instance.feature_spacing_vox``), plus a diffusion or bending penalty of the
-smoothed velocity.
+smoothed velocity. With ``dense.instance.match_weight`` > 0 the loss also pulls the field towards
+the fitted matches (:class:`MatchAnchor`), each control voxel by the confidence of its block.
 """
 
 from __future__ import annotations
@@ -58,6 +59,27 @@ def make_similarity_grid(
     points = ijk_from_flat(foreground, (d, h, w)).to(fixed_feat.dtype)  # (N, 3)
     fixed_values = fixed_feat.reshape(channels, -1)[:, foreground].T.contiguous()
     return SimilarityGrid(ChannelsLastVolume.from_volume(moving_feat), points, fixed_values, ratio)
+
+
+@dataclass
+class MatchAnchor:
+    """The fitted matches the field is pulled towards (``dense.instance.match_weight``).
+
+    Attributes:
+        disp_control: ``(1, 3, d, h, w)`` fitted match displacement, control-grid voxels.
+        weight: ``(1, 1, d, h, w)`` non-negative weight per control voxel (block confidence).
+        spacing: working voxels per control voxel (the energy is measured in working voxels).
+    """
+
+    disp_control: torch.Tensor
+    weight: torch.Tensor
+    spacing: int
+
+
+def anchor_energy(disp_control: torch.Tensor, anchor: MatchAnchor) -> torch.Tensor:
+    """Weighted mean of ``|disp - anchor|^2`` in working voxels^2 over the control grid (0 if no weight)."""
+    squared = ((disp_control - anchor.disp_control) * anchor.spacing).pow(2).sum(1, keepdim=True)
+    return (anchor.weight * squared).sum() / anchor.weight.sum().clamp_min(1e-12)
 
 
 def foreground_indices(fixed_intensity: torch.Tensor, dilation: int = 2) -> torch.Tensor:
@@ -142,6 +164,7 @@ def optimise_instance(
     init_disp_ijk: torch.Tensor,
     config: DenseConfig,
     progress: Callable[[float], None] | None = None,
+    anchor: MatchAnchor | None = None,
 ) -> torch.Tensor:
     """Refine a displacement field by Adam on the control grid.
 
@@ -151,6 +174,7 @@ def optimise_instance(
             initial velocity: for smooth fields ``exp(v) ~ id + v``).
         config: uses its ``instance`` part (:class:`~vmgga.config.InstanceConfig`).
         progress: optional callback with the fraction of iterations done.
+        anchor: the fitted matches, pulled towards with ``instance.match_weight`` (ignored if 0 or None).
 
     Returns:
         ``(1, 3, d, h, w)`` displacement of the integrated field, control-grid voxels, no gradient.
@@ -171,7 +195,10 @@ def optimise_instance(
         smooth, disp_control = field_from_velocity(velocity, config)
         similarity = similarity_loss(disp_control, grid, subset)
         penalty = regularisation_energy(smooth, config.instance.regularisation)
-        (similarity + config.instance.regularisation_weight * penalty).backward()
+        loss = similarity + config.instance.regularisation_weight * penalty
+        if anchor is not None and config.instance.match_weight > 0:
+            loss = loss + config.instance.match_weight * anchor_energy(disp_control, anchor)
+        loss.backward()
         state.step(velocity, config.instance.learning_rate * decay**iteration)
         if progress is not None:
             progress((iteration + 1) / iterations)
