@@ -62,6 +62,12 @@ def test_known_deformation_is_recovered(known_pair, result):
     assert result.report["jacobian"]["negative_fraction"] < 0.0005
 
 
+def _float32_tolerance(values: np.ndarray) -> float:
+    """What resampling in float32 (``vmgga.field.resample``) may differ from ITK's float64: grid
+    positions off by ~1e-5 voxels, up to ~2e-5 of the intensity range at the sharpest edges."""
+    return 3e-5 * float(values.max() - values.min())
+
+
 def test_warped_matches_resampling_through_the_transform(result):
     expected = sitk.Resample(
         result.moving,
@@ -71,9 +77,8 @@ def test_warped_matches_resampling_through_the_transform(result):
         float(np.min(sitk.GetArrayViewFromImage(result.moving))),
         sitk.sitkFloat32,
     )
-    np.testing.assert_allclose(
-        sitk.GetArrayFromImage(result.warped), sitk.GetArrayFromImage(expected), atol=1e-4
-    )
+    want = sitk.GetArrayFromImage(expected)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(result.warped), want, atol=_float32_tolerance(want))
     assert result.confidence.GetSize() == result.fixed.GetSize()
     confidence = sitk.GetArrayFromImage(result.confidence)
     assert confidence.min() >= 0.0 and confidence.max() <= 1.0
@@ -89,8 +94,9 @@ def test_moving_affine_matches_resampling_through_the_affine_alone(result):
         float(np.min(sitk.GetArrayViewFromImage(result.moving))),
         sitk.sitkFloat32,
     )
+    want = sitk.GetArrayFromImage(expected)
     np.testing.assert_allclose(
-        sitk.GetArrayFromImage(result.moving_affine), sitk.GetArrayFromImage(expected), atol=1e-4
+        sitk.GetArrayFromImage(result.moving_affine), want, atol=_float32_tolerance(want)
     )
 
 
