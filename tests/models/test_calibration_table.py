@@ -10,6 +10,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from vmgga.cli.match import REFINE_PX, SMOOTH_PX
 from vmgga.errors import InputError
 from vmgga.models import calibration as cal
 from vmgga.models import checkpoint
@@ -235,3 +236,18 @@ def test_matcher2d_applies_a_table_map_with_the_agreement_of_its_own_match(tmp_p
         rows = [np.interp(c, RAW, row) for row in table]
         expected[i, j] = np.interp(a, AGREE, rows)
     np.testing.assert_allclose(mapped.confidence[0, 0].numpy(), expected, atol=1e-5)
+
+
+def test_the_shipped_weights_carry_a_table_map_for_the_match_default():
+    shipped = cal.load_calibration(
+        checkpoint.resolve_weights(None), cal.setting_key(None, REFINE_PX, SMOOTH_PX)
+    )
+    assert shipped is not None and shipped.needs_agreement  # bound to the shipped file's SHA-256
+    conf = torch.linspace(0, 1, 11, dtype=torch.float64)
+    low, high = torch.full_like(conf, 0.3), torch.full_like(conf, 0.99)
+    sure, unsure = torch.ones(11), torch.zeros(11)
+    for agreement in (low, high):
+        for pair in (sure, unsure):
+            assert torch.all(torch.diff(shipped.apply(conf, agreement, pair)) >= 0)
+    assert torch.all(shipped.apply(conf, high, sure) >= shipped.apply(conf, low, sure))
+    assert torch.all(shipped.apply(conf, high, sure) >= shipped.apply(conf, high, unsure))
