@@ -5,7 +5,7 @@ The split is disjoint from the pairs of ``matcher_2d_real.py`` (the benchmark):
 * stroke: other slices (axial 40 % and 70 %, coronal 35 % and 65 %, sagittal 60 %; the benchmark
   uses axial 55 %, coronal 50 %, sagittal 40 %) and, besides the benchmark's couples, T2->FLAIR and
   FLAIR->T2;
-* CT/MR: other axial slices (45 % and 65 %; the benchmark uses 55 %), both directions;
+* CT/MR: other axial slices (35, 45, 65 and 75 %; the benchmark uses 55 %), both directions;
 * whole head (``head``, session 6): coronal (40 %, 55 %) and sagittal (35 %, 60 %) slices of the
   whole-head, not skull-stripped T1 ``ct-mr-head/mr_t1_freesurfer`` (the benchmark only takes
   axial slices of it, through the CT template's grid), each against two other "contrasts" made by
@@ -59,7 +59,7 @@ CAL_STROKE_CUTS = [
     ("sag60", 2, 0.60),
 ]
 CAL_STROKE_COUPLES = [("FLAIR", "T1"), ("T2", "T1"), ("T1", "FLAIR"), ("T2", "FLAIR"), ("FLAIR", "T2")]
-CAL_CTMR_FRACTIONS = (0.45, 0.65)
+CAL_CTMR_FRACTIONS = (0.35, 0.45, 0.65, 0.75)
 CAL_SHIFTS = [(3.0, -8.0), (-9.0, 4.0), (6.0, 6.0)]
 CAL_ROTATIONS_DEG = [5.0, -7.0]
 CAL_SMOOTH_SEEDS = [1, 2]
@@ -77,7 +77,7 @@ AGREEMENT_SIGMA_PX = 4.0  # Gaussian sigma of the agreement (:func:`gradient_agr
 RAW_GRID = np.linspace(0.0, 1.0, 41)
 SPLIT = (
     "stroke slices ax40/ax70/cor35/cor65/sag60 x FLAIR->T1, T2->T1, T1->FLAIR, T2->FLAIR, FLAIR->T2; "
-    "CT/MR axial 45 % and 65 %, both directions; whole-head T1 (mr_t1_freesurfer) coronal 40/55 %, "
+    "CT/MR axial 35, 45, 65 and 75 %, both directions; whole-head T1 (mr_t1_freesurfer) coronal 40/55 %, "
     "sagittal 35/60 % x PD-like and T2-like look-ups, both directions; motions shift (3,-8), (-9,4), "
     "(6,6), rotation +5/-7 deg, smooth seeds 1, 2 (benchmark: other slices and motions; BrainWeb not used)"
 )
