@@ -154,6 +154,75 @@ def smooth_by_confidence(flow_px: Tensor, confidence: Tensor, sigma_px: float) -
     return gaussian_blur(flow_px * weight, sigma_px) / gaussian_blur(weight, sigma_px)
 
 
+def foreground_local_mean(confidence: Tensor, foreground: Tensor, sigma_px: float) -> Tensor:
+    """Gaussian local mean of ``confidence (B, 1, H, W)`` over the ``foreground (B, 1, H, W)`` only:
+    ``G * (c m) / G * m`` with ``m`` the foreground (1) or background (1e-3) weight. Same shape out.
+
+    A smoothed match is as sure as its neighbourhood *in the object*: the background (air, zero
+    padding) has no matches to trust, and counting its low confidence would make every match near
+    the object's outline (the scalp of a whole head) look unsure. Far from any foreground the
+    weights are equal, i.e. the plain local mean.
+    """
+    weight = torch.where(foreground, 1.0, 1e-3).to(confidence.dtype)
+    return (gaussian_blur(confidence * weight, sigma_px) / gaussian_blur(weight, sigma_px)).clamp(0.0, 1.0)
+
+
+def image_gradient(image: Tensor, sigma_px: float = 1.0) -> Tensor:
+    """``(B, 2, H, W)`` (d/dx, d/dy) of ``image (B, 1, H, W)`` after a Gaussian blur of ``sigma_px``
+    (central differences, one-sided at the borders)."""
+    blurred = gaussian_blur(image, sigma_px)
+    padded = F.pad(blurred, (1, 1, 1, 1), mode="replicate")
+    dx = 0.5 * (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2])
+    dy = 0.5 * (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1])
+    return torch.cat([dx, dy], dim=1)
+
+
+def gradient_agreement(image0: Tensor, image1: Tensor, flow_px: Tensor, sigma_px: float) -> Tensor:
+    """How well image0 and image1 agree after the match: ``(B, 1, H, W)`` in [0, 1].
+
+    ``W = image1`` sampled at ``p + flow_px(p)`` (:func:`sample_at`); with the gradients ``g0`` of
+    image0 and ``g1`` of ``W`` (:func:`image_gradient`), the agreement is
+    ``G * (g0 . g1)^2 / G * (|g0|^2 |g1|^2)`` (Gaussian ``G`` of ``sigma_px``): 1 where the edges of
+    the two images run the same way in the whole neighbourhood (whatever their contrasts: the sign
+    and size of each edge do not count), 0 on flat regions. Images ``(B, 1, H, W)``, flow
+    ``(B, 2, H, W)`` in pixels (x, y). Used by the calibration of the confidence.
+    """
+    h, w = image0.shape[-2:]
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=flow_px.dtype, device=flow_px.device),
+        torch.arange(w, dtype=flow_px.dtype, device=flow_px.device),
+        indexing="ij",
+    )
+    grid = torch.stack([xs, ys])
+    warped = torch.stack([sample_at(image1[b], grid + flow_px[b]) for b in range(image0.shape[0])])
+    g0, g1 = image_gradient(image0.to(warped.dtype)), image_gradient(warped)
+    dot = (g0 * g1).sum(dim=1, keepdim=True)
+    norms = (g0 * g0).sum(dim=1, keepdim=True) * (g1 * g1).sum(dim=1, keepdim=True)
+    agreement = gaussian_blur(dot * dot, sigma_px) / (gaussian_blur(norms, sigma_px) + 1e-12)
+    return agreement.clamp(0.0, 1.0)
+
+
+def pair_confidence(confidence: Tensor, image0: Tensor, foreground_level: float = 0.05) -> Tensor:
+    """``(B,)`` mean of ``confidence (B, 1, H, W)`` over image0's foreground (intensity above
+    ``foreground_level``; all pixels when there is none): how sure the matcher is of the pair."""
+    foreground = (image0 > foreground_level).to(confidence.dtype)
+    empty = foreground.flatten(1).sum(dim=1) == 0
+    foreground[empty] = 1.0
+    return (confidence * foreground).flatten(1).sum(dim=1) / foreground.flatten(1).sum(dim=1)
+
+
+def calibrated_confidence(
+    calibration: ConfidenceCalibration, image0: Tensor, image1: Tensor, result: MatchResult
+) -> Tensor:
+    """``result.confidence`` mapped by ``calibration``, with the agreement and pair confidence of the
+    match when the map is a table (:class:`ConfidenceCalibration`)."""
+    if not calibration.needs_agreement:
+        return calibration.apply(result.confidence)
+    agreement = gradient_agreement(image0, image1, result.flow_px, calibration.agreement_sigma_px)
+    pair = pair_confidence(result.confidence, image0)
+    return calibration.apply(result.confidence, agreement.to(result.confidence.dtype), pair)
+
+
 def refine_with_affine(
     match: Callable[[Tensor, Tensor, float | None], MatchResult],
     image0: Tensor,
@@ -171,7 +240,8 @@ def refine_with_affine(
     ``(B, 1, H, W)``; the result is a :class:`MatchResult` of image0 to the *original* image1
     (flow, confidence; the coarse/fine fields are the second pass's, in the resampled frame).
     ``smooth_px``: the second flow is first smoothed (:func:`smooth_by_confidence`, Gaussian sigma),
-    and its confidence becomes the Gaussian local mean (same sigma) of the second pass's confidence:
+    and its confidence becomes the Gaussian local mean (same sigma) of the second pass's confidence
+    over image0's foreground (:func:`foreground_local_mean`, intensity above ``foreground_level``):
     a smoothed match is an average over that neighbourhood, so it is as sure as the neighbourhood
     (on real pairs this is what separates right from wrong smoothed matches, see
     ``benchmarks/matcher_calibration.py``).
@@ -190,7 +260,7 @@ def refine_with_affine(
     second = match(image0, torch.stack(warped), search_px)
     if smooth_px:
         smoothed = smooth_by_confidence(second.flow_px, second.confidence, smooth_px)
-        local = gaussian_blur(second.confidence, smooth_px).clamp(0.0, 1.0)
+        local = foreground_local_mean(second.confidence, image0 > foreground_level, smooth_px)
         second = dataclasses.replace(second, flow_px=smoothed, confidence=local)
     for b, affine in enumerate(affines):
         if affine is None:
@@ -274,7 +344,8 @@ class Matcher2D:
             )
         if self.calibration is None:
             return result
-        return dataclasses.replace(result, confidence=self.calibration.apply(result.confidence))
+        confidence = calibrated_confidence(self.calibration, image0, image1, result)
+        return dataclasses.replace(result, confidence=confidence)
 
     def _match(self, image0: Tensor, image1: Tensor, search_px: float | None) -> MatchResult:
         """One matching pass with the coarse search limited to ``search_px`` (None: global)."""
