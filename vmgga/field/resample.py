@@ -8,8 +8,9 @@ background value; inside it the interpolation is trilinear with clamped neighbou
 
 Everything runs in float32 (ITK computes in float64). The grid coordinates are then off by up to
 ~1e-5 voxels: on the 256^3 T1 head (range 245) mapped to a 0.5 mm CT grid the largest difference
-from ``sitk.Resample`` was 0.0046 (1.9e-5 of the range, mean 4e-5), the size of the step of the int16
-output (1.5e-5 of the range; integer inputs are rounded to integers). float64 took 1.5x longer.
+from ``sitk.Resample`` was 0.0046 (1.9e-5 of the range; mean 4e-5 intensity units), about the step
+of the int16 output (1.5e-5 of the range; integer inputs are rounded to integers). float64 took
+1.5x longer.
 """
 
 from __future__ import annotations
