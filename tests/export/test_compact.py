@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from vmgga.export.compact import quantise_intensities, quantise_unit_interval, write_scaled_nifti
+from vmgga.export.compact import encode_scaled_nifti, quantise_intensities, quantise_unit_interval
 
 
 def _like(shape_dhw=(12, 15, 18)) -> sitk.Image:
@@ -17,6 +17,12 @@ def _like(shape_dhw=(12, 15, 18)) -> sitk.Image:
     image.SetOrigin((3.0, -4.0, 5.0))
     image.SetDirection(sitk.VersorTransform((0.0, 0.3, 1.0), 0.4).GetMatrix())
     return image
+
+
+def write_scaled_nifti(quantised, like: sitk.Image, path):
+    """The encoded NIfTI written to ``path`` (what the outputs transaction writes)."""
+    path.write_bytes(encode_scaled_nifti(quantised, like, scratch=path.parent))
+    return path
 
 
 def _read_sitk(path) -> np.ndarray:

@@ -19,7 +19,7 @@ DATA = bytes(range(256)) * 300  # 76.8 kB: several read-back chunks of a small c
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    monkeypatch.setattr("vmgga.io.verify._CHUNK_BYTES", 4096)
+    monkeypatch.setattr("vmgga.io.verify.CHUNK_BYTES", 4096)
 
 
 def test_identical_bytes_pass(tmp_path: Path, small_chunks):

@@ -83,16 +83,6 @@ def _tensor(values: np.ndarray):
         return _torch().from_numpy(np.ascontiguousarray(values))
 
 
-def write_scaled_nifti(quantised: Quantised, like: sitk.Image, path: str | os.PathLike) -> Path:
-    """Write :func:`encode_scaled_nifti` of ``quantised`` to ``path`` (should end in ``.nii.gz``).
-
-    The caller makes the write atomic (staging folder).
-    """
-    path = Path(path)
-    path.write_bytes(encode_scaled_nifti(quantised, like, scratch=path.parent))
-    return path
-
-
 def encode_scaled_nifti(
     quantised: Quantised, like: sitk.Image, *, scratch: str | os.PathLike | None = None
 ) -> bytes:

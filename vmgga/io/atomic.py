@@ -42,7 +42,6 @@ def atomic_write(
     writer_fn: Callable[[Path], object],
     *,
     expected_bytes: int | None = None,
-    expected_content: bytes | None = None,
 ) -> Path:
     """Write ``path`` atomically: ``writer_fn(temporary_path)`` writes, the file is verified, renamed.
 
@@ -50,8 +49,6 @@ def atomic_write(
         path: Final file path (its folder must exist).
         writer_fn: Called with the temporary path (same folder, same extensions) to write to.
         expected_bytes: The file's size when the caller knows it (text, bytes).
-        expected_content: The file's exact bytes when the caller made them: the file is read back
-            raw and compared with them (see :func:`vmgga.io.verify.problem_with`).
 
     Returns:
         ``path`` as a :class:`Path`.
@@ -63,9 +60,7 @@ def atomic_write(
     path = Path(path)
     temporary = partial_path(path)
     try:
-        write_verified(
-            temporary, writer_fn, final=path, expected_bytes=expected_bytes, expected_content=expected_content
-        )
+        write_verified(temporary, writer_fn, final=path, expected_bytes=expected_bytes)
         os.replace(temporary, path)
     finally:
         if temporary.exists():
@@ -80,14 +75,13 @@ def write_verified(
     *,
     final: Path | None = None,
     expected_bytes: int | None = None,
-    expected_content: bytes | None = None,
 ) -> Path:
     """``writer_fn(target)``, flush ``target`` to disk and read it back (:mod:`vmgga.io.verify`).
 
     What the writing library prints is captured (see :mod:`vmgga.io.capture`). Errors name
     ``final`` (the path the user knows), not the temporary ``target``. A ``writer_fn`` that returns
-    ``bytes`` says that they are the file's exact content: the file is compared with them
-    (as with ``expected_content``) instead of being decoded.
+    ``bytes`` says that they are the file's exact content: the file is read back raw and compared
+    with them instead of being decoded.
 
     Raises:
         DiskFullError: the writer or the flush failed, or the file is short, on a full disk.
@@ -101,10 +95,8 @@ def write_verified(
             _fsync_file(target)
         except (OSError, RuntimeError) as raised:
             error = raised
-    if isinstance(written, bytes) and expected_content is None:
-        expected_content = written
     if error is None:
-        problem = problem_with(target, expected_bytes, expected_content)
+        problem = problem_with(target, expected_bytes, written if isinstance(written, bytes) else None)
         if problem is None:
             return target
     raise write_error(final, target.parent, error, problem, captured.text)
@@ -192,7 +184,12 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
 
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
     """Write bytes atomically (verified by reading them back)."""
-    return atomic_write(path, lambda temporary: temporary.write_bytes(data), expected_content=data)
+
+    def write(temporary: Path) -> bytes:
+        temporary.write_bytes(data)
+        return data
+
+    return atomic_write(path, write)
 
 
 def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
@@ -256,7 +253,6 @@ class OutputTransaction:
         writer_fn: Callable[[Path], object],
         *,
         expected_bytes: int | None = None,
-        expected_content: bytes | None = None,
     ) -> Path:
         """Stage output ``name``: ``writer_fn(staged_path)``, flushed and verified now.
 
@@ -264,13 +260,7 @@ class OutputTransaction:
             DiskFullError, OutputWriteError: see :func:`write_verified`.
         """
         staged = self.staged(name)
-        write_verified(
-            staged,
-            writer_fn,
-            final=self.output_dir / name,
-            expected_bytes=expected_bytes,
-            expected_content=expected_content,
-        )
+        write_verified(staged, writer_fn, final=self.output_dir / name, expected_bytes=expected_bytes)
         self._verified.add(name)
         return staged
 

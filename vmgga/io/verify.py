@@ -9,7 +9,8 @@ as mostly zeros. So every output is read back here, by format:
 * HDF5 transforms (``.h5``): read back with SimpleITK;
 * JSON: parsed; PNG: signature and final ``IEND`` chunk;
 * any file: its size equals ``expected_bytes`` when the writer knows it;
-* a file whose exact bytes the writer made in memory (``expected_content``): read back raw and
+* a file whose exact bytes the writer made in memory (``expected_content``; the atomic writer
+  passes what a writer returns): read back raw and
   compared byte for byte, which is stricter than decoding it and much cheaper than decompressing.
 
 :func:`problem_with` returns what is wrong (or ``None``); :func:`is_disk_full` tells a full disk
@@ -28,13 +29,12 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from vmgga.io.capture import library_output
-from vmgga.io.stored_data import HeaderFormatError, available_bytes, stored_data_of
+from vmgga.io.stored_data import CHUNK_BYTES, HeaderFormatError, available_bytes, stored_data_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk type and its CRC end every complete PNG
 LOW_SPACE_BYTES = 1 << 20  # a write that fails with less free space than this failed for space
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
-_CHUNK_BYTES = 16 << 20  # read-back chunk of :func:`_content_problem`
 DISK_FULL_TEXTS = ("No space left on device", "errno = 28", "Disk quota exceeded")
 
 
@@ -69,7 +69,7 @@ def _content_problem(path: Path, size: int, expected: bytes) -> str | None:
         return f"{size} of {len(expected)} bytes were written"
     view, start = memoryview(expected), 0
     with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK_BYTES):
+        while chunk := handle.read(CHUNK_BYTES):
             if chunk != view[start : start + len(chunk)]:
                 return f"the bytes read back differ from those written (from byte {start} on)"
             start += len(chunk)
