@@ -115,10 +115,10 @@ def affine_from_matches(
 
 def affine_positions(affine: Tensor, height: int, width: int) -> Tensor:
     """``(2, H, W)`` (x, y): where ``affine (2, 3)`` sends every pixel of an ``H x W`` grid."""
-    y, x = torch.meshgrid(
-        torch.arange(height, dtype=affine.dtype), torch.arange(width, dtype=affine.dtype), indexing="ij"
+    return (
+        torch.einsum("ij,jhw->ihw", affine[:, :2], head.grid_xy(height, width, affine)[0])
+        + affine[:, 2, None, None]
     )
-    return torch.einsum("ij,jhw->ihw", affine[:, :2], torch.stack([x, y])) + affine[:, 2, None, None]
 
 
 def sample_at(image: Tensor, positions_px: Tensor) -> Tensor:
@@ -187,13 +187,7 @@ def gradient_agreement(image0: Tensor, image1: Tensor, flow_px: Tensor, sigma_px
     and size of each edge do not count), 0 on flat regions. Images ``(B, 1, H, W)``, flow
     ``(B, 2, H, W)`` in pixels (x, y). Used by the calibration of the confidence.
     """
-    h, w = image0.shape[-2:]
-    ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=flow_px.dtype, device=flow_px.device),
-        torch.arange(w, dtype=flow_px.dtype, device=flow_px.device),
-        indexing="ij",
-    )
-    grid = torch.stack([xs, ys])
+    grid = head.grid_xy(*image0.shape[-2:], flow_px)[0]  # (2, H, W) pixel positions (x, y)
     warped = torch.stack([sample_at(image1[b], grid + flow_px[b]) for b in range(image0.shape[0])])
     g0, g1 = image_gradient(image0.to(warped.dtype)), image_gradient(warped)
     dot = (g0 * g1).sum(dim=1, keepdim=True)
@@ -267,11 +261,7 @@ def refine_with_affine(
             flows.append(first.flow_px[b])
             confidences.append(first.confidence[b])
             continue
-        grid = torch.stack(
-            torch.meshgrid(
-                torch.arange(h, dtype=affine.dtype), torch.arange(w, dtype=affine.dtype), indexing="ij"
-            )[::-1]
-        )
+        grid = head.grid_xy(h, w, affine)[0]
         target = grid + second.flow_px[b].cpu().to(affine.dtype)
         moved = torch.einsum("ij,jhw->ihw", affine[:, :2], target) + affine[:, 2, None, None]
         flows.append((moved - grid).to(first.flow_px.dtype).to(first.flow_px.device))
