@@ -118,18 +118,15 @@ class ConfidenceCalibration:
         return out.to(confidence.device, confidence.dtype)
 
     def _bilinear(self, table: tuple[tuple[float, ...], ...], x: Tensor, a: Tensor) -> Tensor:
-        """``table`` read at raw confidences ``x`` and agreements ``a`` (same shape, float64)."""
-        rows = torch.stack([_interp(x, self.raw_knots, row) for row in table])  # (R, ...)
-        knots = torch.tensor(self.agreement_knots, dtype=torch.float64)
-        if knots.numel() == 1:
-            return rows[0]
-        a = a.clamp(float(knots[0]), float(knots[-1]))
-        upper = torch.searchsorted(knots, a.flatten().contiguous(), right=True).clamp(1, knots.numel() - 1)
-        t = ((a.flatten() - knots[upper - 1]) / (knots[upper] - knots[upper - 1])).reshape(a.shape)
-        upper = upper.reshape(a.shape)
-        low = torch.gather(rows, 0, (upper - 1)[None])[0]
-        high = torch.gather(rows, 0, upper[None])[0]
-        return low + t * (high - low)
+        """``table`` read at raw confidences ``x`` and agreements ``a`` (same shape, float64): each row
+        interpolated along the raw knots, then the rows weighted by their piecewise-linear "hat" in
+        the agreement (:func:`_interp` of a one-hot row: constant outside the knots)."""
+        rows = len(self.agreement_knots)
+        out = torch.zeros_like(x)
+        for r, row in enumerate(table):
+            hat = tuple(float(i == r) for i in range(rows))
+            out += _interp(a, self.agreement_knots, hat) * _interp(x, self.raw_knots, row)
+        return out
 
     def to_dict(self) -> dict:
         """JSON-friendly dict (lists of floats)."""
