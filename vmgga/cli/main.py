@@ -14,6 +14,7 @@ import importlib
 import logging
 import sys
 
+from vmgga.cli.allocator import keep_freed_memory
 from vmgga.errors import VmggaError
 
 #: Sub-command name -> module under vmgga.cli.
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vmgga`` script; returns the exit status."""
+    keep_freed_memory()  # before the sub-commands import torch
     args = build_parser().parse_args(argv)
     if args.verbose:
         show_library_output()
