@@ -98,3 +98,14 @@ def test_samples_per_step_follow_the_share_up_to_the_cap():
         assert large.step == 50 and 0 <= large.start < 50
         assert len(range(*large.indices(2_000_000))) == 40_000
     assert _subset(2_000_000, 0.05, generator, None).step == 20
+
+
+def test_foreground_is_the_mask_grown_by_a_cube() -> None:
+    """Every voxel within ``dilation`` voxels (Chebyshev distance) of a bright voxel, found by brute force."""
+    generator = torch.Generator().manual_seed(3)
+    volume = (torch.rand(1, 1, 9, 11, 13, generator=generator) > 0.97).float()
+    bright = volume[0, 0].nonzero().float()  # (n, 3) k, j, i
+    every = torch.stack(torch.meshgrid(*(torch.arange(n) for n in volume.shape[2:]), indexing="ij"), -1)
+    distance = (every[..., None, :].float() - bright).abs().amax(-1).amin(-1)  # (9, 11, 13)
+    expected = (distance <= 2).reshape(-1).nonzero().reshape(-1)
+    assert torch.equal(foreground_indices(volume, dilation=2), expected)
