@@ -12,7 +12,6 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +43,7 @@ from vmgga.preprocess.grid import resample_to_grid, working_geometry
 from vmgga.preprocess.intensity import detect_modality, foreground_threshold, normalise_intensity
 from vmgga.progress import ProgressCallback, as_callback
 from vmgga.result import RegistrationResult
+from vmgga.threads import beside
 
 ImageSource = str | os.PathLike | sitk.Image
 
@@ -115,7 +115,7 @@ def register(
         timings["preprocess"] = _lap(clock, timings)
 
         grid, grid_notes = _working_grid(geometry_of(fixed_in.image), config)
-        with _beside(torch.get_num_threads()) as side:
+        with beside(torch.get_num_threads()) as side:
             # the fixed image on the working grid does not depend on the affine: with two or more
             # threads it is resampled on a second core while Mattes MI runs single-threaded
             fixed_work = side(lambda: _tensor(resample_to_grid(fixed_norm, grid)))
@@ -214,19 +214,6 @@ def _thread_limit(num_threads: int | None):
     finally:
         torch.set_num_threads(torch_before)
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_before)
-
-
-@contextlib.contextmanager
-def _beside(threads: int):
-    """Run jobs on a second thread while the block goes on: ``side(job)`` returns a function that
-    gives the job's result (waiting for it; its error is raised there). With fewer than two
-    ``threads`` the job runs at once, in the caller's thread, so that ``--threads 1`` keeps to one core.
-    """
-    if threads < 2:
-        yield lambda job: functools.partial(lambda value: value, job())
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="vmgga-beside") as pool:
-        yield lambda job: pool.submit(job).result
 
 
 def _volume_index_for(source: ImageSource, own_index: int | None, shared_index: int | None) -> int | None:

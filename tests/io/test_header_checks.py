@@ -149,3 +149,34 @@ def test_a_nifti_with_header_extensions_reads_like_without(tmp_path):
     read = read_label_map(path)
     assert read.GetSize() == (12, 10, 9)
     np.testing.assert_array_equal(array_from_image(read), labels.transpose(2, 1, 0))
+
+
+def test_deflate_bound_passes_the_most_compressible_valid_file(tmp_path):
+    """An all-zero volume gzipped at level 9 (close to deflate's 1032:1) is a valid file: not refused."""
+    import gzip
+
+    from vmgga.io.header_checks import check_stored_bytes_bound
+
+    array = np.zeros((64, 64, 64), np.float32)
+    plain = raw_nifti(tmp_path / "zeros.nii", header_for(array), array)
+    packed = tmp_path / "zeros.nii.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=9))
+    stored = stored_data_of(packed)
+    assert stored.needed_bytes > 500 * packed.stat().st_size  # highly compressed indeed
+    check_stored_bytes_bound(stored, packed, "image")
+
+
+def test_deflate_bound_refuses_a_stream_too_small_for_its_header(tmp_path):
+    """The same header over the first 512 compressed bytes: 1032 x 512 < 1 MB of voxels."""
+    import gzip
+
+    from vmgga.io.header_checks import check_stored_bytes_bound
+
+    array = noise((64, 64, 64))
+    plain = raw_nifti(tmp_path / "noise.nii", header_for(array), array)
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(gzip.compress(plain.read_bytes())[:512])
+    with pytest.raises(
+        InputError, match=r"declares 1048576 bytes of voxel data .* more than its 512 compressed"
+    ):
+        check_stored_bytes_bound(stored_data_of(cut), cut, "image")

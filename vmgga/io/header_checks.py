@@ -21,29 +21,79 @@ from vmgga.io.nifti_check import read_nifti_header
 from vmgga.io.stored_data import HeaderFormatError, StoredData, available_bytes, stored_data_of
 from vmgga.io.validate import VolumeLimits
 
+#: The most deflate (gzip, zlib) can expand: 258 bytes from each 2-bit code, 1032:1 (RFC 1951).
+MAX_DEFLATE_RATIO = 1032
 SINGULAR_TOLERANCE = 1e-6  # smallest singular value / largest below which a matrix is singular
 
 
 def check_stored_data(path: str | os.PathLike, name: str, limits: VolumeLimits = VolumeLimits()) -> None:
     """Refuse a header that declares more voxel data than allowed or than its file holds.
 
-    Memory stays at one chunk (:data:`vmgga.io.stored_data.CHUNK_BYTES`) whatever the header says.
+    :func:`declared_stored_data` then :func:`check_stored_bytes`. Memory stays at one chunk
+    (:data:`vmgga.io.stored_data.CHUNK_BYTES`) whatever the header says.
 
     Raises:
         GeometryError: the stored voxels exceed ``limits.max_bytes``.
         InputError: unparsable header, missing data file, truncated or corrupt data.
+    """
+    stored = declared_stored_data(path, name, limits)
+    if stored is not None:
+        check_stored_bytes(stored, path, name)
+
+
+def declared_stored_data(
+    path: str | os.PathLike, name: str, limits: VolumeLimits = VolumeLimits()
+) -> StoredData | None:
+    """What the header says is stored, refused if over ``limits`` or if its data file is missing
+    (None for formats whose data layout is not parsed here). Reads the header only.
+
+    Raises:
+        GeometryError: the stored voxels exceed ``limits.max_bytes``.
+        InputError: unparsable header or missing data file.
     """
     try:
         stored = stored_data_of(path)
     except HeaderFormatError as error:
         raise InputError(f"{name}: cannot be read as an image ({error})") from None
     if stored is None:
-        return
+        return None
     _check_declared_size(stored, name, limits)
     if not stored.data_file.is_file():
         raise InputError(
             f"{name}: its data file '{stored.data_file.name}' named in the header does not exist"
         )
+    return stored
+
+
+def check_stored_bytes_bound(stored: StoredData, path: str | os.PathLike, name: str) -> None:
+    """The cheap part of :func:`check_stored_bytes`, done before anything is allocated: a raw file's
+    size, or whether a compressed stream could hold the declared bytes at all.
+
+    Deflate expands at most :data:`MAX_DEFLATE_RATIO`-fold, so a stream of ``n`` compressed bytes
+    holds at most ``n`` times that: a few hundred bytes claiming gigabytes are refused here, and
+    whatever passes makes ITK allocate at most that ratio times the file's size.
+
+    Raises:
+        InputError: truncated data (certainly so: the full count is :func:`check_stored_bytes`).
+    """
+    if stored.compression is None:
+        check_stored_bytes(stored, path, name)
+        return
+    compressed = max(os.path.getsize(stored.data_file) - stored.stream_start, 0)
+    if stored.needed_bytes > MAX_DEFLATE_RATIO * compressed:
+        raise InputError(
+            f"{name}: truncated or corrupt file: its header declares {stored.nbytes} bytes of voxel data "
+            f"(size {stored.shape}), more than its {compressed} compressed bytes can hold "
+            f"(at most {MAX_DEFLATE_RATIO * compressed})"
+        )
+
+
+def check_stored_bytes(stored: StoredData, path: str | os.PathLike, name: str) -> None:
+    """Refuse a file (or decompressed stream, counted in chunks) shorter than its header declares.
+
+    Raises:
+        InputError: truncated or corrupt data.
+    """
     try:
         found = available_bytes(stored, need=stored.needed_bytes)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as error:

@@ -14,12 +14,18 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 
-from vmgga.errors import GeometryError, InputError
+from vmgga.errors import GeometryError, InputError, VmggaError
 from vmgga.frames import geometry_of
 from vmgga.io.capture import library_output
 from vmgga.io.dicom import check_not_multiframe, modality_hint, read_dicom_folder
-from vmgga.io.header_checks import check_nifti_header, check_stored_data
+from vmgga.io.header_checks import (
+    check_nifti_header,
+    check_stored_bytes,
+    check_stored_bytes_bound,
+    declared_stored_data,
+)
 from vmgga.io.nifti_check import check_nifti_data, is_nifti
+from vmgga.io.stored_data import StoredData
 from vmgga.io.validate import (
     VolumeLimits,
     check_components,
@@ -28,6 +34,7 @@ from vmgga.io.validate import (
     check_size,
     validate_volume,
 )
+from vmgga.threads import beside
 
 
 @dataclass(frozen=True)
@@ -132,14 +139,43 @@ def _read_path(path: Path, name: str, dicom_series: str | None, volume_index: in
 
 
 def read_volume_file(path: Path, name: str, volume_index: int | None, limits: VolumeLimits) -> sitk.Image:
-    """Check the header against the file first, then read (one volume of a 4D file).
+    """Check the header against the limits, then read (one volume of a 4D file) while the stored data
+    is checked beside the read.
 
-    Nothing is allocated from the header's claims before they are checked against the file and
-    the limits; what ITK prints goes to the ``vmgga.libraries`` log (see :mod:`vmgga.io.capture`).
+    The header's claims are checked against the limits, and against what the file can hold at most
+    (its size; a compressed stream's size times deflate's largest ratio), before ITK allocates
+    anything. With two or more ITK threads, the stored bytes are then counted (a truncated file is refused, not read as zeros)
+    and a float NIfTI is scanned for NaN/Inf on a second thread while ITK decompresses and reads the
+    same file: each of those checks decompresses it once more. A problem of the stored data is the
+    error raised, before any error of the read itself; what ITK prints goes to the
+    ``vmgga.libraries`` log (see :mod:`vmgga.io.capture`).
     """
     if is_nifti(path):
         check_nifti_header(path, name)
-    check_stored_data(path, name, limits)
+    stored = declared_stored_data(path, name, limits)
+    if stored is not None:
+        check_stored_bytes_bound(stored, path, name)  # nothing allocated for a file that cannot hold it
+    with beside(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()) as side:
+        data_checked = side(lambda: _check_stored_voxels(stored, path, name))
+        try:
+            image = _read_checked(path, name, volume_index, limits)
+        except VmggaError:
+            data_checked()  # the stored data's own problem first, when there is one
+            raise
+    data_checked()
+    return image
+
+
+def _check_stored_voxels(stored: StoredData | None, path: Path, name: str) -> None:
+    """The file holds what its header declares; a float NIfTI holds no NaN or Inf."""
+    if stored is not None:
+        check_stored_bytes(stored, path, name)
+    if is_nifti(path):
+        check_nifti_data(path, name)
+
+
+def _read_checked(path: Path, name: str, volume_index: int | None, limits: VolumeLimits) -> sitk.Image:
+    """ITK's header checked (dimension, components, size, direction), then the volume read."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -162,8 +198,6 @@ def read_volume_file(path: Path, name: str, volume_index: int | None, limits: Vo
     check_components(int(reader.GetNumberOfComponents()), name)
     check_size(size, name, limits)
     check_direction(_direction_3d(reader.GetDirection()), reader.GetSpacing()[:3], name, limits)
-    if is_nifti(path):
-        check_nifti_data(path, name)
     try:
         with library_output(f"reading {name}"):
             return reader.Execute()
