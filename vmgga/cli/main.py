@@ -14,7 +14,7 @@ import importlib
 import logging
 import sys
 
-from vmgga.cli.allocator import keep_freed_memory
+from vmgga.allocator import keep_freed_memory
 from vmgga.errors import VmggaError
 
 #: Sub-command name -> module under vmgga.cli.

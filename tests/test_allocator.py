@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from vmgga.cli import allocator
+from vmgga import allocator
 
 glibc_only = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's"
@@ -27,7 +27,7 @@ def resident_after_free(keep: bool) -> dict[str, int]:
     """Resident bytes with a 256 MB block alive, after freeing it, and after allocating it again."""
     code = textwrap.dedent(f"""
         import json, os
-        from vmgga.cli.allocator import keep_freed_memory
+        from vmgga.allocator import keep_freed_memory
         taken = keep_freed_memory() if {keep} else False
         page = os.sysconf("SC_PAGE_SIZE")
         rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page

@@ -9,8 +9,9 @@ heap stays mapped, so the next array reuses pages that are already there. The pe
 stays where the largest simultaneous arrays put it (measured in ``benchmarks/README.md``, session 7);
 only the memory is not given back before the process ends.
 
-Only the command line calls this: it owns its process. Library callers (``vmgga.register``) keep
-their allocator as it is; they can get the same with the environment variables
+Only the entry points that own their process call this: the ``vmgga`` command line and the MONAI
+bundle's ``run`` (``monai_bundle/configs/*.json``). Library callers (``vmgga.register``) keep their
+allocator as it is; they can get the same with the environment variables
 ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<bytes>``.
 """
 
