@@ -6,7 +6,7 @@ with its brain mask = ``scgrey + scwhite > 0.5``; ``mr_t1_freesurfer.nii.gz``, o
 MR > Otsu), holes filled, largest component.
 
 Two brain definitions: ``brain`` compares the template's grey + white matter with FreeSurfer's
-``brainmask`` (skull-stripped: it includes the CSF around the brain, 1318 ml against 935 ml of grey and
+``brainmask`` (skull-stripped: it includes the CSF around the brain, 1318 ml against 934 ml of grey and
 white matter in this subject's ``aseg``), so a field that shrinks the template's brain to the subject's
 tissue loses ``brain`` Dice. ``tissue`` compares the same template mask with the subject's ``aseg``
 labels less the ventricles, CSF and choroid plexus (:data:`ASEG_NOT_TISSUE`): grey and white matter on
