@@ -147,3 +147,27 @@ def test_register_report_judges_a_good_pair_ok(registered):
     report = json.loads((out / "report.json").read_text())
     assert (report["status"], report["suspect_reasons"]) == ("ok", [])
     assert "suspect" not in completed.stderr
+
+
+def test_ct_window_option_sets_the_window_the_ct_is_scaled_with():
+    """A CT not in HU (a template from air 0 to bone 3800): its own units map to 0..1."""
+    import argparse
+
+    from vmgga.cli.register import add_arguments, config_from_args
+    from vmgga.config import Modality
+    from vmgga.preprocess.intensity import normalise_intensity
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        ["f.nii", "m.nii", "-o", "out", "--moving-modality", "ct", "--ct-window", "0", "3800"]
+    )
+    config = config_from_args(args)
+    assert config.preprocess.ct_window_hu == (0.0, 3800.0)
+    assert config.preprocess.moving_modality == "ct"
+    scaled = normalise_intensity(
+        np.array([-50.0, 0.0, 1900.0, 3800.0, 5000.0]), Modality.CT, config.preprocess
+    )
+    np.testing.assert_allclose(scaled, [0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-6)
+    default = config_from_args(parser.parse_args(["f.nii", "m.nii", "-o", "out"]))
+    assert default.preprocess.ct_window_hu == (-1000.0, 1500.0)

@@ -24,6 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fixed-modality", default="auto", choices=[m.value for m in Modality])
     parser.add_argument("--moving-modality", default="auto", choices=[m.value for m in Modality])
     parser.add_argument(
+        "--ct-window",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="CT values mapped to 0..1 (default: -1000 1500 HU); for a CT not in HU, give its own "
+        "units from air to dense bone, with --fixed-modality/--moving-modality ct",
+    )
+    parser.add_argument(
         "--features",
         default=None,
         choices=[f.value for f in FeatureBackend],
@@ -92,6 +101,7 @@ def config_from_args(args: argparse.Namespace):
         "dense.matching.matcher": args.matcher,
         "dense.features.weights": args.weights,
         "dense.features.dinov2_path": args.dinov2_path,
+        "preprocess.ct_window_hu": tuple(args.ct_window) if args.ct_window else None,
     }
     overrides.update({k: v for k, v in optional.items() if v is not None})
     return make_config(args.preset, **overrides)
