@@ -32,6 +32,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -233,6 +234,46 @@ def declared_ct(direction: str) -> list[tuple[str, object]]:
     return [(f"preprocess.{role}_modality", "ct"), ("preprocess.ct_window_hu", TEMPLATE_WINDOW)]
 
 
+def run_methods(
+    case: dict,
+    paths: dict[str, Path],
+    args: argparse.Namespace,
+    work: Path,
+    overrides_for: Callable[[str], list],
+    describe: Callable[[Path], dict] | None = None,
+) -> list[dict]:
+    """Every method of ``args.methods`` in every direction of ``args.directions``: one row each with
+    :func:`evaluate`'s measures, plus the row of ours' affine stage alone; a failing method does not
+    stop the others. ``overrides_for(direction)`` gives the overrides of ours; ``describe(out)`` adds
+    fields read from a method's output folder."""
+    rows = []
+    for direction in args.directions:
+        moving_key, fixed_key = direction.split("2")
+        for method in args.methods.split(","):
+            row = {"direction": direction, "method": method, "load_before": round(os.getloadavg()[0], 2)}
+            out = work / direction / method
+            affine = None
+            try:
+                transform, seconds, timings = run(
+                    method, paths[fixed_key], paths[moving_key], out, args.threads, overrides_for(direction)
+                )
+                affine = timings.pop("affine_transform", None)
+                row |= {"status": "ok", "seconds": seconds, "timings_s": timings}
+                row |= describe(out) if describe else {}
+                row |= evaluate(transform, case[fixed_key], case[moving_key])
+            except Exception as error:  # one failing method must not stop the others
+                row |= {"status": f"failed: {error!r}"[:300]}
+            rows.append(row)
+            print(row, flush=True)
+            if affine is not None:
+                dice_affine = evaluate(affine, case[fixed_key], case[moving_key])
+                rows.append(
+                    {"direction": direction, "method": f"{method} affine", "status": "ok", **dice_affine}
+                )
+                print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     folder = common.skip_if_missing(DATASET, FILES)
@@ -240,39 +281,15 @@ def main(argv: list[str] | None = None) -> int:
     info = common.machine_info(args.threads)
     case = load_case(folder)
     paths = {"ct": folder / "scct.nii.gz", "mr": folder / "mr_t1_freesurfer.nii.gz"}
-    rows = []
+    overrides = peers.parse_overrides(args.set)
     with tempfile.TemporaryDirectory(prefix="vmgga_ctmr_") as tmp_name:
-        tmp = Path(tmp_name)
-        for direction in args.directions:
-            moving_key, fixed_key = direction.split("2")
-            for method in args.methods.split(","):
-                row = {"direction": direction, "method": method, "load_before": round(os.getloadavg()[0], 2)}
-                affine = None
-                try:
-                    transform, seconds, timings = run(
-                        method,
-                        paths[fixed_key],
-                        paths[moving_key],
-                        tmp / direction / method,
-                        args.threads,
-                        [
-                            *peers.parse_overrides(args.set),
-                            *(declared_ct(direction) if args.declare_ct else []),
-                        ],
-                    )
-                    affine = timings.pop("affine_transform", None)
-                    row |= {"status": "ok", "seconds": seconds, "timings_s": timings}
-                    row |= evaluate(transform, case[fixed_key], case[moving_key])
-                except Exception as error:  # one failing method must not stop the others
-                    row |= {"status": f"failed: {error!r}"[:300]}
-                rows.append(row)
-                print(row, flush=True)
-                if affine is not None:
-                    dice_affine = evaluate(affine, case[fixed_key], case[moving_key])
-                    rows.append(
-                        {"direction": direction, "method": f"{method} affine", "status": "ok", **dice_affine}
-                    )
-                    print(rows[-1], flush=True)
+        rows = run_methods(
+            case,
+            paths,
+            args,
+            Path(tmp_name),
+            lambda direction: [*overrides, *(declared_ct(direction) if args.declare_ct else [])],
+        )
     write_report(args, rows, info)
     return 0
 
@@ -297,11 +314,17 @@ def write_report(args, rows: list[dict], info: dict) -> None:
         "white; volume ratio: warped / fixed). "
         f"Template declared a CT to ours (--declare-ct): {args.declare_ct}."
     )
+    write_rows("ct_mr_head", args, rows, info, header, columns)
+
+
+def write_rows(benchmark: str, args, rows: list[dict], info: dict, header: str, columns: list[str]) -> None:
+    """The rows as a table under ``header`` (failed ones listed above it), printed and written to
+    ``results/<args.name>.{md,json}``."""
     failed = [f"Failed {r['method']} {r['direction']}: {r['status']}" for r in rows if r["status"] != "ok"]
     table = common.markdown_table([r for r in rows if r["status"] == "ok"], columns)
     markdown = "\n".join([header, *failed, "", table])
     print("\n" + markdown)
-    payload = {"benchmark": "ct_mr_head", "args": vars(args), "machine": info, "rows": rows}
+    payload = {"benchmark": benchmark, "args": vars(args), "machine": info, "rows": rows}
     for path in common.write_results(args.name, payload, markdown):
         print(f"wrote {path}")
 

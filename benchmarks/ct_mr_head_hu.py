@@ -46,7 +46,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from benchmarks import common, peers
-from benchmarks.ct_mr_head import DIRECTIONS, evaluate, largest_filled, run
+from benchmarks.ct_mr_head import DIRECTIONS, largest_filled, run_methods, write_rows
 
 DATASET_A = "head-mr-with-skull-masks"
 FILES_A = ["MR.nii.gz", "Brain.nrrd", "Skull.nrrd"]
@@ -251,35 +251,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_ct:
         sitk.WriteImage(case["ct"]["image"], str(args.save_ct))
     overrides = peers.parse_overrides(args.set)
-    rows = []
     with tempfile.TemporaryDirectory(prefix="vmgga_cthu_") as tmp_name:
         tmp = Path(tmp_name)
         paths = {"ct": tmp / "synthetic_ct_hu.nii.gz", "mr": folder_b / "mr_t1_freesurfer.nii.gz"}
         sitk.WriteImage(case["ct"]["image"], str(paths["ct"]))
-        for direction in args.directions:
-            moving_key, fixed_key = direction.split("2")
-            for method in args.methods.split(","):
-                row = {"direction": direction, "method": method, "load_before": round(os.getloadavg()[0], 2)}
-                out = tmp / direction / method
-                affine = None
-                try:
-                    transform, seconds, timings = run(
-                        method, paths[fixed_key], paths[moving_key], out, args.threads, overrides
-                    )
-                    affine = timings.pop("affine_transform", None)
-                    row |= {"status": "ok", "seconds": seconds, "timings_s": timings}
-                    row |= {"modalities": detected_modalities(out)}
-                    row |= evaluate(transform, case[fixed_key], case[moving_key])
-                except Exception as error:  # one failing method must not stop the others
-                    row |= {"status": f"failed: {error!r}"[:300]}
-                rows.append(row)
-                print(row, flush=True)
-                if affine is not None:
-                    dice_affine = evaluate(affine, case[fixed_key], case[moving_key])
-                    rows.append(
-                        {"direction": direction, "method": f"{method} affine", "status": "ok", **dice_affine}
-                    )
-                    print(rows[-1], flush=True)
+        rows = run_methods(
+            case,
+            paths,
+            args,
+            tmp,
+            lambda direction: overrides,
+            lambda out: {"modalities": detected_modalities(out)},
+        )
     write_report(args, rows, info)
     return 0
 
@@ -292,13 +275,7 @@ def write_report(args, rows: list[dict], info: dict) -> None:
         f"after {[round(x, 2) for x in os.getloadavg()]}. Dice of moving masks warped onto the fixed grid. "
         f"Overrides of ours: {args.set or 'none'}. Modalities: ours' detected fixed/moving."
     )
-    failed = [f"Failed {r['method']} {r['direction']}: {r['status']}" for r in rows if r["status"] != "ok"]
-    table = common.markdown_table([r for r in rows if r["status"] == "ok"], columns)
-    markdown = "\n".join([header, *failed, "", table])
-    print("\n" + markdown)
-    payload = {"benchmark": "ct_mr_head_hu", "args": vars(args), "machine": info, "rows": rows}
-    for path in common.write_results(args.name, payload, markdown):
-        print(f"wrote {path}")
+    write_rows("ct_mr_head_hu", args, rows, info, header, columns)
 
 
 if __name__ == "__main__":

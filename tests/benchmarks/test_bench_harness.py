@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from benchmarks import abdomen_ct_mr, common, peers, stroke_known_deformation
+from benchmarks import abdomen_ct_mr, common, ct_mr_head_hu, peers, stroke_known_deformation
 
 
-@pytest.mark.parametrize("module", [stroke_known_deformation, abdomen_ct_mr])
+@pytest.mark.parametrize("module", [stroke_known_deformation, abdomen_ct_mr, ct_mr_head_hu])
 def test_benchmarks_skip_cleanly_without_data(module, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(common.DATA_ENV_VAR, str(tmp_path / "nowhere"))
     with pytest.raises(SystemExit) as stopped:
