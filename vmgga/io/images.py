@@ -144,9 +144,10 @@ def read_volume_file(path: Path, name: str, volume_index: int | None, limits: Vo
 
     The header's claims are checked against the limits, and against what the file can hold at most
     (its size; a compressed stream's size times deflate's largest ratio), before ITK allocates
-    anything. With two or more ITK threads, the stored bytes are then counted (a truncated file is refused, not read as zeros)
-    and a float NIfTI is scanned for NaN/Inf on a second thread while ITK decompresses and reads the
-    same file: each of those checks decompresses it once more. A problem of the stored data is the
+    anything. With two or more ITK threads, a compressed stream's bytes are then counted (a
+    truncated file is refused, not read as zeros) and a float NIfTI is scanned for NaN/Inf on a
+    second thread while ITK decompresses and reads the same file: each of those checks decompresses
+    it once more. A problem of the stored data is the
     error raised, before any error of the read itself; what ITK prints goes to the
     ``vmgga.libraries`` log (see :mod:`vmgga.io.capture`).
     """
@@ -167,8 +168,9 @@ def read_volume_file(path: Path, name: str, volume_index: int | None, limits: Vo
 
 
 def _check_stored_voxels(stored: StoredData | None, path: Path, name: str) -> None:
-    """The file holds what its header declares; a float NIfTI holds no NaN or Inf."""
-    if stored is not None:
+    """A compressed stream holds what its header declares (a raw file's size was checked exactly by
+    :func:`check_stored_bytes_bound`); a float NIfTI holds no NaN or Inf."""
+    if stored is not None and stored.compression is not None:
         check_stored_bytes(stored, path, name)
     if is_nifti(path):
         check_nifti_data(path, name)

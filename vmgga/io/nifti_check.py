@@ -46,8 +46,8 @@ def read_nifti_header(path: str | Path):
 def check_nifti_data(path: str | Path, name: str) -> None:
     """Read the stored voxels with nibabel: refuse truncated files and NaN/Inf voxels.
 
-    Integer voxels are not read again: they hold no NaN/Inf, and :func:`vmgga.io.header_checks.check_stored_data`,
-    which runs first, has already refused a stream shorter than the header's voxels.
+    Integer voxels are not read again: they hold no NaN/Inf, and :func:`vmgga.io.header_checks.check_stored_bytes`,
+    which runs first, refuses a stream shorter than the header's voxels.
 
     Raises:
         InputError: truncated or corrupt data.
@@ -57,7 +57,7 @@ def check_nifti_data(path: str | Path, name: str) -> None:
         with library_output(f"checking the NIfTI data of {name}"):  # nibabel logs its header fixes
             image = nib.load(str(path))
             if not np.issubdtype(image.get_data_dtype(), np.floating):
-                # integers hold no NaN/Inf, and check_stored_data has counted the stream's bytes
+                # integers hold no NaN/Inf, and check_stored_bytes counts the stream's bytes
                 return
             stored = np.asanyarray(image.dataobj.get_unscaled())
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as error:
