@@ -315,6 +315,9 @@ def test_the_renaming_table_covers_every_old_field():
         "dense.matching.learned_smooth_sigma_vox",
         "dense.matching.learned_pool_factor",
         "dense.instance.match_weight",  # the pull towards the fitted matches (issue 14, m4)
+        "dense.instance.compare_air",  # air left out of the CT-MR similarity (issue 12, session 8)
+        "dense.instance.tissue_margin_vox",
+        "dense.instance.ct_mr_compare_air",
     }
     assert fields - set(new) - added_since == {"dense.features.backend"}  # old `dense.features`: a shorthand
 
@@ -386,8 +389,10 @@ def test_a_ct_against_an_mr_gets_the_ct_mr_control_grid_and_penalty(monkeypatch)
         assert dense.instance.regularisation_weight == fast.dense.instance.ct_mr_regularisation_weight == 1.0
         assert dense.instance.grid_spacing_vox == 4  # 6 mm on the 1.5 mm working grid
         assert (dense.instance.learning_rate, dense.instance.final_learning_rate) == (0.5, 0.1)
+        assert dense.instance.compare_air is False  # the air around the head is left out
     same = _dense_config_seen(mr, mr, fast, monkeypatch)  # MR against MR: the preset's own
     assert same.instance.grid_spacing_mm == 12.0 and same.instance.regularisation_weight == 3.0
+    assert same.instance.compare_air is True
     assert (same.instance.learning_rate, same.instance.final_learning_rate) == (0.1, 0.03)
     kept = make_config(
         "fast",
@@ -398,3 +403,7 @@ def test_a_ct_against_an_mr_gets_the_ct_mr_control_grid_and_penalty(monkeypatch)
     )
     dense = _dense_config_seen(ct, mr, kept, monkeypatch)  # 0: the rule is off
     assert dense.instance.grid_spacing_mm == 12.0 and dense.instance.regularisation_weight == 3.0
+    air = make_config("fast", **{"dense.instance.ct_mr_compare_air": True})
+    assert _dense_config_seen(ct, mr, air, monkeypatch).instance.compare_air is True
+    no_air = make_config("fast", **{"dense.instance.compare_air": False})
+    assert _dense_config_seen(mr, mr, no_air, monkeypatch).instance.compare_air is False

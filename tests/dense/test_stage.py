@@ -15,6 +15,7 @@ from vmgga.dense.stage import (
     DenseFieldResult,
     estimate_dense_field,
     match_anchor,
+    similarity_grid,
     with_physical_control_grid,
 )
 from vmgga.errors import ConfigError
@@ -203,3 +204,22 @@ def test_match_anchor_weights_each_control_voxel_by_its_block_confidence():
     assert match_anchor(init, confidence, off) is None
     with pytest.raises(ConfigError, match="dense.instance.match_weight"):
         match_anchor(init, confidence, DenseConfig(instance=InstanceConfig(match_weight=-1.0)))
+
+
+@pytest.mark.parametrize("compare_air", [True, False])
+def test_the_similarity_grid_compares_air_only_when_asked(compare_air):
+    """A bright cube in a faint haze: with ``compare_air`` off, the compared voxels are the cube and
+    ``tissue_margin_vox`` voxels around it; with it on, every voxel above ~0 and 2 around them."""
+    fixed = torch.full((1, 1, 16, 16, 16), 0.02)  # haze everywhere, under a tenth of the tissue
+    fixed[..., 6:10, 6:10, 6:10] = 1.0
+    instance = InstanceConfig(
+        grid_spacing_vox=2, feature_spacing_vox=1, compare_air=compare_air, tissue_margin_vox=1
+    )
+    grid = similarity_grid(
+        fixed, fixed.expand(1, 3, -1, -1, -1), fixed.expand(1, 3, -1, -1, -1), DenseConfig(instance=instance)
+    )
+    kji = grid.points_ijk.flip(1)
+    if compare_air:
+        assert len(kji) == 16**3
+    else:
+        assert len(kji) == 6**3 and kji.min() == 5 and kji.max() == 10

@@ -13,6 +13,7 @@ from vmgga.field.instance import (
     make_similarity_grid,
     optimise_instance,
     similarity_loss,
+    tissue_indices,
 )
 
 
@@ -109,3 +110,25 @@ def test_foreground_is_the_mask_grown_by_a_cube() -> None:
     distance = (every[..., None, :].float() - bright).abs().amax(-1).amin(-1)  # (9, 11, 13)
     expected = (distance <= 2).reshape(-1).nonzero().reshape(-1)
     assert torch.equal(foreground_indices(volume, dilation=2), expected)
+
+
+def test_tissue_leaves_out_the_haze_around_a_head_and_keeps_its_dark_inside() -> None:
+    """A bright shell (skull) around a dark core (CSF) and a faint haze outside: the tissue foreground is
+    the shell, its core and every voxel within ``margin`` of them (Chebyshev distance, by brute force);
+    the haze beyond is left out, while the near-zero rule keeps it all."""
+    shape = (20, 22, 24)
+    k, j, i = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in shape), indexing="ij")
+    radius = ((k - 10) ** 2 + (j - 11) ** 2 + (i - 12) ** 2).sqrt()
+    volume = torch.where(radius < 6, 0.02, 0.0)  # dark core, below a tenth of the bright level
+    volume = torch.where((radius >= 6) & (radius < 8), 1.0, volume)  # the shell
+    volume = torch.where(
+        radius >= 8, 0.03 * torch.exp(-(radius - 8) / 6), volume
+    )  # haze, > 1e-3 near the head
+    volume = volume[None, None]
+    inside = (radius < 8).reshape(-1).nonzero()[:, 0]  # shell + core
+    every = torch.stack([k, j, i], -1).reshape(-1, 3)
+    chebyshev = (every[:, None, :] - every[inside][None]).abs().amax(-1).amin(-1)
+    for margin in (1, 3):
+        expected = (chebyshev <= margin).nonzero()[:, 0]
+        assert torch.equal(tissue_indices(volume, margin), expected)
+    assert foreground_indices(volume).numel() > tissue_indices(volume, 3).numel() + 1000

@@ -24,6 +24,7 @@ from vmgga.field.instance import (
     foreground_indices,
     make_similarity_grid,
     optimise_instance,
+    tissue_indices,
 )
 from vmgga.matching.base import DenseMatch
 from vmgga.matching.registry import get_matcher
@@ -86,7 +87,8 @@ def with_physical_control_grid(config: DenseConfig, spacing_mm: float) -> DenseC
 
 def for_ct_and_mr(config: DenseConfig) -> DenseConfig:
     """``config`` for a CT against an MR: ``instance.ct_mr_*`` replace the control grid, the penalty
-    and the Adam step sizes (each unless 0)."""
+    and the Adam step sizes (each unless 0); air is compared only if ``compare_air`` and
+    ``ct_mr_compare_air`` both say so."""
     instance = config.instance
     changes = {
         name: value
@@ -98,6 +100,7 @@ def for_ct_and_mr(config: DenseConfig) -> DenseConfig:
         )
         if value > 0
     }
+    changes["compare_air"] = instance.compare_air and instance.ct_mr_compare_air
     return dataclasses.replace(config, instance=dataclasses.replace(instance, **changes))
 
 
@@ -114,7 +117,11 @@ def similarity_grid(
     fixed, moving = (resize.pool(resize.pad_to(f, padded), spacing) for f in (fixed_feat, moving_feat))
     families = feature_families(config, fixed.shape[1])  # mind+vmgga: each family compressed apart
     fixed, moving = compress_pair(fixed, moving, config.instance.feature_channels, families)
-    foreground = foreground_indices(resize.pool(resize.pad_to(fixed_work, padded), spacing))
+    pooled = resize.pool(resize.pad_to(fixed_work, padded), spacing)
+    if config.instance.compare_air:
+        foreground = foreground_indices(pooled)
+    else:
+        foreground = tissue_indices(pooled, config.instance.tissue_margin_vox)
     return make_similarity_grid(fixed, moving, foreground, config.instance.grid_spacing_vox // spacing)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from torch.optim.adam import adam
 
 from vmgga.config import DenseConfig
@@ -27,6 +28,7 @@ from vmgga.field.regularisers import regularisation_energy
 from vmgga.field.resize import box_smooth
 from vmgga.field.warp import sample_at_ijk
 from vmgga.frames import coarse_from_fine, ijk_from_flat
+from vmgga.preprocess.intensity import foreground_threshold
 
 #: Voxels whose (pooled) fixed intensity is above this count as foreground.
 _FOREGROUND_LEVEL = 1e-3
@@ -84,7 +86,27 @@ def anchor_energy(disp_control: torch.Tensor, anchor: MatchAnchor) -> torch.Tens
 
 def foreground_indices(fixed_intensity: torch.Tensor, dilation: int = 2) -> torch.Tensor:
     """Flat indices of voxels of a ``(1, 1, d, h, w)`` volume at or near non-background (all if none)."""
-    near = (fixed_intensity > _FOREGROUND_LEVEL).float()
+    return _grown_indices(fixed_intensity > _FOREGROUND_LEVEL, dilation)
+
+
+def tissue_indices(fixed_intensity: torch.Tensor, margin: int) -> torch.Tensor:
+    """Flat indices of the voxels of a ``(1, 1, d, h, w)`` volume inside the body, or within ``margin``
+    voxels (a cube) of it: the air around it is left out (all voxels if under 1 % remain).
+
+    The body is the affine stage's foreground rule
+    (:func:`vmgga.preprocess.intensity.foreground_threshold`) with its enclosed holes filled, so dark
+    tissue inside (CSF, ventricles, bowel gas) is kept, and the faint haze outside a head (an average
+    template's blur, scanner noise) is not compared with the other image's air.
+    """
+    values = fixed_intensity[0, 0].detach().cpu().numpy()
+    body = ndimage.binary_fill_holes(values > foreground_threshold(values))
+    return _grown_indices(torch.from_numpy(body).to(fixed_intensity.device)[None, None], margin)
+
+
+def _grown_indices(mask: torch.Tensor, dilation: int) -> torch.Tensor:
+    """Flat indices of a ``(1, 1, d, h, w)`` boolean mask grown by a ``2 dilation + 1`` cube (all
+    voxels if fewer than 1 % are in it)."""
+    near = mask.float()
     for axis in range(3):  # a cube's maximum, one axis at a time (15 comparisons a voxel, not 125)
         size, pad = [1, 1, 1], [0, 0, 0]
         size[axis], pad[axis] = 2 * dilation + 1, dilation
