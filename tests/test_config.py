@@ -258,6 +258,10 @@ def test_a_voxel_control_grid_is_refused_while_the_mm_one_is_in_force():
         make_config(**{"dense.instance.grid_spacing_vox": 6})
     config = make_config(**{"dense.instance.grid_spacing_vox": 6, "dense.instance.grid_spacing_mm": 0})
     assert config.dense.instance.grid_spacing_vox == 6
+    with pytest.raises(ConfigError, match="dense.instance.tissue_margin_vox=3 has no effect"):
+        make_config(**{"dense.instance.tissue_margin_vox": 3})
+    config = make_config(**{"dense.instance.tissue_margin_vox": 3, "dense.instance.tissue_margin_mm": 0})
+    assert config.dense.instance.tissue_margin_vox == 3
 
 
 def test_the_dense_parts_are_the_sub_stages_in_order():
@@ -317,6 +321,7 @@ def test_the_renaming_table_covers_every_old_field():
         "dense.instance.match_weight",  # the pull towards the fitted matches (issue 14, m4)
         "dense.instance.compare_air",  # air left out of the CT-MR similarity (issue 12, session 8)
         "dense.instance.tissue_margin_vox",
+        "dense.instance.tissue_margin_mm",
         "dense.instance.ct_mr_compare_air",
     }
     assert fields - set(new) - added_since == {"dense.features.backend"}  # old `dense.features`: a shorthand

@@ -141,6 +141,11 @@ def register(
                 f"{instance.final_learning_rate:g} (dense.instance.ct_mr_*)"
             )
         dense_config = with_physical_control_grid(dense_config, min(grid.spacing_mm))
+        if not dense_config.instance.compare_air:
+            grid_notes.append(
+                f"air compared only within {dense_config.instance.tissue_margin_vox} similarity voxels "
+                f"({dense_config.instance.tissue_margin_mm:g} mm) of the body (dense.instance.compare_air)"
+            )
         if dense_config.instance.grid_spacing_vox != config.dense.instance.grid_spacing_vox:
             grid_notes.append(
                 f"dense.instance.grid_spacing_vox: {dense_config.instance.grid_spacing_vox} working voxels"

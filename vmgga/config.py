@@ -165,10 +165,13 @@ class InstanceConfig:
     grid_spacing_vox: int = 4  # control grid in working voxels, as the stage receives it (see above)
     feature_spacing_vox: int = 1  # features block-pooled to this for the similarity
     # compare every fixed voxel above ~0 and 2 voxels around them (True), or only the body (the affine
-    # stage's foreground rule, enclosed holes filled) and tissue_margin_vox similarity voxels around it
-    # (False): the air around a head is then not compared (vmgga.field.instance.tissue_indices)
+    # stage's foreground rule, enclosed holes filled) and the air within tissue_margin_mm of it (False):
+    # the air farther out is then not compared (vmgga.field.instance.tissue_indices)
     compare_air: bool = True
-    tissue_margin_vox: int = 4
+    # the body's margin in mm (the knob): register() sets tissue_margin_vox to the nearest count of
+    # similarity-grid voxels (8 at 1.5 mm); 0: tissue_margin_vox is the knob
+    tissue_margin_mm: float = 12.0
+    tissue_margin_vox: int = 8
     sample_fraction: float = 0.07  # share of the foreground similarity voxels compared per step
     # at most this many voxels per step: the gradient's noise depends on the count, not the share
     max_sample_points: int = 80_000
@@ -423,14 +426,16 @@ def check_options(config: RegistrationConfig) -> None:
 
 
 def _check_control_grid_knob(instance: InstanceConfig) -> None:
-    """Refuse a control grid given in voxels while the one in mm is in force (it would be overwritten)."""
-    default = InstanceConfig.grid_spacing_vox
-    if instance.grid_spacing_mm > 0 and instance.grid_spacing_vox != default:
-        raise ConfigError(
-            f"dense.instance.grid_spacing_vox={instance.grid_spacing_vox} has no effect: register() sets "
-            f"it from dense.instance.grid_spacing_mm={instance.grid_spacing_mm}; set that instead, or set "
-            "dense.instance.grid_spacing_mm=0 to give the control grid in working voxels"
-        )
+    """Refuse a size given in voxels while the one in mm is in force (it would be overwritten): the
+    control grid and the body's margin."""
+    for name in ("grid_spacing", "tissue_margin"):
+        default = getattr(InstanceConfig, f"{name}_vox")
+        if getattr(instance, f"{name}_mm") > 0 and getattr(instance, f"{name}_vox") != default:
+            raise ConfigError(
+                f"dense.instance.{name}_vox={getattr(instance, f'{name}_vox')} has no effect: register() "
+                f"sets it from dense.instance.{name}_mm={getattr(instance, f'{name}_mm')}; set that "
+                f"instead, or set dense.instance.{name}_mm=0 to give it in voxels"
+            )
 
 
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:

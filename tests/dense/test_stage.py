@@ -127,8 +127,24 @@ def test_control_grid_counts_are_multiples_of_the_feature_spacing():
     assert with_physical_control_grid(config, 3.0).instance.grid_spacing_vox == 2  # 2 voxels, not 0
 
 
+@pytest.mark.parametrize(
+    ("spacing_mm", "feature_spacing", "expected"), [(1.5, 1, 8), (2.0, 1, 6), (1.5, 2, 4), (40.0, 1, 1)]
+)
+def test_the_body_margin_keeps_its_physical_size(spacing_mm, feature_spacing, expected):
+    """12 mm -> the nearest count of similarity-grid voxels (working spacing x feature spacing), at least one."""
+    instance = InstanceConfig(tissue_margin_mm=12.0, feature_spacing_vox=feature_spacing)
+    assert (
+        with_physical_control_grid(DenseConfig(instance=instance), spacing_mm).instance.tissue_margin_vox
+        == expected
+    )
+    in_voxels = DenseConfig(instance=InstanceConfig(tissue_margin_mm=0.0, tissue_margin_vox=3))
+    assert with_physical_control_grid(in_voxels, 1.5).instance.tissue_margin_vox == 3
+
+
 def test_control_grid_in_voxels_when_no_mm_spacing_is_given():
-    config = DenseConfig(instance=InstanceConfig(grid_spacing_vox=5, grid_spacing_mm=0.0))
+    config = DenseConfig(
+        instance=InstanceConfig(grid_spacing_vox=5, grid_spacing_mm=0.0, tissue_margin_mm=0.0)
+    )
     assert with_physical_control_grid(config, 3.0) is config
 
 

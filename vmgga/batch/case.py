@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+import threadpoolctl
 
 from vmgga.batch.chain import chained_result
 from vmgga.batch.labels import label_values, read_labels, warp_labels
@@ -94,9 +95,16 @@ def _threads_here(threads: int | dict | None) -> int | None:
 
 
 def set_thread_limits(count: int) -> None:
-    """Bound torch, ITK and OpenMP/BLAS threads of this process to ``count``."""
+    """Bound torch, ITK and OpenMP/BLAS threads of this process to ``count``.
+
+    The environment variables reach libraries loaded later; a BLAS already loaded (numpy's OpenBLAS
+    reads them once) is bounded through ``threadpoolctl``, so that a case computes the same numbers
+    in the batch's own process as in a fresh worker (a BLAS product summed by 2 threads differs from
+    one summed by 1 in the last bits).
+    """
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = str(count)
+    threadpoolctl.threadpool_limits(limits=count)
     import torch
 
     torch.set_num_threads(count)

@@ -70,19 +70,26 @@ def _check_inputs(fixed_work: torch.Tensor, moving_work: torch.Tensor) -> None:
 
 
 def with_physical_control_grid(config: DenseConfig, spacing_mm: float) -> DenseConfig:
-    """``config`` with ``instance.grid_spacing_vox`` set from ``instance.grid_spacing_mm`` at ``spacing_mm``.
+    """``config`` with ``instance.grid_spacing_vox`` set from ``instance.grid_spacing_mm`` and
+    ``instance.tissue_margin_vox`` from ``instance.tissue_margin_mm`` at a working spacing of ``spacing_mm``.
 
-    The count is the nearest multiple of ``instance.feature_spacing_vox`` (at least one), so the
-    control grid keeps its physical size when the working grid is coarser than the preset's (3 mm
-    inputs). ``instance.grid_spacing_mm <= 0`` returns ``config`` unchanged.
+    The control grid's count is the nearest multiple of ``instance.feature_spacing_vox`` (at least
+    one), so the control grid keeps its physical size when the working grid is coarser than the
+    preset's (3 mm inputs); the margin counts similarity-grid voxels (working voxels x
+    ``feature_spacing_vox``), at least one. A size ``<= 0`` in mm leaves its voxel count unchanged.
     """
-    if config.instance.grid_spacing_mm <= 0:
+    instance = config.instance
+    if instance.grid_spacing_mm <= 0 and instance.tissue_margin_mm <= 0:
         return config
     if spacing_mm <= 0:
         raise ConfigError(f"spacing_mm must be positive; got {spacing_mm}")
-    step = config.instance.feature_spacing_vox
-    voxels = step * max(1, round(config.instance.grid_spacing_mm / (spacing_mm * step)))
-    return dataclasses.replace(config, instance=dataclasses.replace(config.instance, grid_spacing_vox=voxels))
+    step = instance.feature_spacing_vox
+    changes = {}
+    if instance.grid_spacing_mm > 0:
+        changes["grid_spacing_vox"] = step * max(1, round(instance.grid_spacing_mm / (spacing_mm * step)))
+    if instance.tissue_margin_mm > 0:
+        changes["tissue_margin_vox"] = max(1, round(instance.tissue_margin_mm / (spacing_mm * step)))
+    return dataclasses.replace(config, instance=dataclasses.replace(instance, **changes))
 
 
 def for_ct_and_mr(config: DenseConfig) -> DenseConfig:
