@@ -379,6 +379,8 @@ def _report(fixed_in, moving_in, modalities, grid, grid_notes, affine, det, dens
             "principal_scales": _principal_scales(affine.transform.GetMatrix()),
             "mattes_mi": affine.metric_value,
             "overlap_fraction": affine.overlap_fraction,
+            "start_half_turn": affine.start_turn,
+            "mattes_mi_by_start": affine.metric_by_start,
         },
         "jacobian": jacobian_summary(det),
         "confidence": {

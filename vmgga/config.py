@@ -81,6 +81,10 @@ class AffineConfig:
     histogram_bins: int = 32  # Mattes MI bins
     sampling_fraction: float = 0.2  # random voxel sample for the metric
     working_spacing_mm: float = 3.0  # the affine stage runs on a grid at least this coarse
+    # also start from the three half turns about the fixed image's axes through the centred start, run
+    # Mattes from each and keep the best final MI (4x the stage's time): for an object scanned upside
+    # down or turned round, which a centre-of-mass start cannot reach (benchmarks/README.md, session 8)
+    half_turn_search: bool = False
 
 
 @dataclass(frozen=True)

@@ -171,3 +171,15 @@ def test_ct_window_option_sets_the_window_the_ct_is_scaled_with():
     np.testing.assert_allclose(scaled, [0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-6)
     default = config_from_args(parser.parse_args(["f.nii", "m.nii", "-o", "out"]))
     assert default.preprocess.ct_window_hu == (-1000.0, 1500.0)
+
+
+def test_half_turn_search_option_turns_the_search_on():
+    import argparse
+
+    from vmgga.cli.register import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    on = config_from_args(parser.parse_args(["f.nii", "m.nii", "-o", "out", "--half-turn-search"]))
+    off = config_from_args(parser.parse_args(["f.nii", "m.nii", "-o", "out"]))
+    assert on.affine.half_turn_search is True and off.affine.half_turn_search is False

@@ -32,12 +32,38 @@ class AffineResult:
         metric_value: Final Mattes MI value (more negative is better).
         overlap_fraction: Fraction of fixed foreground voxels that map inside the moving image.
         seconds: Wall time of the stage.
+        start_turn: The half turn the kept run started from (``"none"``, or the fixed axis ``"x"``,
+            ``"y"``, ``"z"`` it turned about; see :data:`HALF_TURNS`).
+        metric_by_start: Final Mattes MI of each start that ran (only the kept one without the search).
     """
 
     transform: sitk.AffineTransform
     metric_value: float
     overlap_fraction: float
     seconds: float
+    start_turn: str = "none"
+    metric_by_start: dict[str, float] | None = None
+
+
+#: Half turns (180 degrees) about the fixed image's LPS axes, as diagonal rotation matrices: the starts
+#: of ``affine.half_turn_search`` (no turn first, so a tie keeps it).
+HALF_TURNS: dict[str, tuple[int, int, int]] = {
+    "none": (1, 1, 1),
+    "x": (1, -1, -1),
+    "y": (-1, 1, -1),
+    "z": (-1, -1, 1),
+}
+
+
+def half_turned(start: sitk.AffineTransform, turn: tuple[int, int, int]) -> sitk.AffineTransform:
+    """``start`` preceded by a half turn about its centre: ``p -> A R (p - c) + c + t`` for
+    ``p -> A (p - c) + c + t`` and ``R = diag(turn)`` (fixed -> moving, LPS mm)."""
+    matrix = np.asarray(start.GetMatrix()).reshape(3, 3) @ np.diag(np.asarray(turn, dtype=float))
+    turned = sitk.AffineTransform(3)
+    turned.SetCenter(start.GetCenter())
+    turned.SetMatrix(tuple(matrix.ravel()))
+    turned.SetTranslation(start.GetTranslation())
+    return turned
 
 
 def estimate_affine(
@@ -75,14 +101,39 @@ def estimate_affine(
             transform, metric = _as_affine(start_transform), float("nan")
         else:
             initial = _initial_affine(fixed_small, moving_small, config, initial_transform)
-            transform, metric = _run_mattes(fixed_small, moving_small, initial, config, seed, progress)
+            turns = (
+                HALF_TURNS if config.half_turn_search and initial_transform is None else {"none": (1, 1, 1)}
+            )
+            runs = {
+                name: _run_mattes(
+                    fixed_small,
+                    moving_small,
+                    half_turned(initial, turn),
+                    config,
+                    seed,
+                    _share_of(progress, index, len(turns)),
+                )
+                for index, (name, turn) in enumerate(turns.items())
+            }
+            start_turn = min(runs, key=lambda name: runs[name][1])  # most negative MI; ties keep "none"
+            transform, metric = runs[start_turn]
         overlap = overlap_fraction(fixed_small, moving_small, transform)
     if overlap < 0.05:
         raise RegistrationFailedError(
             f"the images do not overlap after affine alignment (only {overlap:.1%} of the fixed "
             "foreground maps inside the moving image); check that fixed and moving show the same anatomy"
         )
-    return AffineResult(transform, metric, overlap, time.perf_counter() - start)
+    if not config.enabled:
+        return AffineResult(transform, metric, overlap, time.perf_counter() - start)
+    by_start = {name: float(value) for name, (_, value) in runs.items()}
+    return AffineResult(transform, metric, overlap, time.perf_counter() - start, start_turn, by_start)
+
+
+def _share_of(progress: ProgressCallback | None, index: int, count: int) -> ProgressCallback | None:
+    """``progress`` for run ``index`` of ``count``: its fractions mapped into that run's share of 0..1."""
+    if progress is None or count == 1:
+        return progress
+    return lambda stage, fraction, message: progress(stage, (index + fraction) / count, message)
 
 
 @contextlib.contextmanager

@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "units from air to dense bone, with --fixed-modality/--moving-modality ct",
     )
     parser.add_argument(
+        "--half-turn-search",
+        action="store_true",
+        help="also try the affine stage from half turns (180 degrees) about each axis and keep the best "
+        "MI: for a scan turned upside down or round; 4x the affine stage's time",
+    )
+    parser.add_argument(
         "--features",
         default=None,
         choices=[f.value for f in FeatureBackend],
@@ -102,6 +108,7 @@ def config_from_args(args: argparse.Namespace):
         "dense.features.weights": args.weights,
         "dense.features.dinov2_path": args.dinov2_path,
         "preprocess.ct_window_hu": tuple(args.ct_window) if args.ct_window else None,
+        "affine.half_turn_search": True if args.half_turn_search else None,
     }
     overrides.update({k: v for k, v in optional.items() if v is not None})
     return make_config(args.preset, **overrides)
