@@ -110,6 +110,7 @@ class VMGGARegistrationParameterNode:
     outputTransform, outputVolume - where the transform and the warped volume go (None: new nodes).
     confidenceVolume - the confidence map of the last run (set by the Logic).
     preset, matcher, fixedModality, movingModality, device - options of ``vmgga register``.
+    halfTurnSearch - ``--half-turn-search``: the affine stage also tries half turns (a turned object).
     keepTemporaryFiles - keep the exported inputs and the core's outputs on disk.
     foregroundOpacity - opacity of the warped volume over the fixed one in the slice views.
     """
@@ -125,6 +126,7 @@ class VMGGARegistrationParameterNode:
     fixedModality: Annotated[str, Choice([m.value for m in Modality])] = Modality.AUTO.value
     movingModality: Annotated[str, Choice([m.value for m in Modality])] = Modality.AUTO.value
     device: Annotated[str, Choice([d.value for d in Device])] = Device.AUTO.value
+    halfTurnSearch: bool = False
     keepTemporaryFiles: bool = False
     foregroundOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
 
@@ -264,6 +266,7 @@ class VMGGARegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 fixed_modality=p.fixedModality,
                 moving_modality=p.movingModality,
                 device=p.device,
+                half_turn_search=p.halfTurnSearch,
                 initial_transform=p.initialTransform,
                 output_transform=p.outputTransform,
                 output_volume=p.outputVolume,
@@ -530,6 +533,7 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
         device: str = Device.AUTO.value,
         initial_transform: vtkMRMLTransformNode | None = None,
         matcher: str = Matcher.PRESET.value,
+        half_turn_search: bool = False,
         output_transform: vtkMRMLTransformNode | None = None,
         output_volume: vtkMRMLScalarVolumeNode | None = None,
         confidence_volume: vtkMRMLScalarVolumeNode | None = None,
@@ -573,6 +577,7 @@ class VMGGARegistrationLogic(ScriptedLoadableModuleLogic):
                 # an explicit "cuda" is passed on as it is (the core reports a missing GPU itself)
                 device=resolve_device(device, self._cudaAvailable() if device == Device.AUTO.value else True),
                 initial_transform_path=self._writeTransform(initial_transform, workDir / "initial.h5"),
+                half_turn_search=half_turn_search,
             )
             command = build_register_command(python_executable(slicer.app.slicerHome), request)
         except Exception:

@@ -61,6 +61,7 @@ class RegisterRequest:
     device: str = Device.CPU.value  # cpu | cuda (resolve "auto" with resolve_device first)
     initial_transform_path: Path | None = None  # optional ITK transform file, fixed -> moving, LPS mm
     threads: int | None = None  # CPU threads of the core; None = the core's default (all cores)
+    half_turn_search: bool = False  # the affine stage also tries half turns (an object scanned turned)
 
 
 def _check_option(value: str, allowed: type[Enum], name: str) -> str:
@@ -138,6 +139,8 @@ def build_register_command(python: str, request: RegisterRequest) -> list[str]:
     command += ["--device", request.device]
     if request.initial_transform_path is not None:
         command += ["--initial-transform", str(request.initial_transform_path)]
+    if request.half_turn_search:
+        command += ["--half-turn-search"]
     if request.threads is not None:
         if request.threads < 1:
             raise CommandError(f"threads={request.threads} is not allowed; expected a positive number")

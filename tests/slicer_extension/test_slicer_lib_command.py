@@ -39,6 +39,7 @@ def test_command_follows_the_cli_contract():
     assert "--initial-transform" not in command
     assert "--threads" not in command
     assert "--matcher" not in command  # the preset's matcher
+    assert "--half-turn-search" not in command
 
 
 def test_command_passes_modalities_and_initial_transform():
@@ -74,6 +75,9 @@ def test_command_is_accepted_by_the_core_parser():
         fixed_modality="ct", moving_modality="mr", initial_transform_path=Path("/t/i.h5"), threads=3
     )
     args = parser.parse_args(build_register_command("py", request)[4:])
+    assert vars(args)["half_turn_search"] is False
+    turned = parser.parse_args(build_register_command("py", _request(half_turn_search=True))[4:])
+    assert vars(turned)["half_turn_search"] is True
     assert vars(args)["threads"] == 3
     assert vars(args)["initial_transform"] == "/t/i.h5"
     assert (vars(args)["fixed_modality"], vars(args)["moving_modality"]) == ("ct", "mr")
