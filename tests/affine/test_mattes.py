@@ -188,3 +188,24 @@ def test_the_search_keeps_the_unturned_start_for_an_upright_pair(pair):
     plain = estimate_affine(fixed, moving, AffineConfig(), seed=0)
     assert searched.start_turn == "none"
     assert searched.transform.GetParameters() == plain.transform.GetParameters()
+
+
+def test_a_turned_start_that_loses_the_overlap_is_dropped_not_fatal(pair, monkeypatch):
+    """ITK raises when every sample maps outside the moving image (a turned, elongated box): that start
+    is left out of the search; the same failure of the unturned start still raises."""
+    from vmgga.affine import mattes
+
+    fixed, moving, _ = pair
+    real = mattes._run_mattes
+
+    def failing_when_turned(fixed_small, moving_small, start, *args):
+        if np.linalg.det(np.reshape(start.GetMatrix(), (3, 3))) > 0 and start.GetMatrix()[0] < 0:
+            raise RuntimeError("All samples map outside moving image buffer")  # turns about y and z
+        return real(fixed_small, moving_small, start, *args)
+
+    monkeypatch.setattr(mattes, "_run_mattes", failing_when_turned)
+    result = estimate_affine(fixed, moving, AffineConfig(half_turn_search=True), seed=0)
+    assert set(result.metric_by_start) == {"none", "x"} and result.start_turn == "none"
+    monkeypatch.setattr(mattes, "_run_mattes", lambda *a: (_ for _ in ()).throw(RuntimeError("no overlap")))
+    with pytest.raises(RuntimeError, match="no overlap"):
+        estimate_affine(fixed, moving, AffineConfig(half_turn_search=True), seed=0)

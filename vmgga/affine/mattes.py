@@ -34,7 +34,8 @@ class AffineResult:
         seconds: Wall time of the stage.
         start_turn: The half turn the kept run started from (``"none"``, or the fixed axis ``"x"``,
             ``"y"``, ``"z"`` it turned about; see :data:`HALF_TURNS`).
-        metric_by_start: Final Mattes MI of each start that ran (only the kept one without the search).
+        metric_by_start: Final Mattes MI of each start that ran (only the kept one without the search;
+            a turned start whose images do not overlap is left out).
     """
 
     transform: sitk.AffineTransform
@@ -104,17 +105,16 @@ def estimate_affine(
             turns = (
                 HALF_TURNS if config.half_turn_search and initial_transform is None else {"none": (1, 1, 1)}
             )
-            runs = {
-                name: _run_mattes(
-                    fixed_small,
-                    moving_small,
-                    half_turned(initial, turn),
-                    config,
-                    seed,
-                    _share_of(progress, index, len(turns)),
-                )
-                for index, (name, turn) in enumerate(turns.items())
-            }
+            runs = {}
+            for index, (name, turn) in enumerate(turns.items()):
+                share = _share_of(progress, index, len(turns))
+                try:
+                    runs[name] = _run_mattes(
+                        fixed_small, moving_small, half_turned(initial, turn), config, seed, share
+                    )
+                except RuntimeError:  # a turned start with no overlap (an elongated box): not a candidate
+                    if name == "none":
+                        raise
             start_turn = min(runs, key=lambda name: runs[name][1])  # most negative MI; ties keep "none"
             transform, metric = runs[start_turn]
         overlap = overlap_fraction(fixed_small, moving_small, transform)
