@@ -8,14 +8,22 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from benchmarks import abdomen_ct_mr, common, ct_mr_head_hu, peers, stroke_known_deformation
+from benchmarks import abdomen_ct_mr, common, ct_mr_head_hu, half_turn_search, peers, stroke_known_deformation
 
 
-@pytest.mark.parametrize("module", [stroke_known_deformation, abdomen_ct_mr, ct_mr_head_hu])
-def test_benchmarks_skip_cleanly_without_data(module, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        (stroke_known_deformation, ["--methods", "identity"]),
+        (abdomen_ct_mr, ["--methods", "identity"]),
+        (ct_mr_head_hu, ["--methods", "identity"]),
+        (half_turn_search, []),
+    ],
+)
+def test_benchmarks_skip_cleanly_without_data(module, argv, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(common.DATA_ENV_VAR, str(tmp_path / "nowhere"))
     with pytest.raises(SystemExit) as stopped:
-        module.main(["--methods", "identity"])
+        module.main(argv)
     assert stopped.value.code == 0
     out = capsys.readouterr().out
     assert "skipped:" in out and "absent" in out
