@@ -412,3 +412,16 @@ def test_a_ct_against_an_mr_gets_the_ct_mr_control_grid_and_penalty(monkeypatch)
     assert _dense_config_seen(ct, mr, air, monkeypatch).instance.compare_air is True
     no_air = make_config("fast", **{"dense.instance.compare_air": False})
     assert _dense_config_seen(mr, mr, no_air, monkeypatch).instance.compare_air is False
+
+
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, None])
+def test_a_switch_must_be_true_or_false(value):
+    """The text "false" would read as on: every bool setting refuses anything but True or False."""
+    for dotted in (
+        "affine.half_turn_search",
+        "dense.instance.compare_air",
+        "dense.matching.inverse_consistent",
+    ):
+        with pytest.raises(ConfigError, match=f"{dotted}=.* must be true or false"):
+            make_config(**{dotted: value})
+    assert make_config(**{"affine.half_turn_search": True}).affine.half_turn_search is True

@@ -427,6 +427,17 @@ def check_options(config: RegistrationConfig) -> None:
         look_up_option(config_value(config, dotted), allowed, dotted)
     check_device_name(config.device)
     _check_control_grid_knob(config.dense.instance)
+    _check_switches(config)
+
+
+def _check_switches(config: RegistrationConfig) -> None:
+    """Refuse a yes/no setting that is not ``True`` or ``False``: the text ``"false"`` would read as on."""
+    for path, node in NODES.items():
+        for f in dataclasses.fields(node):
+            value = config_value(config, f"{path}.{f.name}" if path else f.name)
+            if f.type == "bool" and not isinstance(value, bool):
+                name = f"{path}.{f.name}" if path else f.name
+                raise ConfigError(f"{name}={value!r} must be true or false")
 
 
 def _check_control_grid_knob(instance: InstanceConfig) -> None:
