@@ -115,6 +115,10 @@ def register(
         timings["preprocess"] = _lap(clock, timings)
 
         grid, grid_notes = _working_grid(geometry_of(fixed_in.image), config)
+        if config.affine.half_turn_search and initial_transform is not None:
+            grid_notes.append(
+                "affine.half_turn_search: not run, the affine stage starts from the initial transform"
+            )
         with beside(torch.get_num_threads()) as side:
             # the fixed image on the working grid does not depend on the affine: with two or more
             # threads it is resampled on a second core while Mattes MI runs single-threaded

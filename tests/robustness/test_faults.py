@@ -212,3 +212,18 @@ def test_impossible_memory_cap_is_a_clear_error():
 
     with pytest.raises(ConfigError, match="needs more memory than the cap .* raise --max-memory"):
         register(FIXED, MOVING, make_config(max_memory_gb=1e-6), progress=False)
+
+
+def test_an_initial_transform_turns_the_half_turn_search_off_and_says_so():
+    """The user's start replaces the centred one: no turned starts run, and the report notes why."""
+    import SimpleITK as sitk
+
+    from vmgga.api import register
+
+    config = make_config(**{"affine.half_turn_search": True, "dense.instance.iterations": 2})
+    result = register(FIXED, MOVING, config, progress=False, initial_transform=sitk.AffineTransform(3))
+    assert list(result.report["affine"]["mattes_mi_by_start"]) == ["none"]
+    assert any("half_turn_search: not run" in note for note in result.report["working_grid"]["notes"])
+    searched = register(FIXED, MOVING, config, progress=False)
+    assert set(searched.report["affine"]["mattes_mi_by_start"]) == {"none", "x", "y", "z"}
+    assert searched.report["affine"]["start_half_turn"] == "none"
