@@ -15,6 +15,7 @@ of the int16 output (1.5e-5 of the range; integer inputs are rounded to integers
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -72,7 +73,11 @@ def resample_moving(
     Returns:
         A float32 image on ``fixed``.
     """
-    volume = torch.from_numpy(sitk.GetArrayFromImage(sitk.Cast(moving, sitk.sitkFloat32)))[None, None]
+    # a view of ITK's float32 buffer, not a copy (a 512x512x320 CT: 0.5 s of copying); only read
+    source = moving if moving.GetPixelID() == sitk.sitkFloat32 else sitk.Cast(moving, sitk.sitkFloat32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
+        volume = torch.from_numpy(sitk.GetArrayViewFromImage(source))[None, None]
     moving_geometry = geometry_of(moving)
     # fixed voxel -> grid_sample coordinate of the moving image, without the displacement:
     # (norm <- moving ijk) (moving ijk <- LPS) (affine) (LPS <- fixed ijk)
