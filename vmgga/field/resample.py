@@ -88,7 +88,13 @@ def resample_moving(
         @ affine_matrix_lps(affine)
     )
     from_fixed = torch.from_numpy(to_norm @ fixed.lps_from_ijk_matrix()).float()  # (4, 4)
-    disp_to_norm_t = torch.from_numpy(np.ascontiguousarray(to_norm[:3, :3].T)).float()  # LPS mm rows -> norm
+    # the spline is linear in its coefficients: map them from LPS mm to grid_sample units once, so
+    # each voxel only adds its displacement (not a 3x3 product per voxel)
+    coefficients_norm = (
+        np.asarray(coefficients_dhwc, dtype=np.float64) @ to_norm[:3, :3].T
+        if coefficients_dhwc is not None
+        else None
+    )
     # ITK's buffer, [-0.5, n - 0.5] voxels per axis, in grid_sample coordinates
     edges_ijk = np.array([[-0.5, -0.5, -0.5, 1.0], [*(np.asarray(moving_geometry.size_ijk) - 0.5), 1.0]])
     low, high = (torch.from_numpy(v).float() for v in (norm_from_moving_ijk @ edges_ijk.T)[:3].T)
@@ -101,9 +107,8 @@ def resample_moving(
         planes = np.arange(k0, min(depth, k0 + slab))
         grid = _mapped(from_fixed, planes, (height, width))  # (d, H, W, 3) moving grid_sample coordinates
         if positions is not None:
-            disp = evaluate_separable(coefficients_dhwc, (positions[0][planes], *positions[1:]))
-            flat = grid.view(-1, 3)
-            flat.addmm_(torch.from_numpy(disp).view(-1, 3), disp_to_norm_t)
+            disp = evaluate_separable(coefficients_norm, (positions[0][planes], *positions[1:]))
+            grid.add_(torch.from_numpy(disp))
         out[planes] = _sample(volume, grid, (low, high), background)
 
     _in_threads(fill, list(range(0, depth, slab)))
