@@ -95,3 +95,16 @@ def test_matches_sitk_resample(deformable, slab_voxels, threads):
     got, want = sitk.GetArrayFromImage(ours), sitk.GetArrayFromImage(expected)
     assert (want == background).mean() > 0.02  # some points do map outside the moving image
     np.testing.assert_allclose(got, want, atol=1e-3)
+
+
+def test_an_integer_moving_image_is_sampled_as_float32_like_its_float_copy():
+    """The float32 view (no copy) and the cast of an int16 image give the same resampling, and the
+    caller's image is left as it was."""
+    moving = _moving()
+    as_int16 = sitk.Cast(sitk.Round(moving), sitk.sitkInt16)
+    as_float = sitk.Cast(as_int16, sitk.sitkFloat32)
+    before = sitk.GetArrayFromImage(as_float).copy()
+    got_int = sitk.GetArrayFromImage(resample_moving(as_int16, _fixed(), _affine(), background=-7.0))
+    got_float = sitk.GetArrayFromImage(resample_moving(as_float, _fixed(), _affine(), background=-7.0))
+    np.testing.assert_array_equal(got_int, got_float)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(as_float), before)
