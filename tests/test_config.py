@@ -145,7 +145,7 @@ def test_look_up_option_accepts_enum_members_and_values():
     assert look_up_option(FeatureBackend.LEARNED, FeatureBackend, "features") == "vmgga"
     with pytest.raises(
         ConfigError,
-        match=r"features='sift' is not allowed; expected one of \['mind', 'vmgga', 'dinov2', 'mind\+vmgga'\]",
+        match=r"features='sift' is not allowed; expected one of \['auto', 'mind', 'vmgga', 'dinov2', 'mind\+vmgga'\]",
     ):
         look_up_option("sift", FeatureBackend, "features")
 
@@ -323,6 +323,9 @@ def test_the_renaming_table_covers_every_old_field():
         "dense.instance.tissue_margin_vox",
         "dense.instance.tissue_margin_mm",
         "dense.instance.ct_mr_compare_air",
+        "dense.features.learned_descriptors",  # the stride-1 pixel descriptors (issue 14, session 9)
+        "dense.features.pixel_weight",
+        "dense.features.pixel_axes",
     }
     assert fields - set(new) - added_since == {"dense.features.backend"}  # old `dense.features`: a shorthand
 

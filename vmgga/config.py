@@ -37,6 +37,7 @@ class Preset(str, Enum):
 class FeatureBackend(str, Enum):
     """Which features drive the dense stage."""
 
+    AUTO = "auto"  # mind+vmgga for the learned matcher (vmgga, fused) when its network has a pixel head, else mind
     MIND = "mind"  # MIND-SSC, training-free
     LEARNED = "vmgga"  # the matcher network's learned features (encoder + gated attention)
     DINOV2 = "dinov2"  # DINOv2 from a local directory
@@ -103,12 +104,23 @@ class FeatureConfig:
     Sizes in working-grid voxels carry ``_vox`` in their names.
     """
 
-    backend: str = "mind"  # mind | vmgga (the network's learned features) | dinov2 | mind+vmgga
+    # auto (the learned path: mind+vmgga when the matcher is vmgga or fused and its network has a
+    # stride-1 pixel head; else mind) | mind | vmgga (the network's learned features) | dinov2 | mind+vmgga
+    backend: str = "auto"
     # checkpoint of the learned network (learned features and the learned matcher); None = shipped
     weights: str | None = None
     dinov2_path: str | None = None  # local directory of a DINOv2 model (backend dinov2)
-    # mind+vmgga: weight of the learned features' squared distance against MIND's (SSD = MIND + w * learned)
+    # which learned descriptors: auto (the stride-1 pixel head's when the network has one, else the
+    # stride-2 fine ones) | pixel | fine
+    learned_descriptors: str = "auto"
+    # mind+vmgga: weight of the learned features' squared distance against MIND's (SSD = MIND + w * learned):
+    # for the stride-2 fine descriptors (0.3), and for the stride-1 pixel descriptors (3: stroke dense
+    # stage 0.424 -> 0.379 mm; 1: 0.393, 10: 0.376 but worse on one pair; docs/training_report.md "Session 9")
     learned_weight: float = 0.3
+    pixel_weight: float = 3.0
+    # pixel descriptors: the slicing axes (0 = D/k, 1 = H/j, 2 = W/i), every slice (no interpolation,
+    # which would break their shift-equivariance across slices); several axes are concatenated
+    pixel_axes: tuple[int, ...] = (0,)
     # 2.5D networks (learned features and matcher, DINOv2): run the 2D network on every n-th slice,
     # interpolate between
     slice_step_vox: int = 4
@@ -416,6 +428,7 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "affine.initialization": ("moments", "geometry"),
     "affine.transform": ("rigid", "affine"),
     "dense.features.backend": tuple(f.value for f in FeatureBackend),
+    "dense.features.learned_descriptors": ("auto", "pixel", "fine"),
     "dense.matching.matcher": tuple(m.value for m in MatcherName),
     "dense.instance.regularisation": ("diffusion", "bending"),
 }
@@ -428,6 +441,13 @@ def check_options(config: RegistrationConfig) -> None:
     check_device_name(config.device)
     _check_control_grid_knob(config.dense.instance)
     _check_switches(config)
+    _check_pixel_axes(config.dense.features.pixel_axes)
+
+
+def _check_pixel_axes(axes: tuple[int, ...]) -> None:
+    """``dense.features.pixel_axes``: one to three different axes among 0, 1, 2."""
+    if not axes or len(set(axes)) != len(axes) or not set(axes) <= {0, 1, 2}:
+        raise ConfigError(f"dense.features.pixel_axes={axes!r} must be 1-3 different axes among 0, 1, 2")
 
 
 def _check_switches(config: RegistrationConfig) -> None:

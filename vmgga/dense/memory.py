@@ -9,7 +9,7 @@ from vmgga.field.resize import padded_shape
 from vmgga.matching.registry import runs_learned_matcher
 
 _FLOAT_BYTES = 4
-_FEATURE_CHANNELS = {"mind": 12, "vmgga": 64, "dinov2": 384, "mind+vmgga": 44}
+_FEATURE_CHANNELS = {"auto": 20, "mind": 12, "vmgga": 64, "dinov2": 384, "mind+vmgga": 44}
 #: The 2.5D learned matcher: full-resolution floats it keeps (per-axis flows and confidences,
 #: interpolated, and the fused result), slices per network call, attention heads, floats per
 #: slice pixel of encoder activations and fine correlation windows, and a margin for the rest

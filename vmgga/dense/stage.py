@@ -12,7 +12,7 @@ import torch
 from vmgga.config import DenseConfig
 from vmgga.dense import region
 from vmgga.errors import ConfigError
-from vmgga.features.base import get_feature_extractor
+from vmgga.features.base import get_feature_extractor, with_resolved_features
 from vmgga.features.hybrid import feature_families
 from vmgga.field import resize
 from vmgga.field.compress import compress_pair
@@ -233,6 +233,7 @@ def estimate_dense_field(
         :class:`DenseFieldResult` with the displacement in working voxels and the confidence.
     """
     _check_inputs(fixed_work, moving_work)
+    config = with_resolved_features(config)
     shape = tuple(fixed_work.shape[2:])
     margin = config.region.foreground_margin_vox
     box = region.whole_grid(shape) if margin is None else region.foreground_box(fixed_work, margin)

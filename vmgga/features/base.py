@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Protocol, runtime_checkable
 
@@ -30,13 +31,38 @@ _LAZY_BACKENDS = {
 }
 
 
+def resolve_feature_backend(config: DenseConfig) -> str:
+    """The concrete backend of ``config``: ``auto`` is the learned path's ``mind+vmgga`` when the
+    matcher is the learned one (``vmgga`` or ``fused``) and its network has a stride-1 pixel head,
+    else ``mind`` (the stride-2 descriptors did not help the Adam stage, docs/training_report.md)."""
+    name = look_up_option(config.features.backend, FeatureBackend, "dense.features.backend")
+    if name != FeatureBackend.AUTO.value:
+        return name
+    from vmgga.config import MatcherName
+    from vmgga.models.checkpoint import checkpoint_has_pixel_head
+
+    learned = config.matching.matcher in (MatcherName.LEARNED.value, MatcherName.FUSED.value)
+    if learned and checkpoint_has_pixel_head(config.features.weights):
+        return FeatureBackend.HYBRID.value
+    return FeatureBackend.MIND.value
+
+
+def with_resolved_features(config: DenseConfig) -> DenseConfig:
+    """``config`` with ``features.backend`` concrete (:func:`resolve_feature_backend`)."""
+    backend = resolve_feature_backend(config)
+    if backend == config.features.backend:
+        return config
+    return dataclasses.replace(config, features=dataclasses.replace(config.features, backend=backend))
+
+
 def get_feature_extractor(config: DenseConfig, device: str | torch.device = "cpu") -> FeatureExtractor:
-    """The extractor named by ``config.features.backend`` (``mind``, ``vmgga``, ``dinov2`` or ``mind+vmgga``).
+    """The extractor named by ``config.features.backend`` (``mind``, ``vmgga``, ``dinov2`` or
+    ``mind+vmgga``; ``auto`` resolved by :func:`resolve_feature_backend`).
 
     Raises:
         ConfigError: for an unknown name or a backend whose module is not available.
     """
-    name = look_up_option(config.features.backend, FeatureBackend, "dense.features.backend")
+    name = resolve_feature_backend(config)
     if name == FeatureBackend.MIND.value:
         from vmgga.features.mind import MindSscExtractor
 

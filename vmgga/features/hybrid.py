@@ -1,7 +1,8 @@
 """MIND-SSC and the learned features together: ``mind+vmgga``.
 
-The two descriptors are concatenated along channels, the learned ones scaled by
-``sqrt(dense.features.learned_weight)``, so that the squared feature distance the dense stage minimises is
+The two descriptors are concatenated along channels, the learned ones scaled by the square root of
+``dense.features.pixel_weight`` (stride-1 pixel descriptors) or ``dense.features.learned_weight``
+(the stride-2 fine ones), so that the squared feature distance the dense stage minimises is
 
     |f_mind(x) - m_mind(y)|^2 + w * |f_vmgga(x) - m_vmgga(y)|^2.
 
@@ -51,11 +52,12 @@ class HybridFeatureExtractor:
     def __init__(self, config: DenseConfig, device: str | torch.device = "cpu", learned=None) -> None:
         from vmgga.features.learned import LearnedFeatureExtractor
 
-        self.weight = float(config.features.learned_weight)
         self.mind = MindSscExtractor(
             radius=config.features.mind_radius_vox, dilation=config.features.mind_dilation_vox, device=device
         )
         self.learned = learned or LearnedFeatureExtractor(config, device)
+        pixels = getattr(self.learned, "uses_pixels", False)
+        self.weight = float(config.features.pixel_weight if pixels else config.features.learned_weight)
 
     def extract(self, volume: Tensor) -> Tensor:
         """``(1, 1, D, H, W)`` in ~[0, 1] -> ``(1, 12 + C, D, H, W)`` (see module docstring)."""

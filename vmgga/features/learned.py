@@ -5,6 +5,11 @@ fusion + the gated MIND fusion of the checkpoint's config, no attention: image-o
 ``slice_step``-th slice along each axis, interpolates them across the other slices, upsamples them
 to the slice resolution (bilinear), stacks them into volumes, averages the axes and L2-normalises. The instance optimisation can then use them instead of,
 or together with, MIND.
+
+A network with a stride-1 pixel head (:mod:`vmgga.models.pixel_head`) gives its pixel descriptors
+instead (``dense.features.learned_descriptors``): run on *every* slice along each of
+``dense.features.pixel_axes`` (interpolating across slices would make them shift-variant along the
+slicing axis), one family of channels per axis, concatenated and scaled to unit norm overall.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vmgga.config import DenseConfig
+from vmgga.errors import ConfigError
 from vmgga.frames import upsample_cells
 from vmgga.models.loading import load_matcher_model
 from vmgga.models.network import MatcherNet
@@ -43,18 +49,54 @@ class LearnedFeatureExtractor:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.slicewise = slicewise or SlicewiseConfig(slice_step=config.features.slice_step_vox)
+        self.uses_pixels = uses_pixel_descriptors(config.features.learned_descriptors, self.model)
+        self.pixel_axes = tuple(config.features.pixel_axes)
 
     @property
     def channels(self) -> int:
         """Number of feature channels."""
+        if self.uses_pixels:
+            return self.model.config.pixel_dim * len(self.pixel_axes)
         return self.model.config.fine_dim
 
     @torch.no_grad()
     def extract(self, volume: Tensor) -> Tensor:
         """``(1, 1, D, H, W)`` in ~[0, 1] -> ``(1, C, D, H, W)`` learned features of unit norm."""
         volume = volume.to(self.device, torch.float32)
+        if self.uses_pixels:
+            return pixel_feature_volume(self.model, volume, self.pixel_axes, self.slicewise.batch_slices)
         stride = self.model.config.fine_stride
         stacked = stack_features(
             volume, self.model.describe, self.slicewise, lambda f, size: upsample_cells(f, stride, size)
         )
         return F.normalize(stacked, dim=1)
+
+
+def uses_pixel_descriptors(choice: str, model: MatcherNet) -> bool:
+    """``dense.features.learned_descriptors`` for ``model``: ``auto`` takes the pixel head if there is one.
+
+    Raises:
+        ConfigError: ``pixel`` for a network without a pixel head.
+    """
+    if choice == "pixel" and not model.has_pixel_head:
+        raise ConfigError(
+            "dense.features.learned_descriptors=pixel, but this matcher checkpoint has no pixel head "
+            "(pixel_dim 0); use auto or fine, or weights trained with one (configs/train_cpu_v7.yaml)"
+        )
+    return choice == "pixel" or (choice == "auto" and model.has_pixel_head)
+
+
+def pixel_feature_volume(
+    model: MatcherNet, volume: Tensor, axes: tuple[int, ...], batch_slices: int
+) -> Tensor:
+    """Pixel descriptors of ``volume (1, 1, D, H, W)`` on every slice along each of ``axes``:
+    ``(1, pixel_dim x len(axes), D, H, W)``, the axes' families concatenated, unit norm overall."""
+    families = [
+        stack_features(
+            volume,
+            model.describe_pixels,
+            SlicewiseConfig(axes=(axis,), slice_step=1, batch_slices=batch_slices),
+        )
+        for axis in axes
+    ]
+    return torch.cat(families, dim=1) / len(axes) ** 0.5

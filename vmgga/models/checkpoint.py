@@ -73,6 +73,12 @@ def config_from_checkpoint(payload: dict[str, Any], **overrides: Any) -> Matcher
     return matcher_config_from_dict({**payload["config"], **overrides})
 
 
+def checkpoint_has_pixel_head(path: str | Path | None) -> bool:
+    """Whether the checkpoint at ``path`` (None: the shipped one) has a stride-1 pixel head."""
+    payload = load_checkpoint_dict(resolve_weights(path))
+    return int(payload["config"].get("pixel_dim", 0)) > 0
+
+
 def resolve_weights(path: str | Path | None) -> Path:
     """The checkpoint to load: ``path`` if given, else the shipped weights.
 

@@ -57,6 +57,10 @@ class MatcherConfig:
     pyramid_strides: tuple[int, ...] = (2, 4, 8)  # stride of each pyramid level (px)
     coarse_dim: int = 64  # width of the coarse tokens (attention and coarse matching)
     fine_dim: int = 32  # width of the fine dense descriptors
+    # width of the stride-1 pixel descriptors (vmgga.models.pixel_head) for the 3D instance
+    # optimisation; 0 = no such head (checkpoints older than the field have none)
+    pixel_dim: int = 0
+    pixel_width: int = 16  # hidden width of that head's convolutions
     coarse_stride: int = 8  # stride of the coarse tokens (px); must be one of pyramid_strides
     fine_stride: int = 2  # stride of the fine descriptors (px); must be one of pyramid_strides
     attention_layers: int = 2  # number of (self, cross) attention pairs
@@ -86,6 +90,10 @@ class MatcherConfig:
         _check_strides(self)
         if self.fine_window < 3 or self.fine_window % 2 == 0:
             raise ConfigError(f"fine_window must be odd and >= 3, got {self.fine_window}")
+        if self.pixel_dim < 0 or self.pixel_width < 1:
+            raise ConfigError(
+                f"pixel_dim must be >= 0 and pixel_width >= 1, got {self.pixel_dim}, {self.pixel_width}"
+            )
         if self.coarse_dim % self.attention_heads:
             raise ConfigError(
                 f"coarse_dim={self.coarse_dim} must be divisible by attention_heads={self.attention_heads}"

@@ -24,6 +24,7 @@ from vmgga.models.config import MatcherConfig
 from vmgga.models.encoder import build_encoder
 from vmgga.models.fusion import MindGate, ScaleFusion, mind_cell_channels, mind_cells
 from vmgga.models.mind2d import MIND2D_CHANNELS, mind_ssc_2d
+from vmgga.models.pixel_head import PixelHead
 from vmgga.models.types import MatchResult
 
 
@@ -93,6 +94,8 @@ class MatcherNet(nn.Module):
         self.transformer = GatedTransformer(config)
         self.coarse_out = nn.Linear(config.coarse_dim, config.coarse_dim)
         self.confidence_head = head.ConfidenceHead(config.confidence_hidden)
+        if config.pixel_dim > 0:
+            self.pixel_head = PixelHead(channels[0], config.pixel_width, config.pixel_dim)
 
     # --- per-image features -------------------------------------------------------------------
 
@@ -143,6 +146,33 @@ class MatcherNet(nn.Module):
         fine = F.normalize(self._descriptors(padded, mind)[2], dim=1)
         stride = self.config.fine_stride
         return fine[..., : -(-h // stride), : -(-w // stride)]
+
+    @property
+    def has_pixel_head(self) -> bool:
+        """Whether the network has the stride-1 :class:`~vmgga.models.pixel_head.PixelHead`."""
+        return self.config.pixel_dim > 0
+
+    def pixel_head_inputs(self, image: Tensor, mind: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """What the pixel head reads: ``image (B, 1, H, W)``, its 2D MIND-SSC ``(B, 4, H, W)`` and
+        the encoder's first pyramid level brought to the pixels ``(B, C_0, H, W)`` (bilinear
+        between cell centres)."""
+        h, w = image.shape[-2:]
+        padded, mind = self._prepare(image, mind)
+        if mind is None:  # the pixel head reads MIND even where the gate does not
+            mind = mind_ssc_2d(padded, self.config.mind_radius, self.config.mind_dilation)
+        level = self.encoder(padded, mind)[0]
+        level = upsample_cells(level, self.config.pyramid_strides[0], (h, w))
+        return padded[..., :h, :w], mind[..., :h, :w], level
+
+    def describe_pixels(self, image: Tensor, mind: Tensor | None = None) -> Tensor:
+        """Stride-1 unit-norm descriptors of ``image (B, 1, H, W)`` -> ``(B, pixel_dim, H, W)``.
+
+        Raises:
+            InputError: if the network has no pixel head (``pixel_dim`` 0: older checkpoints).
+        """
+        if not self.has_pixel_head:
+            raise InputError("this matcher checkpoint has no stride-1 pixel head (pixel_dim 0)")
+        return self.pixel_head(*self.pixel_head_inputs(image, mind))
 
     # --- matching -----------------------------------------------------------------------------
 

@@ -66,6 +66,8 @@ class TrainConfig:
     batch_size: int = 4  # pairs per step
     pretrain_steps: int = 100  # stage 1: encoder-only dense InfoNCE
     finetune_steps: int = 400  # stage 2: full matcher, all losses
+    # stage 3: the stride-1 pixel head alone, the rest frozen (needs matcher.pixel_dim > 0)
+    pixel_steps: int = 0
     learning_rate: float = 1e-3  # AdamW peak learning rate
     weight_decay: float = 1e-4  # AdamW weight decay
     warmup_steps: int = 20  # linear warm-up, then cosine decay to 10 %
@@ -83,6 +85,9 @@ class TrainConfig:
     smoothness_weight: float = 0.02  # diffusion regulariser of the flow
     confidence_weight: float = 0.2  # BCE of the confidence against "within tolerance"
     tolerance_px: float = 2.0  # a match is right when its end-point error is below this
+    pixel_points: int = 256  # stage 3: anchors per pair
+    pixel_window_px: int = 4  # stage 3: each anchor competes with the pixels within this of its match
+    pixel_temperature: float = 0.05  # stage 3: softmax temperature on cosines
     # --- hard example mining ---
     hard_fraction: float = 0.25  # share of each fine-tuning batch re-drawn from the hardest pairs
     hard_buffer_size: int = 64  # hardest pairs remembered (by matching loss)
@@ -90,12 +95,14 @@ class TrainConfig:
     eval_pairs: int = 48  # held-out synthetic pairs for the final report
     # --- model ---
     matcher: dict[str, Any] = field(default_factory=dict)  # MatcherConfig overrides
-    init_weights: str | None = None  # start from this matcher checkpoint (its config wins over `matcher`)
+    # start from this matcher checkpoint (its config wins over `matcher`, except that `matcher` may
+    # add a pixel head, pixel_dim / pixel_width, to a checkpoint without one)
+    init_weights: str | None = None
 
     @property
     def total_steps(self) -> int:
-        """Pre-training plus fine-tuning steps."""
-        return self.pretrain_steps + self.finetune_steps
+        """Pre-training, fine-tuning and pixel-head steps."""
+        return self.pretrain_steps + self.finetune_steps + self.pixel_steps
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""

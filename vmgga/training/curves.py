@@ -53,7 +53,7 @@ def plot_history(history: list[dict], path: str | Path, window: int = 20) -> Pat
     fig, axes = plt.subplots(2, (len(keys) + 1) // 2, figsize=(4 * ((len(keys) + 1) // 2), 6), squeeze=False)
     steps = np.array([row["step"] for row in history])
     for ax, key in zip(axes.flat, keys, strict=False):
-        for stage, colour in (("pretrain", "tab:blue"), ("finetune", "tab:orange")):
+        for stage, colour in (("pretrain", "tab:blue"), ("finetune", "tab:orange"), ("pixel", "tab:green")):
             rows = [i for i, row in enumerate(history) if row.get("stage") == stage and key in row]
             if not rows:
                 continue

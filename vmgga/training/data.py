@@ -73,7 +73,8 @@ def random_pair(config: TrainConfig, shapes_probability: float | None = None) ->
 
 def stage_samplers(config: TrainConfig, sources: list[SourceVolume]) -> dict[str, PairSampler | MixedSampler]:
     """``pretrain``: every source (two-view and two-contrast pairs); ``finetune``: label sources,
-    plus real intensity volumes for ``finetune_real_fraction`` of the pairs (no shapes among those)."""
+    plus real intensity volumes for ``finetune_real_fraction`` of the pairs (no shapes among those);
+    ``pixel`` (the pixel head's stage): the fine-tuning pairs."""
     labels = [s for s in sources if s.kind is SourceKind.LABELS]
     finetune: PairSampler | MixedSampler = PairSampler(labels, random_pair(config))
     real = [s for s in sources if s.kind is SourceKind.INTENSITY]
@@ -81,7 +82,7 @@ def stage_samplers(config: TrainConfig, sources: list[SourceVolume]) -> dict[str
     if fraction > 0 and real:
         real_sampler = PairSampler(real, random_pair(config, shapes_probability=0.0))
         finetune = MixedSampler([finetune, real_sampler], (1.0 - fraction, fraction))
-    return {"pretrain": PairSampler(sources, random_pair(config)), "finetune": finetune}
+    return {"pretrain": PairSampler(sources, random_pair(config)), "finetune": finetune, "pixel": finetune}
 
 
 def heldout_sampler(config: TrainConfig, sources: list[SourceVolume] | None = None) -> PairSampler:

@@ -123,6 +123,53 @@ def dense_contrastive_loss(
     return info_nce(desc0, desc1, temperature, far, hardest_negatives)
 
 
+def window_offsets(radius_px: int, like: Tensor) -> Tensor:
+    """The ``(K, 2)`` integer offsets (x, y) of a ``(2 r + 1)^2`` window, row-major; the centre is
+    entry ``K // 2``."""
+    steps = torch.arange(-radius_px, radius_px + 1, dtype=like.dtype, device=like.device)
+    y, x = torch.meshgrid(steps, steps, indexing="ij")
+    return torch.stack([x.reshape(-1), y.reshape(-1)], dim=1)
+
+
+def local_window_nce(
+    desc0: Tensor,
+    desc1: Tensor,
+    flow01_px: Tensor,
+    anchors: Tensor,
+    generator: torch.Generator,
+    n_points: int = 256,
+    radius_px: int = 4,
+    temperature: float = 0.05,
+) -> tuple[Tensor, Tensor]:
+    """Localisation loss of stride-1 descriptors: each anchor against every pixel near its match.
+
+    Anchors are ``n_points`` pixels of image 0 drawn among ``anchors (B, 1, H, W)``; image 1's
+    descriptors are sampled (bilinear) at the true match ``q = p + flow01(p)`` and at ``q + o`` for
+    every integer offset ``o`` of a ``(2 radius_px + 1)^2`` window. The loss is the cross-entropy of
+    a softmax over the window (cosine / ``temperature``) with the target at ``o = 0``: the descriptor
+    must be closer to its match than to any pixel around it, which is what an SSD similarity needs
+    to be lowest exactly at the truth.
+
+    Args:
+        desc0, desc1: ``(B, C, H, W)`` unit-norm descriptors at stride 1.
+        flow01_px: ``(B, 2, H, W)`` true flow (x, y) from image 0 to image 1, pixels.
+
+    Returns:
+        The scalar loss and the share of anchors whose window maximum is at ``o = 0`` (top-1).
+    """
+    points0 = sample_valid_points(anchors, n_points, generator)  # (B, N, 2)
+    points1 = points0 + sample_at_px(flow01_px, points0)  # (B, N, 2)
+    offsets = window_offsets(radius_px, points1)  # (K, 2)
+    batch, count, _ = points1.shape
+    window = (points1[:, :, None] + offsets[None, None]).reshape(batch, -1, 2)  # (B, N K, 2)
+    d0 = sample_at_px(desc0, points0)  # (B, N, C)
+    d1 = F.normalize(sample_at_px(desc1, window).reshape(batch, count, offsets.shape[0], -1), dim=-1)
+    logits = torch.einsum("bnc,bnkc->bnk", d0, d1).reshape(batch * count, -1) / temperature
+    target = torch.full((batch * count,), offsets.shape[0] // 2, device=logits.device)
+    top1 = (logits.argmax(-1) == target).float().mean()
+    return F.cross_entropy(logits, target), top1
+
+
 # --- matching ---------------------------------------------------------------------------------
 
 

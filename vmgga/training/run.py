@@ -60,6 +60,7 @@ def make_record(
         "steps_planned": config.total_steps,
         "pretrain_steps": config.pretrain_steps,
         "finetune_steps": config.finetune_steps,
+        "pixel_steps": config.pixel_steps,
         "batch_size": config.batch_size,
         "crop_size": config.crop_size,
         "data": source_record(sources),
@@ -73,6 +74,8 @@ def make_record(
         "torch": str(torch.__version__),
         "platform": platform.platform(),
         "train_config": config.to_dict(),
+        # the record of the checkpoint this run started from (None for a run from scratch)
+        "init_record": getattr(trainer.model, "record", None) if config.init_weights else None,
     }
 
 

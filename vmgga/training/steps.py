@@ -61,6 +61,36 @@ def pretrain_step(
     return StepOutput(loss, {"loss": loss.item(), "contrastive": loss.item()}, [])
 
 
+#: Pixels of image 0 darker than this are not anchors of the pixel head's loss (background).
+PIXEL_ANCHOR_LEVEL = 0.02
+
+
+def pixel_step(model: MatcherNet, batch: dict, config: TrainConfig, generator: torch.Generator) -> StepOutput:
+    """Stage 3: the stride-1 pixel head alone (:func:`vmgga.training.losses.local_window_nce`).
+
+    The rest of the network is frozen: its outputs are computed without gradients and in eval mode
+    (its batch-norm statistics stay as they are), so its matching does not change.
+    """
+    model.eval()
+    model.pixel_head.train()
+    with torch.no_grad():
+        inputs0 = model.pixel_head_inputs(batch["image0"])
+        inputs1 = model.pixel_head_inputs(batch["image1"])
+    desc0, desc1 = model.pixel_head(*inputs0), model.pixel_head(*inputs1)
+    anchors = batch["valid"].bool() & (batch["image0"] > PIXEL_ANCHOR_LEVEL)
+    loss, top1 = losses.local_window_nce(
+        desc0,
+        desc1,
+        batch["flow01_px"],
+        anchors,
+        generator,
+        n_points=config.pixel_points,
+        radius_px=config.pixel_window_px,
+        temperature=config.pixel_temperature,
+    )
+    return StepOutput(loss, {"loss": loss.item(), "pixel_nce": loss.item(), "pixel_top1": top1.item()}, [])
+
+
 def per_pair_nll(prob: Tensor, index1: Tensor, ok: Tensor) -> list[float]:
     """Matching NLL of each pair of the batch."""
     return [

@@ -8,6 +8,7 @@ buffer and history, so a resumed run continues exactly as an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import time
@@ -25,7 +26,7 @@ from vmgga.synth.pairs import PairSampler, SyntheticPair, collate
 from vmgga.training.config import TrainConfig
 from vmgga.training.curves import write_history
 from vmgga.training.mining import HardExampleBuffer
-from vmgga.training.steps import StepOutput, finetune_step, pretrain_step
+from vmgga.training.steps import StepOutput, finetune_step, pixel_step, pretrain_step
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -40,20 +41,64 @@ def pair_seeds(seed: int, step: int, count: int) -> list[int]:
     return [int(s) for s in np.random.SeedSequence([seed, step]).generate_state(count)]
 
 
+#: Matcher fields that ``TrainConfig.matcher`` may add to an ``init_weights`` checkpoint (a new head).
+PIXEL_HEAD_FIELDS = ("pixel_dim", "pixel_width")
+
+
 def build_model(config: TrainConfig) -> MatcherNet:
-    """The matcher to train: ``config.init_weights`` if given, else fresh weights from ``config.seed``."""
+    """The matcher to train: ``config.init_weights`` if given, else fresh weights from ``config.seed``.
+
+    A checkpoint without a pixel head gets a fresh one when ``config.matcher`` asks for it
+    (``pixel_dim`` > 0); every other weight is the checkpoint's.
+
+    Raises:
+        ConfigError: if ``config.matcher`` changes any other field of an ``init_weights`` checkpoint's
+            architecture, or a pixel head that the checkpoint already has.
+    """
     torch.manual_seed(config.seed)
-    if config.init_weights:
-        return MatcherNet.from_checkpoint(config.init_weights).train()
-    return MatcherNet(matcher_config_from_dict(dict(config.matcher)))
+    if not config.init_weights:
+        return MatcherNet(matcher_config_from_dict(dict(config.matcher)))
+    model = MatcherNet.from_checkpoint(config.init_weights)
+    added = {k: v for k, v in config.matcher.items() if k in PIXEL_HEAD_FIELDS}
+    if not added.get("pixel_dim") or model.has_pixel_head:
+        return model.train()
+    grown = MatcherNet(dataclasses.replace(model.config, **added))
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("pixel_head.") for k in missing):
+        raise ConfigError(
+            f"{config.init_weights} does not fit a pixel head: missing {missing}, unexpected {unexpected}"
+        )
+    grown.record = model.record
+    return grown.train()
+
+
+def stage_bounds(config: TrainConfig) -> list[tuple[str, int, int]]:
+    """``(stage, first step, length)`` of pre-training, fine-tuning and the pixel head, in order."""
+    lengths = (
+        ("pretrain", config.pretrain_steps),
+        ("finetune", config.finetune_steps),
+        ("pixel", config.pixel_steps),
+    )
+    bounds, first = [], 0
+    for name, length in lengths:
+        bounds.append((name, first, length))
+        first += length
+    return bounds
+
+
+def stage_at(step: int, config: TrainConfig) -> str:
+    """The stage that step ``step`` belongs to (the last one beyond the end)."""
+    for name, first, length in stage_bounds(config):
+        if step < first + length:
+            return name
+    return "pixel" if config.pixel_steps else "finetune"
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
     """Per-stage linear warm-up then cosine decay to 10 % of the peak learning rate."""
-    if step < config.pretrain_steps:
-        local, length = step, config.pretrain_steps
-    else:
-        local, length = step - config.pretrain_steps, config.finetune_steps
+    name = stage_at(step, config)
+    _, first, length = next(b for b in stage_bounds(config) if b[0] == name)
+    local = step - first
     warmup = max(1, min(config.warmup_steps, length // 4))
     if local < warmup:
         return (local + 1) / warmup
@@ -131,6 +176,10 @@ class Trainer:
         self.prefetcher = PairPrefetcher(self.samplers, workers) if workers > 0 else None
         self.model = (self.model or build_model(self.config)).to(self.device)
         check_pretraining_has_parameters(self.model, self.config)
+        if self.config.pixel_steps > 0 and not self.model.has_pixel_head:
+            raise ConfigError(
+                f"pixel_steps={self.config.pixel_steps} needs a pixel head: set matcher.pixel_dim > 0"
+            )
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             params, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
@@ -142,10 +191,10 @@ class Trainer:
 
     @property
     def stage(self) -> str:
-        return "pretrain" if self.step < self.config.pretrain_steps else "finetune"
+        return stage_at(self.step, self.config)
 
     def stage_of(self, step: int) -> str:
-        return "pretrain" if step < self.config.pretrain_steps else "finetune"
+        return stage_at(step, self.config)
 
     def fresh_seeds(self, step: int) -> list[int]:
         """The fresh (not hard-example) pair seeds of ``step`` when the hard buffer is full enough."""
@@ -178,7 +227,7 @@ class Trainer:
         batch = {k: v.to(self.device) for k, v in self._batch(stage, seeds).items()}
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed * 1_000_003 + self.step)
         self.model.train()
-        run = pretrain_step if stage == "pretrain" else finetune_step
+        run = {"pretrain": pretrain_step, "finetune": finetune_step, "pixel": pixel_step}[stage]
         learning_rate = self.optimizer.param_groups[0]["lr"]
         output: StepOutput = run(self.model, batch, self.config, generator)
         self.optimizer.zero_grad(set_to_none=True)
