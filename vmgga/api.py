@@ -20,11 +20,12 @@ import torch
 
 import vmgga
 from vmgga.affine.mattes import estimate_affine
-from vmgga.config import Modality, RegistrationConfig, make_config
+from vmgga.config import DenseConfig, Modality, RegistrationConfig, make_config
 from vmgga.dense.memory import estimate_dense_memory_bytes
 from vmgga.dense.stage import estimate_dense_field, for_ct_and_mr, with_physical_control_grid
 from vmgga.errors import ConfigError
 from vmgga.export.itk_transform import bspline_transform, composite_transform
+from vmgga.features.base import with_resolved_features
 from vmgga.field.bspline import displacement_on, spline_fitted_to_field
 from vmgga.field.jacobian import jacobian_determinant, jacobian_summary
 from vmgga.field.resample import resample_moving
@@ -46,6 +47,16 @@ from vmgga.result import RegistrationResult
 from vmgga.threads import beside
 
 ImageSource = str | os.PathLike | sitk.Image
+
+
+def _features_note(config: DenseConfig) -> str:
+    """The report's note on what ``dense.features.backend=auto`` resolved to (the learned path)."""
+    features = config.features
+    return (
+        f"dense.features.backend auto -> {features.backend}: the learned network's stride-1 pixel "
+        f"descriptors (slicing axes {list(features.pixel_axes)}) join MIND-SSC in the Adam loss, weight "
+        f"{features.pixel_weight:g} (dense.features.pixel_weight)"
+    )
 
 
 def register(
@@ -145,6 +156,10 @@ def register(
                 f"{instance.final_learning_rate:g} (dense.instance.ct_mr_*)"
             )
         dense_config = with_physical_control_grid(dense_config, min(grid.spacing_mm))
+        resolved = with_resolved_features(dense_config)
+        if resolved.features.backend not in (dense_config.features.backend, "mind"):
+            grid_notes.append(_features_note(resolved))
+        dense_config = resolved
         if not dense_config.instance.compare_air:
             grid_notes.append(
                 f"air compared only within {dense_config.instance.tissue_margin_vox} similarity voxels "

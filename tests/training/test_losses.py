@@ -132,3 +132,26 @@ def test_dense_contrastive_is_low_for_matching_features_and_high_for_shuffled():
     same = losses.dense_contrastive_loss(feature, feature, flow, valid, 1, gen, 64, 0.07, 1.5, 16)
     other = losses.dense_contrastive_loss(feature, torch.randn(1, 16, 16, 16), flow, valid, 1, gen, 64, 0.07)
     assert same.item() < 0.05 < other.item()
+
+
+def test_local_window_nce_rewards_descriptors_that_peak_at_the_true_match():
+    """Random unit descriptors, image 0 = image 1 shifted by (3, -2) px: with the true flow every
+    anchor's window maximum is at its match (top-1 = 1, loss ~ 0); told a flow one pixel off, none is."""
+    from vmgga.training.losses import local_window_nce
+
+    torch.manual_seed(0)
+    desc1 = torch.nn.functional.normalize(torch.randn(1, 32, 40, 40), dim=1)
+    shift_x, shift_y = 3, -2
+    desc0 = torch.roll(desc1, shifts=(-shift_y, -shift_x), dims=(2, 3))  # desc0(p) = desc1(p + shift)
+    anchors = torch.zeros(1, 1, 40, 40, dtype=torch.bool)
+    anchors[..., 8:30, 8:30] = True  # away from the wrap-around of roll and the window's reach
+    truth = torch.zeros(1, 2, 40, 40)
+    truth[:, 0], truth[:, 1] = shift_x, shift_y
+    loss, top1 = local_window_nce(desc0, desc1, truth, anchors, torch.Generator().manual_seed(1), 64, 3, 0.05)
+    assert float(top1) == 1.0 and float(loss) < 1e-3
+    off = truth.clone()
+    off[:, 0] += 1
+    loss_off, top1_off = local_window_nce(
+        desc0, desc1, off, anchors, torch.Generator().manual_seed(1), 64, 3, 0.05
+    )
+    assert float(top1_off) == 0.0 and float(loss_off) > 5.0
