@@ -39,8 +39,12 @@ class Method(str, Enum):
 
     IDENTITY = "identity"
     VMGGA_MIND = "vmgga-mind"  # ours, training-free: MIND cost volume + convex, Adam on MIND
-    VMGGA_LEARNED = "vmgga-learned"  # ours, learned VMGGA matcher, then Adam on MIND (needs weights)
-    VMGGA_FUSED = "vmgga-fused"  # ours, learned matcher and MIND cost volume fused, then Adam on MIND
+    # ours, the learned path as `--matcher vmgga` runs it: learned matches, then Adam on MIND + the
+    # network's stride-1 pixel descriptors (dense.features.backend auto; on MIND alone for a network
+    # without a pixel head)
+    VMGGA_LEARNED = "vmgga-learned"
+    VMGGA_FUSED = "vmgga-fused"  # ours, as `--matcher fused`: learned and MIND matches fused, Adam as above
+    VMGGA_LEARNED_START = "vmgga-learned-start"  # learned matches, then Adam on MIND only (before session 9)
     VMGGA_MIND_MATCHES = "vmgga-mind-matches"  # diagnostic: MIND cost volume fitted, no Adam
     VMGGA_LEARNED_MATCHES = "vmgga-learned-matches"  # diagnostic: learned matches fitted, no Adam
     VMGGA_HYBRID = "vmgga-hybrid"  # ours, learned VMGGA matcher, then Adam on MIND + learned features
@@ -201,8 +205,9 @@ def run_convexadam(fixed_path: Path, moving_path: Path, out_dir: Path, options: 
 #: Dense-stage settings of each of our methods (on top of the preset).
 VMGGA_VARIANTS: dict[str, dict[str, Any]] = {
     Method.VMGGA_MIND.value: {"dense.features.backend": "mind", "dense.matching.matcher": "cost_volume"},
-    Method.VMGGA_LEARNED.value: {"dense.features.backend": "mind", "dense.matching.matcher": "vmgga"},
-    Method.VMGGA_FUSED.value: {"dense.features.backend": "mind", "dense.matching.matcher": "fused"},
+    Method.VMGGA_LEARNED.value: {"dense.matching.matcher": "vmgga"},
+    Method.VMGGA_FUSED.value: {"dense.matching.matcher": "fused"},
+    Method.VMGGA_LEARNED_START.value: {"dense.features.backend": "mind", "dense.matching.matcher": "vmgga"},
     Method.VMGGA_HYBRID.value: {"dense.features.backend": "mind+vmgga", "dense.matching.matcher": "vmgga"},
     Method.VMGGA_MIND_MATCHES.value: {
         "dense.matching.matcher": "cost_volume",

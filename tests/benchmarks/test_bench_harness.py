@@ -120,6 +120,7 @@ def test_our_benchmark_variants_are_valid_configs_with_the_named_matcher():
         "vmgga-mind": "cost_volume",
         "vmgga-learned": "vmgga",
         "vmgga-fused": "fused",
+        "vmgga-learned-start": "vmgga",
         "vmgga-hybrid": "vmgga",
         "vmgga-mind-matches": "cost_volume",
         "vmgga-learned-matches": "vmgga",
