@@ -118,19 +118,25 @@ def make_pairs(folder: Path, seeds: list[int], tmp: Path) -> list[stroke.Pair]:
 def command_rows(
     pairs: list[stroke.Pair], presets: list[str], threads: int, tmp: Path, device: str = "cpu"
 ) -> list[dict]:
-    """Whole ``vmgga register`` command per preset and pair: time, peak RSS, outputs, TRE."""
+    """Whole ``vmgga register`` command per preset and pair: time, peak RSS, outputs, TRE.
+
+    A preset may name a matcher too, ``PRESET:MATCHER`` (``fast:vmgga`` runs ``--preset fast
+    --matcher vmgga``, the learned path)."""
     rows = []
     for pair in pairs:
-        for preset in presets:
-            out = tmp / "cmd" / pair.name / preset
+        for spec in presets:
+            preset, _, matcher = spec.partition(":")
+            out = tmp / "cmd" / pair.name / spec.replace(":", "-")
             load = load_average()
+            extra = ["--matcher", matcher] if matcher else []
             run = run_register(
                 pair.fixed_path,
                 pair.moving_path,
                 out,
-                ["--preset", preset, "--threads", str(threads), "--device", device],
+                ["--preset", preset, "--threads", str(threads), "--device", device, *extra],
             )
-            row = {"method": f"vmgga {preset} (command)", "pair": pair.name, "load_before": load[0]}
+            label = f"{preset} --matcher {matcher}" if matcher else preset
+            row = {"method": f"vmgga {label} (command)", "pair": pair.name, "load_before": load[0]}
             if run.returncode != 0:
                 rows.append({**row, "status": f"failed: {run.stderr_tail[-300:]}"})
                 continue
@@ -154,7 +160,7 @@ def command_rows(
                     "timings_s": run.timings_s,
                 }
             )
-            print(f"{pair.name} {preset}: {_short(rows[-1])}", flush=True)
+            print(f"{pair.name} {spec}: {_short(rows[-1])}", flush=True)
     return rows
 
 
@@ -176,9 +182,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pairs", type=int, default=None, help="use only the first N pairs")
     parser.add_argument("--preset", default="fast", help="our preset for --methods (fast | accurate)")
     parser.add_argument(
-        "--presets", nargs="*", default=["fast", "accurate"], help="presets timed as a command"
+        "--presets",
+        nargs="*",
+        default=["fast", "accurate"],
+        help="presets timed as a command; PRESET:MATCHER adds --matcher (fast:vmgga: the learned path)",
     )
     parser.add_argument("--command-only", action="store_true", help="only the whole-command runs of ours")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="dotted override of the vmgga-* methods, e.g. dense.features.pixel_weight=1 (repeatable)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="vmgga register --device (whole-command rows)")
     parser.add_argument("--name", default="fullsize_brain")
@@ -193,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     folder = common.skip_if_missing(DATASET, [f"{n}.nii.gz" for n in LESION_SHIFT])
     common.set_threads(args.threads)
     methods = [] if args.command_only else peers.parse_methods(args.methods)
-    options = peers.PeerOptions(threads=args.threads, preset=args.preset)
+    options = peers.PeerOptions(
+        threads=args.threads, preset=args.preset, vmgga_overrides=peers.parse_overrides(args.set)
+    )
     unavailable = peers.preload(methods, options)
     methods = [m for m in methods if m not in unavailable]
     info = common.machine_info(args.threads)

@@ -35,6 +35,8 @@ def value_at(config: RegistrationConfig, dotted: str):
 FAST_INSTANCE = InstanceConfig(
     grid_spacing_mm=12.0, sample_fraction=0.05, learning_rate=0.1, final_learning_rate=0.03
 )
+#: fast's learned matcher (--matcher vmgga|fused) runs on half-size volumes
+FAST_MATCHING = MatchingConfig(learned_pool_factor=2)
 
 
 def test_fast_is_the_defaults_with_a_coarser_control_grid_fewer_samples_and_smaller_steps():
@@ -42,7 +44,7 @@ def test_fast_is_the_defaults_with_a_coarser_control_grid_fewer_samples_and_smal
     assert config.preset == "fast"
     assert config.preprocess == PreprocessConfig()
     assert config.affine == AffineConfig()
-    assert config.dense == DenseConfig(instance=FAST_INSTANCE)
+    assert config.dense == DenseConfig(instance=FAST_INSTANCE, matching=FAST_MATCHING)
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -69,7 +71,7 @@ def test_override_forms_are_equivalent():
     part = make_config(**{"dense.instance": {"iterations": 7}}, affine={"enabled": False})
     # a whole section replaces the preset's section, so it names the preset's matcher itself
     as_dataclass = make_config(
-        dense=DenseConfig(instance=dataclasses.replace(FAST_INSTANCE, iterations=7)),
+        dense=DenseConfig(instance=dataclasses.replace(FAST_INSTANCE, iterations=7), matching=FAST_MATCHING),
         affine=AffineConfig(enabled=False),
     )
     assert dotted == nested == part == as_dataclass

@@ -298,6 +298,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # within about 1 mm, and the large first steps (6 mm on this grid) threw it away. Full-size dev
     # pairs 0.496 -> 0.441 mm, stroke 0.477 -> 0.458 mm (s5_tune_fs_step.md, s5_stroke_step01.md).
     Preset.FAST.value: {
+        # --matcher vmgga|fused: the learned matches on half-size volumes. With the pixel descriptors in
+        # the Adam loss the start matters little: stroke 0.405 vs 0.403 mm at 3.3 vs 4.9 s a pair
+        # (benchmarks/results/s9_stroke_learned_path*.md)
+        "dense.matching.learned_pool_factor": 2,
         "dense.instance.grid_spacing_mm": 12.0,
         "dense.instance.sample_fraction": 0.05,
         "dense.instance.learning_rate": 0.1,
