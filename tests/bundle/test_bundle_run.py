@@ -84,7 +84,7 @@ def test_cli_one_pair_dicom_vs_nifti_matches_library(library_outputs, tmp_path):
     assert process.returncode == 0, process.stderr[-3000:]
     _assert_same_outputs(out, library_outputs)
     report = json.loads((out / "report.json").read_text())
-    assert report["config"]["device"] == "cpu" and report["config"]["dense"]["features"]["backend"] == "mind"
+    assert report["config"]["device"] == "cpu" and report["config"]["dense"]["features"]["backend"] == "auto"
 
 
 def test_datalist_runs_two_pairs(library_outputs, tmp_path):
