@@ -139,7 +139,10 @@ def test_matcher_and_features_options_reach_the_config():
     dense = config_from_args(args).dense
     assert (dense.matching.matcher, dense.features.backend) == ("vmgga", "mind+vmgga")
     default = config_from_args(parser.parse_args(["f.nii", "m.nii", "-o", "out"])).dense
-    assert (default.matching.matcher, default.features.backend) == ("auto", "mind")  # the preset's
+    assert (default.matching.matcher, default.features.backend) == (
+        "auto",
+        "auto",
+    )  # the preset's: auto resolves to mind for the cost volume
 
 
 def test_register_report_judges_a_good_pair_ok(registered):
