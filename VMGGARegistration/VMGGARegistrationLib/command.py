@@ -21,9 +21,9 @@ class Preset(str, Enum):
 class Matcher(str, Enum):
     """``--matcher`` values of ``vmgga register``; ``preset`` leaves the option out (the preset's)."""
 
-    PRESET = "preset"  # fast: fused; accurate and inter_patient: cost_volume
-    FUSED = "fused"  # the learned VMGGA matcher and the MIND cost volume, fused by confidence
-    VMGGA = "vmgga"  # the learned matcher alone
+    PRESET = "preset"  # the preset's matcher: cost_volume in every preset
+    FUSED = "fused"  # the learned path with the learned and MIND cost-volume matches fused by confidence
+    VMGGA = "vmgga"  # the learned path: learned matches, pixel descriptors with MIND in the refinement
     COST_VOLUME = "cost_volume"  # training-free MIND-SSC search, needs no weights
 
 
