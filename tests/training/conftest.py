@@ -39,6 +39,29 @@ TINY_RUN = {
 }
 
 
+def tiny_train_config(**overrides):
+    """A :class:`TrainConfig` small enough for in-process trainer tests (2 + 4 steps of 2 crops of
+    32 px on :data:`TINY_MATCHER`), with ``overrides``."""
+    from vmgga.training.config import TrainConfig
+
+    values = dict(
+        batch_size=2,
+        crop_size=32,
+        pretrain_steps=2,
+        finetune_steps=4,
+        contrastive_points=32,
+        hardest_negatives=8,
+        hard_fraction=0.5,
+        hard_buffer_size=4,
+        warmup_steps=1,
+        checkpoint_every=100,
+        matcher=TINY_MATCHER,
+        eval_pairs=0,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
 def blob_labels(seed: int, shape=(24, 32, 32), n_labels: int = 6) -> np.ndarray:
     """Smooth random label volume with ``n_labels`` labels (0 = background)."""
     noise = np.random.default_rng(seed).normal(size=(n_labels, *shape))

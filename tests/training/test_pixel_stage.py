@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tests.training.conftest import TINY_MATCHER
+from tests.training.conftest import TINY_MATCHER, tiny_train_config
 from vmgga.errors import ConfigError
 from vmgga.models.checkpoint import save_checkpoint
 from vmgga.models.config import matcher_config_from_dict
@@ -20,20 +20,10 @@ torch.set_num_threads(1)
 
 
 def _config(**kw) -> TrainConfig:
-    values = dict(
-        batch_size=2,
-        crop_size=32,
-        pretrain_steps=0,
-        finetune_steps=0,
-        pixel_steps=3,
-        pixel_points=32,
-        warmup_steps=1,
-        checkpoint_every=100,
-        matcher=TINY_MATCHER,
-        eval_pairs=0,
+    """The trainer tests' tiny config, the pixel head's stage alone."""
+    return tiny_train_config(
+        **{"pretrain_steps": 0, "finetune_steps": 0, "pixel_steps": 3, "pixel_points": 32, **kw}
     )
-    values.update(kw)
-    return TrainConfig(**values)
 
 
 def _checkpoint(tmp_path, **matcher):

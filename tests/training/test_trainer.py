@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.training.conftest import TINY_MATCHER
+from tests.training.conftest import TINY_MATCHER, tiny_train_config
 from vmgga.errors import ConfigError
 from vmgga.models.config import matcher_config_from_dict
 from vmgga.models.network import MatcherNet
-from vmgga.training.config import TrainConfig, load_train_config
+from vmgga.training.config import load_train_config
 from vmgga.training.data import stage_samplers
 from vmgga.training.mining import HardExampleBuffer
 from vmgga.training.steps import finetune_step
@@ -18,27 +18,8 @@ from vmgga.training.trainer import Trainer
 torch.set_num_threads(1)
 
 
-def _tiny_config(**kw) -> TrainConfig:
-    values = dict(
-        batch_size=2,
-        crop_size=32,
-        pretrain_steps=2,
-        finetune_steps=4,
-        contrastive_points=32,
-        hardest_negatives=8,
-        hard_fraction=0.5,
-        hard_buffer_size=4,
-        warmup_steps=1,
-        checkpoint_every=100,
-        matcher=TINY_MATCHER,
-        eval_pairs=0,
-    )
-    values.update(kw)
-    return TrainConfig(**values)
-
-
 def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(label_sources):
-    config = _tiny_config()
+    config = tiny_train_config()
     batch = stage_samplers(config, label_sources)["finetune"].batch([1, 2])
     torch.manual_seed(0)
     model = MatcherNet(matcher_config_from_dict(TINY_MATCHER))
@@ -54,7 +35,7 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(label_sources):
 
 
 def test_resume_continues_identically(label_sources, tmp_path):
-    config = _tiny_config()
+    config = tiny_train_config()
     straight = Trainer(config, stage_samplers(config, label_sources))
     for _ in range(config.total_steps):
         straight.train_step()
@@ -100,7 +81,7 @@ def test_init_weights_start_from_a_checkpoint(label_sources, tmp_path):
     torch.manual_seed(5)
     source = MatcherNet(matcher_config_from_dict(TINY_MATCHER))
     path = save_checkpoint(source, tmp_path / "start.pt", {"note": "test"})
-    config = _tiny_config(init_weights=str(path), seed=1)
+    config = tiny_train_config(init_weights=str(path), seed=1)
     trainer = Trainer(config, stage_samplers(config, label_sources))
     for key, value in source.state_dict().items():
         assert torch.equal(value, trainer.model.state_dict()[key]), key
@@ -110,10 +91,10 @@ def test_init_weights_start_from_a_checkpoint(label_sources, tmp_path):
 def test_no_visual_guidance_refuses_pretraining_and_fine_tunes(label_sources):
     """The MIND-only encoder has no parameters: stage 1 is refused clearly; stage 2 still learns."""
     matcher = {**TINY_MATCHER, "use_visual_guidance": False}
-    samplers = stage_samplers(_tiny_config(), label_sources)
+    samplers = stage_samplers(tiny_train_config(), label_sources)
     with pytest.raises(ConfigError, match="set pretrain_steps: 0"):
-        Trainer(_tiny_config(matcher=matcher), samplers)
-    trainer = Trainer(_tiny_config(matcher=matcher, pretrain_steps=0), samplers)
+        Trainer(tiny_train_config(matcher=matcher), samplers)
+    trainer = Trainer(tiny_train_config(matcher=matcher, pretrain_steps=0), samplers)
     before = [p.detach().clone() for p in trainer.model.parameters()]
     row = trainer.train_step()
     assert row["stage"] == "finetune"

@@ -57,6 +57,15 @@ def sample_valid_points(valid: Tensor, n_points: int, generator: torch.Generator
     return ijk_from_flat(index, (height, width)).float()  # (B, N, 2) (x, y)
 
 
+def anchors_and_matches(
+    allowed: Tensor, flow01_px: Tensor, n_points: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """``n_points`` anchor pixels ``(B, N, 2)`` of image 0 drawn among ``allowed (B, 1, H, W)``, and
+    their true matches in image 1, ``anchor + flow01(anchor)`` (bilinear), both (x, y)."""
+    points0 = sample_valid_points(allowed, n_points, generator)
+    return points0, points0 + sample_at_px(flow01_px, points0)
+
+
 # --- contrastive ------------------------------------------------------------------------------
 
 
@@ -116,8 +125,7 @@ def dense_contrastive_loss(
     positions; negatives are the other points' image-1 positions farther than
     ``exclusion_radius_px`` from the positive, of which the ``hardest_negatives`` most similar count.
     """
-    points0 = sample_valid_points(valid, n_points, generator)  # (B, N, 2)
-    points1 = points0 + sample_at_px(flow01_px, points0)  # (B, N, 2)
+    points0, points1 = anchors_and_matches(valid, flow01_px, n_points, generator)
     desc0, desc1 = sample_at_px(feature0, points0, stride), sample_at_px(feature1, points1, stride)
     far = torch.cdist(points1, points1) > exclusion_radius_px  # (B, N, N)
     return info_nce(desc0, desc1, temperature, far, hardest_negatives)
@@ -157,8 +165,7 @@ def local_window_nce(
     Returns:
         The scalar loss and the share of anchors whose window maximum is at ``o = 0`` (top-1).
     """
-    points0 = sample_valid_points(anchors, n_points, generator)  # (B, N, 2)
-    points1 = points0 + sample_at_px(flow01_px, points0)  # (B, N, 2)
+    points0, points1 = anchors_and_matches(anchors, flow01_px, n_points, generator)
     offsets = window_offsets(radius_px, points1)  # (K, 2)
     batch, count, _ = points1.shape
     window = (points1[:, :, None] + offsets[None, None]).reshape(batch, -1, 2)  # (B, N K, 2)
