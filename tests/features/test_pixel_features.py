@@ -10,7 +10,11 @@ from vmgga.config import DenseConfig, FeatureConfig, MatchingConfig, make_config
 from vmgga.errors import ConfigError, InputError
 from vmgga.features.base import resolve_feature_backend
 from vmgga.features.hybrid import HybridFeatureExtractor
-from vmgga.features.learned import LearnedFeatureExtractor
+from vmgga.features.learned import (
+    LearnedFeatureExtractor,
+    describe_pixels_channels_last,
+    use_channels_last,
+)
 from vmgga.features.mind import MindSscExtractor
 from vmgga.models.checkpoint import save_checkpoint
 from vmgga.models.config import MatcherConfig
@@ -55,6 +59,20 @@ def test_the_head_reads_the_image_its_mind_and_the_first_level_at_the_pixels():
     torch.testing.assert_close(got_level[..., 5, 9], expected)
 
 
+def test_the_channels_last_layout_changes_the_speed_not_the_descriptors():
+    """The extractor runs the encoder and head in channels-last layout; a default-layout copy of the
+    same network gives the same descriptors, and the weights keep their values."""
+    reference, model = _model(), _model()
+    use_channels_last(model)
+    for (name, a), (_, b) in zip(reference.named_parameters(), model.named_parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert model.pixel_head.net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    slices = torch.rand(5, 1, 19, 26)
+    torch.testing.assert_close(
+        describe_pixels_channels_last(model, slices), reference.describe_pixels(slices), atol=1e-5, rtol=0
+    )
+
+
 def test_a_network_without_the_head_says_so():
     with pytest.raises(InputError, match="no stride-1 pixel head"):
         _model(pixel_dim=0).describe_pixels(torch.rand(1, 1, 16, 16))
@@ -67,7 +85,7 @@ def test_the_feature_volume_is_each_slice_described_and_follows_a_shift_across_s
     """Every slice along the axis is described (no interpolation), so moving the volume by one slice
     moves its features by one slice: what the Adam loss needs to see through-plane motion too."""
     model, volume = _model(), torch.rand(1, 1, 6, 16, 24)
-    extractor = LearnedFeatureExtractor(DenseConfig(), model=model)
+    extractor = LearnedFeatureExtractor(DenseConfig(), model=_model())  # its own copy, channels-last
     assert extractor.uses_pixels and extractor.channels == 4
     features = extractor.extract(volume)
     for k in range(6):
