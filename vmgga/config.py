@@ -120,7 +120,7 @@ class FeatureConfig:
     pixel_weight: float = 3.0
     # pixel descriptors: the slicing axes (0 = D/k, 1 = H/j, 2 = W/i), every slice (no interpolation,
     # which would break their shift-equivariance across slices); several axes are concatenated
-    pixel_axes: tuple[int, ...] = (0,)
+    pixel_axes: tuple[int, ...] = (0, 1, 2)
     # 2.5D networks (learned features and matcher, DINOv2): run the 2D network on every n-th slice,
     # interpolate between
     slice_step_vox: int = 4

@@ -85,7 +85,8 @@ def test_the_feature_volume_is_each_slice_described_and_follows_a_shift_across_s
     """Every slice along the axis is described (no interpolation), so moving the volume by one slice
     moves its features by one slice: what the Adam loss needs to see through-plane motion too."""
     model, volume = _model(), torch.rand(1, 1, 6, 16, 24)
-    extractor = LearnedFeatureExtractor(DenseConfig(), model=_model())  # its own copy, channels-last
+    config = DenseConfig(features=FeatureConfig(pixel_axes=(0,)))
+    extractor = LearnedFeatureExtractor(config, model=_model())  # its own copy, channels-last
     assert extractor.uses_pixels and extractor.channels == 4
     features = extractor.extract(volume)
     for k in range(6):
@@ -103,8 +104,11 @@ def test_several_axes_are_concatenated_with_unit_norm_overall():
     features = extractor.extract(volume)
     assert features.shape == (1, 8, 8, 16, 24) and extractor.channels == 8
     torch.testing.assert_close(features.norm(dim=1), torch.ones(1, 8, 16, 24), atol=1e-5, rtol=0)
-    axial = LearnedFeatureExtractor(DenseConfig(), model=model).extract(volume)
-    torch.testing.assert_close(features[:, :4] * 2**0.5, axial, atol=1e-5, rtol=0)
+    for family, axis in enumerate((0, 2)):
+        alone = DenseConfig(features=FeatureConfig(pixel_axes=(axis,)))
+        expected = LearnedFeatureExtractor(alone, model=model).extract(volume)
+        got = features[:, 4 * family : 4 * family + 4] * 2**0.5
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
 def test_the_hybrid_weighs_pixel_descriptors_by_pixel_weight():

@@ -119,3 +119,16 @@ def test_local_expectation_is_exact_for_a_symmetric_peak():
     offset, peak, mass = local_expectation(logits, offsets)
     torch.testing.assert_close(offset[0, :, 0, 0], target)
     assert 0 < float(peak) <= float(mass) <= 1
+
+
+def test_first_level_is_the_pyramid_s_first_level_without_the_coarser_stages():
+    from vmgga.models.config import MatcherConfig
+    from vmgga.models.encoder import CnnEncoder, MindEncoder
+
+    torch.manual_seed(0)
+    image = torch.rand(2, 1, 16, 24)
+    mind = mind_ssc_2d(image, 1, 2)
+    for encoder in (CnnEncoder(MatcherConfig()).eval(), MindEncoder(MatcherConfig())):
+        pyramid = encoder(image, mind)
+        assert len(pyramid) == 3
+        torch.testing.assert_close(encoder.first_level(image, mind), pyramid[0], rtol=0, atol=0)

@@ -41,7 +41,10 @@ def weighted_concat(mind: Tensor, learned: Tensor, weight: float) -> Tensor:
         raise ConfigError(
             f"MIND {tuple(mind.shape)} and learned {tuple(learned.shape)} features differ in size"
         )
-    return torch.cat((mind, learned * math.sqrt(weight)), dim=1)
+    out = mind.new_empty((mind.shape[0], mind.shape[1] + learned.shape[1], *mind.shape[2:]))
+    out[:, : mind.shape[1]] = mind
+    torch.mul(learned, math.sqrt(weight), out=out[:, mind.shape[1] :])  # one pass, no scaled copy
+    return out
 
 
 class HybridFeatureExtractor:

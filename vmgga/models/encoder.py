@@ -73,6 +73,10 @@ class CnnEncoder(nn.Module):
             pyramid.append(x)
         return pyramid
 
+    def first_level(self, image: Tensor, mind: Tensor | None = None) -> Tensor:
+        """``forward(image)[0]`` without the coarser stages (what the pixel head reads)."""
+        return self.stages[0](normalise_image(image))
+
 
 class MindEncoder(nn.Module):
     """The ``mind`` backend: [normalised intensity, MIND] average-pooled to every stride (no weights)."""
@@ -87,6 +91,10 @@ class MindEncoder(nn.Module):
             raise ValueError("the mind encoder needs the MIND descriptor of the image")
         x = torch.cat([normalise_image(image), mind], dim=1)
         return [F.avg_pool2d(x, s) if s > 1 else x for s in self.strides]
+
+    def first_level(self, image: Tensor, mind: Tensor | None = None) -> Tensor:
+        """``forward(image, mind)[0]``."""
+        return self(image, mind)[0]
 
 
 class Dinov2Encoder(nn.Module):
@@ -109,6 +117,10 @@ class Dinov2Encoder(nn.Module):
             resized = F.interpolate(patches, size=size, mode="bilinear", align_corners=False)
             levels.append(projection(resized))
         return levels
+
+    def first_level(self, image: Tensor, mind: Tensor | None = None) -> Tensor:
+        """``forward(image, mind)[0]``."""
+        return self(image, mind)[0]
 
 
 def _stride_ratios(strides: tuple[int, ...]) -> list[int]:

@@ -160,7 +160,7 @@ class MatcherNet(nn.Module):
         padded, mind = self._prepare(image, mind)
         if mind is None:  # the pixel head reads MIND even where the gate does not
             mind = mind_ssc_2d(padded, self.config.mind_radius, self.config.mind_dilation)
-        level = self.encoder(padded, mind)[0]
+        level = self.encoder.first_level(padded, mind)
         level = upsample_cells(level, self.config.pyramid_strides[0], (h, w))
         return padded[..., :h, :w], mind[..., :h, :w], level
 

@@ -49,9 +49,14 @@ class SlicewiseConfig:
 
 
 def slices_along(volume: Tensor, axis: int) -> Tensor:
-    """``(1, C, D, H, W)`` -> slices ``(N, C, rows, cols)`` along ``axis`` (see module table)."""
+    """``(1, C, D, H, W)`` -> slices ``(N, C, rows, cols)`` along ``axis`` (see module table), a copy."""
+    return slice_view(volume, axis).contiguous()
+
+
+def slice_view(volume: Tensor, axis: int) -> Tensor:
+    """:func:`slices_along` as a view of ``volume`` (no copy): writing a slice writes the volume."""
     permutations = {0: (1, 0, 2, 3), 1: (2, 0, 1, 3), 2: (3, 0, 1, 2)}
-    return volume[0].permute(*permutations[axis]).contiguous()
+    return volume[0].permute(*permutations[axis])
 
 
 def volume_from_slices(slices: Tensor, axis: int) -> Tensor:
