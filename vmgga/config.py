@@ -119,7 +119,10 @@ class FeatureConfig:
     learned_weight: float = 0.3
     pixel_weight: float = 3.0
     # pixel descriptors: the slicing axes (0 = D/k, 1 = H/j, 2 = W/i), every slice (no interpolation,
-    # which would break their shift-equivariance across slices); several axes are concatenated
+    # which would break their shift-equivariance across slices); several axes are concatenated. All
+    # three: one axis alone misleads MIND on FLAIR -> T2 (full-size dev pairs, 3 seeds: learned path
+    # -3.8 % with (0,), -6.0 % with (0, 1, 2); dense stage (0, 1) -5.0 %, (0, 2) -5.3 %, averaged
+    # axes -3.2 %; docs/training_report.md "Session 10")
     pixel_axes: tuple[int, ...] = (0, 1, 2)
     # 2.5D networks (learned features and matcher, DINOv2): run the 2D network on every n-th slice,
     # interpolate between
