@@ -179,6 +179,16 @@ def test_memory_estimate_counts_the_learned_matcher_and_its_attention():
     assert extra[1] > extra[0]
 
 
+def test_memory_estimate_counts_the_learned_path_s_descriptors():
+    """``--matcher vmgga`` with the default ``auto`` features takes the learned path: MIND plus the
+    shipped network's 8 pixel channels per slicing axis (three axes: 24 more channels) in each of
+    the three full-resolution feature volumes, and the matcher's 13 floats per voxel on top."""
+    shape = (64, 64, 64)
+    plain = estimate_dense_memory_bytes(shape, DenseConfig(matching=MatchingConfig(matcher="cost_volume")))
+    learned = estimate_dense_memory_bytes(shape, DenseConfig(matching=MatchingConfig(matcher="vmgga")))
+    assert learned - plain >= (3 * 8 * 3 + 13) * 64**3 * 4
+
+
 def test_a_wide_empty_border_is_left_out_and_the_field_carried_across_it():
     """The textured volume inside 20 voxels of air per side: the stage runs on the foreground's
     box (the same result as the stage run on that box by hand), still recovers the deformation;

@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 
 from vmgga.config import DenseConfig
+from vmgga.features.base import resolve_feature_backend
 from vmgga.field.resize import padded_shape
 from vmgga.matching.registry import runs_learned_matcher
 
 _FLOAT_BYTES = 4
-_FEATURE_CHANNELS = {"auto": 20, "mind": 12, "vmgga": 64, "dinov2": 384, "mind+vmgga": 44}
+#: Feature channels per concrete backend (``auto`` is resolved first). ``mind+vmgga``: MIND's 12 and
+#: the stride-2 fine descriptors' 32, an upper bound of the learned path's 12 + 8 per pixel axis (36).
+_FEATURE_CHANNELS = {"mind": 12, "vmgga": 64, "dinov2": 384, "mind+vmgga": 44}
 #: The 2.5D learned matcher: full-resolution floats it keeps (per-axis flows and confidences,
 #: interpolated, and the fused result), slices per network call, attention heads, floats per
 #: slice pixel of encoder activations and fine correlation windows, and a margin for the rest
@@ -38,7 +41,7 @@ def estimate_dense_memory_bytes(shape_dhw: tuple[int, int, int], config: DenseCo
     their softmin, the Adam stage's pooled features, sampled voxels and control-grid copies, and
     the full-resolution outputs.
     """
-    channels = _FEATURE_CHANNELS.get(config.features.backend, 64)
+    channels = _FEATURE_CHANNELS.get(resolve_feature_backend(config), 64)
     full = math.prod(shape_dhw)
     features = 3 * channels * full
     candidates = (2 * config.matching.search_radius_steps + 1) ** 3
