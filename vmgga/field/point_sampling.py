@@ -71,7 +71,9 @@ class _Trilinear(torch.autograd.Function):
     def forward(ctx, points_ijk: torch.Tensor, volume: ChannelsLastVolume) -> torch.Tensor:
         base, frac, inside = _cells(points_ijk, volume.shape_dhw)
         offsets = _corner_offsets(volume.shape_dhw, points_ijk.device)
-        corners = volume.rows[base[:, None] + offsets]  # (M, 8, C), corner [k][j][i]
+        # (M * 8, C) rows, corner [k][j][i] of each point; index_select gathers about twice as fast
+        # as advanced indexing with the (M, 8) index (CPU, 12-36 channels)
+        corners = volume.rows.index_select(0, (base[:, None] + offsets).reshape(-1))
         corners = corners.view(-1, 2, 2, 2, corners.shape[-1])
         fi, fj, fk = (frac[:, a].to(corners.dtype) for a in range(3))
         along_i = corners[:, :, :, 1] - corners[:, :, :, 0]  # (M, 2, 2, C): d/di at each (k, j)
