@@ -97,6 +97,26 @@ def test_the_feature_volume_is_each_slice_described_and_follows_a_shift_across_s
     torch.testing.assert_close(shifted[:, :, 1:], features[:, :, :-1], atol=1e-5, rtol=0)
 
 
+def test_every_axis_family_is_each_slice_along_that_axis_described_on_its_own():
+    """A volume with air around a block, all three axes: every slice along every axis, empty or
+    not, has the descriptors the network gives that slice on its own (rows and columns as
+    vmgga.models.slicewise orders them)."""
+    model = _model()
+    volume = torch.zeros(1, 1, 7, 12, 10)
+    volume[:, :, 2:5, 3:9, 4:7] = torch.rand(1, 1, 3, 6, 3) + 0.1
+    extractor = LearnedFeatureExtractor(DenseConfig(), model=_model())  # axes (0, 1, 2)
+    features = extractor.extract(volume) * 3**0.5
+    for k in range(7):
+        expected = model.describe_pixels(volume[:, :, k])[0]
+        torch.testing.assert_close(features[0, 0:4, k], expected, atol=1e-5, rtol=0)
+    for j in range(12):
+        expected = model.describe_pixels(volume[:, :, :, j])[0]  # rows k, cols i
+        torch.testing.assert_close(features[0, 4:8, :, j], expected, atol=1e-5, rtol=0)
+    for i in range(10):
+        expected = model.describe_pixels(volume[:, :, :, :, i])[0]  # rows k, cols j
+        torch.testing.assert_close(features[0, 8:12, :, :, i], expected, atol=1e-5, rtol=0)
+
+
 def test_several_axes_are_concatenated_with_unit_norm_overall():
     model, volume = _model(), torch.rand(1, 1, 8, 16, 24)
     config = DenseConfig(features=FeatureConfig(pixel_axes=(0, 2)))
