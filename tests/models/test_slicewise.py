@@ -11,6 +11,7 @@ from vmgga.models.slicewise import (
     interpolate_slices,
     match_volume,
     sampled_slice_indices,
+    slice_view,
     slices_along,
     volume_from_slices,
 )
@@ -31,6 +32,15 @@ def test_slices_hold_the_expected_voxels_and_invert():
     assert slices_along(volume, 2)[i, 0, k, j] == volume[0, 0, k, j, i]  # rows k, cols j
     for axis in range(3):
         assert torch.equal(volume_from_slices(slices_along(volume, axis), axis), volume)
+
+
+def test_a_slice_view_writes_through_to_the_volume_at_the_same_voxels():
+    for axis in range(3):
+        volume = torch.zeros(1, 2, *SHAPE_DHW)
+        view = slice_view(volume, axis)
+        view[3, 1, 2, 4] = 7.0  # slice 3, channel 1, row 2, column 4
+        voxel = {0: (3, 2, 4), 1: (2, 3, 4), 2: (2, 4, 3)}[axis]  # (k, j, i) as the module table says
+        assert volume[0, 1][voxel] == 7.0 and float(volume.sum()) == 7.0
 
 
 def _position_matcher(image0: torch.Tensor, image1: torch.Tensor):
