@@ -10,11 +10,7 @@ from vmgga.config import DenseConfig, FeatureConfig, MatchingConfig, make_config
 from vmgga.errors import ConfigError, InputError
 from vmgga.features.base import resolve_feature_backend
 from vmgga.features.hybrid import HybridFeatureExtractor
-from vmgga.features.learned import (
-    LearnedFeatureExtractor,
-    describe_pixels_channels_last,
-    use_channels_last,
-)
+from vmgga.features.learned import LearnedFeatureExtractor, use_channels_last
 from vmgga.features.mind import MindSscExtractor
 from vmgga.models.checkpoint import save_checkpoint
 from vmgga.models.config import MatcherConfig
@@ -69,7 +65,7 @@ def test_the_channels_last_layout_changes_the_speed_not_the_descriptors():
     assert model.pixel_head.net[0].weight.is_contiguous(memory_format=torch.channels_last)
     slices = torch.rand(5, 1, 19, 26)
     torch.testing.assert_close(
-        describe_pixels_channels_last(model, slices), reference.describe_pixels(slices), atol=1e-5, rtol=0
+        model.describe_pixels(slices), reference.describe_pixels(slices), atol=1e-5, rtol=0
     )
 
 

@@ -100,12 +100,6 @@ def use_channels_last(model: MatcherNet) -> MatcherNet:
     return model
 
 
-def describe_pixels_channels_last(model: MatcherNet, slices: Tensor) -> Tensor:
-    """:meth:`MatcherNet.describe_pixels` of ``slices (N, 1, r, c)`` run in channels-last layout:
-    ``(N, pixel_dim, r, c)``, contiguous (the same values as the default layout, to rounding)."""
-    return model.describe_pixels(slices.contiguous(memory_format=torch.channels_last)).contiguous()
-
-
 def pixel_feature_volume(
     model: MatcherNet, volume: Tensor, axes: tuple[int, ...], batch_slices: int = PIXEL_BATCH_SLICES
 ) -> Tensor:
@@ -125,5 +119,7 @@ def pixel_feature_volume(
         target = slice_view(out[:, family * dim : (family + 1) * dim], axis)  # (N, dim, rows, cols)
         for start in range(0, slices.shape[0], batch_slices):
             batch = slices[start : start + batch_slices]
-            target[start : start + batch_slices] = describe_pixels_channels_last(model, batch).mul_(scale)
+            # a one-channel slice is already channels-last; the descriptors come out channels-last and
+            # are copied into the permuted view as they are
+            target[start : start + batch_slices] = model.describe_pixels(batch).mul_(scale)
     return out
