@@ -302,8 +302,9 @@ def _working_grid(fixed: Geometry, config: RegistrationConfig) -> tuple[Geometry
     spacing = max(pre.working_spacing_mm, min(fixed.spacing_mm))  # never finer than the fixed image
     grid = working_geometry(fixed, spacing, pre.max_working_voxels)
     cap = _memory_cap_bytes(config)
+    dense = with_resolved_features(config.dense)  # auto may read the checkpoint: once, not per estimate
     notes: list[str] = []
-    while estimate_dense_memory_bytes(grid.shape_dhw, config.dense) > cap:
+    while estimate_dense_memory_bytes(grid.shape_dhw, dense) > cap:
         coarser = grid.spacing_mm[0] * 1.25
         if coarser > 8.0:
             raise ConfigError(
